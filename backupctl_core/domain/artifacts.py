@@ -1,0 +1,61 @@
+"""Values that travel between the pipeline and its plugins."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from attrs import frozen
+
+
+@frozen
+class PluginType:
+    """What a plugin provides: ``kind`` is database, storage, notification or
+    encryption; ``name`` is the value a project config uses (``postgres``)."""
+
+    kind: str
+    name: str
+
+
+@frozen
+class DumpArtifact:
+    path: Path
+    size_bytes: int
+    format: str
+
+
+@frozen
+class VerifyResult:
+    ok: bool
+    detail: str = ""
+
+
+@frozen
+class SyncResult:
+    snapshot_id: str
+    files_new: int = 0
+    files_changed: int = 0
+    bytes_added: int = 0
+
+
+@frozen
+class PruneResult:
+    snapshots_removed: int = 0
+
+
+@frozen
+class Snapshot:
+    id: str
+    time: datetime
+    tags: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+    size_bytes: int | None = None
+
+
+@frozen
+class CheckResult:
+    """One line of a dry run or health check."""
+
+    name: str
+    status: str  # "pass" | "fail" | "warn"
+    detail: str = ""

@@ -1,0 +1,258 @@
+"""The backup pipeline: SPEC's steps 0–12 for one project.
+
+Everything it touches comes in through the ports (``domain.ports``); the
+runtime layer wires real implementations, tests may wire their own.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import TypeVar
+from zoneinfo import ZoneInfo
+
+from backupctl_core.domain.artifacts import DumpArtifact
+from backupctl_core.domain.errors import PluginError
+from backupctl_core.domain.events import (
+    Event,
+    failed_event,
+    started_event,
+    success_event,
+)
+from backupctl_core.domain.ports import AuditLog, Clock, LocalFiles, ProjectPlugins, ShellHooks
+from backupctl_core.domain.records import RunRecord, RunStatus
+from backupctl_core.domain.retry import RetryPolicy
+from backupctl_core.domain.settings import ProjectSettings
+from backupctl_core.domain.stages import Stage
+
+log = logging.getLogger("backupctl.pipeline")
+T = TypeVar("T")
+
+
+class StageFailed(Exception):
+    def __init__(self, stage: Stage, message: str, retries: int, connectivity: bool = False):
+        super().__init__(message)
+        self.stage = stage
+        self.message = message
+        self.retries = retries
+        self.connectivity = connectivity
+
+
+def snapshot_tags(project: str, kind: str) -> list[str]:
+    """SPEC's tags: ``project:{name}`` plus ``backupctl:{kind}``."""
+    return [f"project:{project}", f"backupctl:{kind}"]
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "********")
+    return text
+
+
+class BackupPipeline:
+    def __init__(
+        self,
+        project: ProjectSettings,
+        *,
+        lock: AbstractContextManager[object],
+        audit: AuditLog,
+        plugins: ProjectPlugins,
+        hooks: ShellHooks,
+        files: LocalFiles,
+        clock: Clock,
+        retry: RetryPolicy,
+        timezone: str,
+        secrets: Sequence[str] = (),
+        on_stage: Callable[[Stage], None] = lambda stage: None,
+    ) -> None:
+        self.project = project
+        self.lock = lock
+        self.audit = audit
+        self.plugins = plugins
+        self.hooks = hooks
+        self.files = files
+        self.clock = clock
+        self.retry = retry
+        self.zone = ZoneInfo(timezone)
+        self.secrets = list(secrets)
+        self.on_stage = on_stage
+
+    # -- steps 0 and 12: the lock wraps everything; ``with`` releases it always
+    def run(self) -> RunRecord:
+        with self.lock:
+            return self._run_locked()
+
+    def _run_locked(self) -> RunRecord:
+        started = self.clock.now()
+        start_tick = self.clock.monotonic()
+        record = RunRecord(
+            project_name=self.project.name,
+            started_at=started,
+            snapshot_mode=self.project.restic.snapshot_mode,
+        )
+        self.audit.start_run(record)  # 0b
+        pre_hook_ran = False
+        try:
+            self._enter(record, Stage.NOTIFY_STARTED)
+            self._notify(started_event(record, started.astimezone(self.zone)))
+            if self.project.hooks.pre_backup:
+                self._enter(record, Stage.PRE_HOOK)
+                self._run_hook(record, Stage.PRE_HOOK, self.project.hooks.pre_backup)
+            pre_hook_ran = True
+            self._back_up(record)
+            record.status = RunStatus.SUCCESS
+        except StageFailed as failure:
+            self._fail(record, failure)
+        if pre_hook_ran and self.project.hooks.post_backup:
+            # Runs after failures too: a pre-hook that stopped a service wants
+            # its post-hook to start it again whatever happened in between.
+            self._enter(record, Stage.POST_HOOK)
+            try:
+                self._run_hook(record, Stage.POST_HOOK, self.project.hooks.post_backup)
+            except StageFailed as failure:
+                if record.status is not RunStatus.FAILED:
+                    self._fail(record, failure)
+        record.completed_at = self.clock.now()
+        record.duration_ms = int((self.clock.monotonic() - start_tick) * 1000)
+        self._enter(record, Stage.FINALIZE)
+        self.audit.finish_run(record)
+        self._enter(record, Stage.NOTIFY_RESULT, track=False)
+        local_end = record.completed_at.astimezone(self.zone)
+        if record.status is RunStatus.SUCCESS:
+            db_name = self.project.database.name if self.project.database else None
+            self._notify(success_event(record, db_name, local_end))
+        else:
+            self._notify(failed_event(record, self.retry.retries, local_end))
+        return record
+
+    def _back_up(self, record: RunRecord) -> None:
+        project = self.project
+        dump: DumpArtifact | None = None
+        if project.database is not None:
+            stem = self.files.new_dump_stem(record.started_at)
+            dump = self._stage(record, Stage.DUMP, lambda: self.plugins.dump(stem))
+            record.dump_path = dump.path
+            record.dump_size_bytes = dump.size_bytes
+            if project.verification.enabled:
+                self._stage(record, Stage.VERIFY, lambda: self._verify(dump))
+                record.verified = True
+            if project.encryption_enabled:
+                plain = dump
+                dump = self._stage(record, Stage.ENCRYPT, lambda: self.plugins.encrypt(plain))
+                record.dump_path = dump.path
+                record.encrypted = True
+
+        assets, missing = self.files.split_existing(project.assets.paths)
+        for path in missing:
+            log.warning("%s: asset path %s does not exist, skipped", project.name, path)
+        self._enter(record, Stage.SYNC)
+        self._sync(record, dump, assets)
+        result = self._stage(record, Stage.PRUNE, self.plugins.prune)
+        record.prune_snapshots_removed = result.snapshots_removed
+        now = self.clock.now()
+        record.local_files_cleaned = self._stage(
+            record,
+            Stage.CLEANUP,
+            lambda: self.files.cleanup(project.retention.local_days, now),
+        )
+
+    def _verify(self, dump: DumpArtifact) -> None:
+        result = self.plugins.verify(dump)
+        if not result.ok:
+            raise PluginError(f"dump verification failed: {result.detail}", retryable=False)
+
+    def _sync(self, record: RunRecord, dump: DumpArtifact | None, assets: list[Path]) -> None:
+        name = self.project.name
+        if self.project.restic.snapshot_mode == "combined":
+            batches = [([dump.path] if dump else []) + assets]
+            tag_sets = [snapshot_tags(name, "combined")]
+        else:
+            batches = ([[dump.path]] if dump else []) + [[asset] for asset in assets]
+            tag_sets = ([snapshot_tags(name, "db")] if dump else []) + [
+                snapshot_tags(name, f"assets:{asset}") for asset in assets
+            ]
+        batches_with_paths = [(b, t) for b, t in zip(batches, tag_sets, strict=True) if b]
+        if not batches_with_paths:
+            raise StageFailed(Stage.SYNC, "nothing to back up: no dump and no asset path exists", 0)
+        record.files_new = record.files_changed = record.bytes_added = 0
+        for paths, tags in batches_with_paths:
+            result = self._stage(
+                record,
+                Stage.SYNC,
+                lambda paths=paths, tags=tags: self.plugins.sync(paths, tags),
+                track=False,
+            )
+            # In separate mode the first snapshot (the dump's, if any) is the
+            # run's snapshot id; counts add up over all snapshots.
+            record.snapshot_id = record.snapshot_id or result.snapshot_id
+            record.files_new += result.files_new
+            record.files_changed += result.files_changed
+            record.bytes_added += result.bytes_added
+
+    # -- helpers
+    def _enter(self, record: RunRecord, stage: Stage, *, track: bool = True) -> None:
+        record.current_stage = stage.value
+        self.on_stage(stage)
+        if track:
+            try:
+                self.audit.track_progress(record.id, stage)
+            except Exception as error:  # progress is informative; never fail a run on it
+                log.warning("%s: could not record stage %s: %s", record.project_name, stage, error)
+
+    def _stage(
+        self, record: RunRecord, stage: Stage, action: Callable[[], T], *, track: bool = True
+    ) -> T:
+        if track:
+            self._enter(record, stage)
+
+        def note_retry(attempt: int, error: Exception) -> None:
+            record.retry_count += 1
+            log.warning(
+                "%s: %s failed (%s), retry %d/%d",
+                record.project_name,
+                stage.label,
+                redact(str(error), self.secrets),
+                attempt,
+                self.retry.retries,
+            )
+
+        try:
+            result, _ = self.retry.call(action, sleep=self.clock.sleep, on_retry=note_retry)
+            return result
+        except PluginError as error:
+            raise StageFailed(
+                stage, error.message, record.retry_count, connectivity=error.connectivity
+            ) from error
+        except OSError as error:
+            raise StageFailed(stage, str(error), record.retry_count) from error
+
+    def _run_hook(self, record: RunRecord, stage: Stage, command: str) -> None:
+        env = {
+            "BACKUPCTL_PROJECT": record.project_name,
+            "BACKUPCTL_RUN_ID": record.id,
+            "BACKUPCTL_STATUS": record.status.value,
+        }
+        try:
+            self.hooks.run(command, self.project.hooks.timeout_seconds, env)
+        except PluginError as error:
+            raise StageFailed(stage, error.message, 0) from error
+
+    def _fail(self, record: RunRecord, failure: StageFailed) -> None:
+        record.status = RunStatus.FAILED
+        record.error_stage = failure.stage.value
+        record.error_message = redact(failure.message, self.secrets)
+        self.connectivity_failure = failure.connectivity
+        log.error(
+            "%s: %s failed: %s", record.project_name, failure.stage.label, record.error_message
+        )
+
+    def _notify(self, event: Event) -> None:
+        try:
+            self.plugins.notify(event)
+        except Exception as error:  # a notification failure is never a backup failure
+            log.warning("%s: notification failed: %s", self.project.name, error)
+
+    connectivity_failure = False

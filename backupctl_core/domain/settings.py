@@ -1,0 +1,175 @@
+"""Project and global settings, as the pipeline and plugins see them.
+
+These are plain attrs classes. Loading them from YAML and .env (and every
+error message about a bad key) lives in ``backupctl_core.config``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from attrs import field, frozen
+
+MASK = "********"
+
+
+@frozen
+class Secret:
+    """A password or token. Prints as a mask so it cannot leak by accident."""
+
+    value: str = field(repr=False)
+
+    def reveal(self) -> str:
+        return self.value
+
+    def __str__(self) -> str:
+        return MASK
+
+    def __repr__(self) -> str:
+        return f"Secret({MASK})"
+
+
+@frozen
+class DatabaseSettings:
+    type: str
+    host: str | None = None
+    port: int | None = None
+    name: str | None = None
+    user: str | None = None
+    password: Secret | None = None
+
+
+@frozen
+class CompressionSettings:
+    enabled: bool = True
+
+
+@frozen
+class AssetSettings:
+    paths: tuple[str, ...] = ()
+
+
+@frozen
+class ResticSettings:
+    repository_path: str
+    password: Secret | None = None
+    snapshot_mode: Literal["combined", "separate"] = "combined"
+
+
+@frozen
+class RetentionSettings:
+    local_days: int = 7
+    keep_daily: int = 7
+    keep_weekly: int = 4
+    keep_monthly: int = 6
+
+
+@frozen
+class EncryptionSettings:
+    enabled: bool = False
+    type: str = "gpg"
+    recipient: str | None = None
+
+
+@frozen
+class HookSettings:
+    pre_backup: str | None = None
+    post_backup: str | None = None
+    timeout_seconds: int = 300
+
+
+@frozen
+class VerificationSettings:
+    enabled: bool = True
+
+
+@frozen
+class NotificationSettings:
+    type: str
+    config: dict[str, Any] = field(factory=dict)
+
+
+@frozen
+class MonitorSettings:
+    type: str
+    config: dict[str, Any] = field(factory=dict)
+
+
+@frozen
+class ProjectSettings:
+    """One entry of ``projects:`` after ``${VAR}`` resolution and defaults."""
+
+    name: str
+    restic: ResticSettings
+    enabled: bool = True
+    cron: str | None = None
+    timeout_minutes: int | None = None
+    database: DatabaseSettings | None = None
+    compression: CompressionSettings = CompressionSettings()
+    assets: AssetSettings = AssetSettings()
+    retention: RetentionSettings = RetentionSettings()
+    encryption: EncryptionSettings | None = None
+    hooks: HookSettings = HookSettings()
+    verification: VerificationSettings = VerificationSettings()
+    notification: NotificationSettings | None = None
+    monitor: MonitorSettings | None = None
+
+    @property
+    def files_only(self) -> bool:
+        return self.database is None
+
+    @property
+    def encryption_enabled(self) -> bool:
+        return self.encryption is not None and self.encryption.enabled
+
+
+@frozen
+class AuditDbSettings:
+    host: str | None = None
+    port: int = 5432
+    name: str = "backupctl_audit"
+    user: str = "backupctl"
+    password: Secret | None = None
+    sqlite_path: Path | None = None
+
+
+@frozen
+class SshSettings:
+    host: str | None = None
+    user: str | None = None
+    port: int = 23
+    key_path: Path | None = None
+
+
+@frozen
+class GlobalSettings:
+    """The .env file: global defaults and secrets (REFERENCE.md, .env table)."""
+
+    timezone: str = "Europe/Berlin"
+    backup_base_dir: Path = Path("/data/backups")
+    app_port: int = 3100
+    audit_db: AuditDbSettings = AuditDbSettings()
+    ssh: SshSettings = SshSettings()
+    restic_password: Secret | None = None
+    notification_type: str = "none"
+    notification_env: dict[str, str] = field(factory=dict)
+    retry_count: int = 3
+    retry_delay_ms: int = 5000
+    encryption_enabled: bool = False
+    encryption_type: str = "gpg"
+    gpg_recipient: str | None = None
+    gpg_keys_dir: Path | None = None
+    daily_summary_cron: str = "0 8 * * *"
+    health_disk_min_free_gb: float = 5
+    log_level: str = "INFO"
+    log_dir: Path | None = None
+    log_max_size: str = "10m"
+    log_max_files: int = 5
+
+    def project_dir(self, project: str) -> Path:
+        return self.backup_base_dir / project
+
+    @property
+    def fallback_file(self) -> Path:
+        return self.backup_base_dir / ".fallback-audit" / "fallback.jsonl"

@@ -1,0 +1,73 @@
+"""The ports of backupctl as pluggy hook specifications.
+
+Every database engine, storage backend, notification channel and encryption
+method is a plugin implementing some of these. Call them with keyword
+arguments only; an implementation may accept a subset of the arguments, so a
+hook can gain an argument later without breaking any plugin.
+
+The core calls each hook only on the plugins a project enables (its
+database type, its storage, its notifier), never on every installed plugin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+PROJECT_NAME = "backupctl"
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec
+def backupctl_plugin_types() -> Any:
+    """Return the ``PluginType``s this plugin provides, e.g. database ``postgres``."""
+
+
+@hookspec
+def backupctl_validate_config(project: Any, settings: Any) -> Any:
+    """Return a list of problems with the project's config for this plugin (strings)."""
+
+
+@hookspec(firstresult=True)
+def backupctl_dump(project: Any, settings: Any, target_stem: Path) -> Any:
+    """Dump the project's database to ``target_stem`` plus the plugin's extension;
+    return a ``DumpArtifact``. The file must be 0600."""
+
+
+@hookspec(firstresult=True)
+def backupctl_verify(project: Any, settings: Any, artifact: Any) -> Any:
+    """Check that a dump is readable; return a ``VerifyResult``."""
+
+
+@hookspec(firstresult=True)
+def backupctl_encrypt(project: Any, settings: Any, artifact: Any) -> Any:
+    """Encrypt a dump; return the encrypted ``DumpArtifact`` (plaintext removed)."""
+
+
+@hookspec(firstresult=True)
+def backupctl_sync(project: Any, settings: Any, paths: Sequence[Path], tags: Sequence[str]) -> Any:
+    """Store ``paths`` as one snapshot with ``tags``; return a ``SyncResult``."""
+
+
+@hookspec(firstresult=True)
+def backupctl_prune(project: Any, settings: Any) -> Any:
+    """Apply the project's retention to its snapshots; return a ``PruneResult``."""
+
+
+@hookspec(firstresult=True)
+def backupctl_snapshots(project: Any, settings: Any) -> Any:
+    """Return the project's snapshots (``Snapshot``s), newest first."""
+
+
+@hookspec
+def backupctl_notify(project: Any, settings: Any, event: Any) -> None:
+    """Deliver an ``Event``; raise on failure (the core writes it to the fallback)."""
+
+
+@hookspec
+def backupctl_check(project: Any, settings: Any) -> Any:
+    """Return ``CheckResult``s for dry run and health (reachability, credentials)."""
