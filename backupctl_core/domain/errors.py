@@ -48,3 +48,7 @@ class PluginError(BackupctlError):
     @property
     def exit_code(self) -> int:  # type: ignore[override]
         return EXIT_CONNECTIVITY if self.connectivity else EXIT_FAILURE
+
+
+class UsageError(BackupctlError):
+    """Wrong arguments on the command line."""

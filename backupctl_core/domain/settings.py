@@ -96,18 +96,18 @@ class MonitorSettings:
     config: dict[str, Any] = field(factory=dict)
 
 
-@frozen
+@frozen(kw_only=True)
 class ProjectSettings:
     """One entry of ``projects:`` after ``${VAR}`` resolution and defaults."""
 
     name: str
-    restic: ResticSettings
     enabled: bool = True
     cron: str | None = None
     timeout_minutes: int | None = None
     database: DatabaseSettings | None = None
     compression: CompressionSettings = CompressionSettings()
     assets: AssetSettings = AssetSettings()
+    restic: ResticSettings
     retention: RetentionSettings = RetentionSettings()
     encryption: EncryptionSettings | None = None
     hooks: HookSettings = HookSettings()
@@ -153,7 +153,7 @@ class GlobalSettings:
     ssh: SshSettings = SshSettings()
     restic_password: Secret | None = None
     notification_type: str = "none"
-    notification_env: dict[str, str] = field(factory=dict)
+    notification_env: dict[str, str] = field(factory=dict, repr=False)
     retry_count: int = 3
     retry_delay_ms: int = 5000
     encryption_enabled: bool = False

@@ -1,0 +1,41 @@
+"""The peewee model of the ``backup_log`` table (schema: migrations/)."""
+
+from __future__ import annotations
+
+from peewee import (
+    BigIntegerField,
+    BooleanField,
+    CharField,
+    DateTimeField,
+    IntegerField,
+    Model,
+    TextField,
+    UUIDField,
+)
+
+
+class BackupLog(Model):
+    id = UUIDField(primary_key=True)
+    project_name = CharField(max_length=255)
+    status = CharField(max_length=16)
+    current_stage = CharField(max_length=64, null=True)
+    started_at = DateTimeField()
+    completed_at = DateTimeField(null=True)
+    dump_size_bytes = BigIntegerField(null=True)
+    encrypted = BooleanField(default=False)
+    verified = BooleanField(default=False)
+    snapshot_id = CharField(max_length=128, null=True)
+    snapshot_mode = CharField(max_length=16, null=True)
+    files_new = IntegerField(null=True)
+    files_changed = IntegerField(null=True)
+    bytes_added = BigIntegerField(null=True)
+    prune_snapshots_removed = IntegerField(null=True)
+    local_files_cleaned = IntegerField(null=True)
+    error_stage = CharField(max_length=64, null=True)
+    error_message = TextField(null=True)
+    retry_count = IntegerField(default=0)
+    duration_ms = BigIntegerField(null=True)
+    created_at = DateTimeField()
+
+    class Meta:
+        table_name = "backup_log"

@@ -1,0 +1,194 @@
+"""The audit store: start → progress → finish, and the queries the CLI needs.
+
+SQLite (a file under the backup base dir) when no ``AUDIT_DB_HOST`` is set,
+PostgreSQL through psycopg 3 when it is. Tables come only from the versioned
+migrations in ``migrations/``, applied by ``backupctl db migrate`` or at
+service start; a normal command on an unmigrated store says so and stops.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import peewee
+from playhouse.migrations import Runner
+
+from backupctl_core.audit.models import BackupLog
+from backupctl_core.domain.errors import BackupctlError, ConnectivityError
+from backupctl_core.domain.records import RunRecord, RunStatus
+from backupctl_core.domain.settings import AuditDbSettings
+from backupctl_core.domain.stages import Stage
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_FIELDS = [
+    "project_name", "status", "current_stage", "started_at", "completed_at",
+    "dump_size_bytes", "encrypted", "verified", "snapshot_id", "snapshot_mode",
+    "files_new", "files_changed", "bytes_added", "prune_snapshots_removed",
+    "local_files_cleaned", "error_stage", "error_message", "retry_count", "duration_ms",
+]  # fmt: skip
+
+
+def _to_db_time(moment: datetime | None) -> datetime | None:
+    """Stored as naive UTC: the same on SQLite and PostgreSQL."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def _from_db_time(moment: Any) -> datetime | None:
+    if moment is None:
+        return None
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    value: datetime = moment
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+class AuditStore:
+    def __init__(self, database: peewee.Database, description: str) -> None:
+        self.database = database
+        self.description = description
+        database.bind([BackupLog])
+
+    @classmethod
+    def open(cls, settings: AuditDbSettings) -> AuditStore:
+        if settings.host:
+            database: peewee.Database = peewee.PostgresqlDatabase(
+                settings.name,
+                host=settings.host,
+                port=settings.port,
+                user=settings.user,
+                password=settings.password.reveal() if settings.password else None,
+                connect_timeout=10,
+                prefer_psycopg3=True,
+            )
+            where = f"PostgreSQL {settings.user}@{settings.host}:{settings.port}/{settings.name}"
+        else:
+            assert settings.sqlite_path is not None
+            database = peewee.SqliteDatabase(
+                str(settings.sqlite_path),
+                pragmas={"journal_mode": "wal", "busy_timeout": 10000, "foreign_keys": 1},
+            )
+            where = f"SQLite {settings.sqlite_path}"
+        return cls(database, where)
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        if isinstance(self.database, peewee.SqliteDatabase):
+            return Path(self.database.database)
+        return None
+
+    @contextmanager
+    def _connected(self) -> Iterator[None]:
+        try:
+            self.database.connect(reuse_if_open=True)
+        except peewee.OperationalError as error:
+            detail = str(error).strip().splitlines()[0] if str(error).strip() else "unreachable"
+            raise ConnectivityError(f"audit database {self.description}: {detail}") from None
+        yield
+
+    def close(self) -> None:
+        if not self.database.is_closed():
+            self.database.close()
+
+    # -- migrations
+    def _runner(self) -> Runner:
+        return Runner(self.database, str(MIGRATIONS_DIR))
+
+    def migrate(self) -> list[str]:
+        """Apply pending migrations (the only place tables are created)."""
+        if self.sqlite_path is not None:
+            self.sqlite_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with self._connected():
+            applied: list[str] = self._runner().up()
+            return applied
+
+    def migration_status(self) -> list[tuple[str, datetime | None]]:
+        if self.sqlite_path is not None and not self.sqlite_path.exists():
+            return [(m.name, None) for m in self._runner().migrations()]
+        with self._connected():
+            return [(m.name, m.applied) for m in self._runner().status()]
+
+    def ensure_migrated(self) -> None:
+        pending = [name for name, applied in self.migration_status() if applied is None]
+        if pending:
+            raise BackupctlError(
+                f"audit database {self.description} is not migrated"
+                f" (pending: {', '.join(pending)}); run `backupctl db migrate`"
+            )
+
+    # -- the run lifecycle (the pipeline's AuditLog port)
+    def start_run(self, record: RunRecord) -> None:
+        with self._connected():
+            BackupLog.insert(
+                id=uuid.UUID(record.id),
+                created_at=_to_db_time(datetime.now(UTC)),
+                **self._values(record),
+            ).execute()
+
+    def track_progress(self, run_id: str, stage: Stage) -> None:
+        with self._connected():
+            BackupLog.update(current_stage=stage.value).where(
+                BackupLog.id == uuid.UUID(run_id)
+            ).execute()
+
+    def finish_run(self, record: RunRecord) -> None:
+        with self._connected():
+            BackupLog.update(**self._values(record)).where(
+                BackupLog.id == uuid.UUID(record.id)
+            ).execute()
+
+    @staticmethod
+    def _values(record: RunRecord) -> dict[str, Any]:
+        values = {name: getattr(record, name) for name in _FIELDS}
+        values["status"] = record.status.value
+        values["started_at"] = _to_db_time(record.started_at)
+        values["completed_at"] = _to_db_time(record.completed_at)
+        return values
+
+    # -- queries
+    @staticmethod
+    def _record(row: BackupLog) -> RunRecord:
+        values = {name: getattr(row, name) for name in _FIELDS}
+        values["status"] = RunStatus(row.status)
+        values["started_at"] = _from_db_time(row.started_at)
+        values["completed_at"] = _from_db_time(row.completed_at)
+        return RunRecord(id=str(row.id), **values)
+
+    def history(self, project: str, last: int = 10, failed_only: bool = False) -> list[RunRecord]:
+        with self._connected():
+            query = BackupLog.select().where(BackupLog.project_name == project)
+            if failed_only:
+                query = query.where(BackupLog.status == RunStatus.FAILED.value)
+            rows = query.order_by(BackupLog.started_at.desc()).limit(last)
+            return [self._record(row) for row in rows]
+
+    def latest_per_project(self) -> dict[str, RunRecord]:
+        with self._connected():
+            latest = (
+                BackupLog.select(
+                    BackupLog.project_name, peewee.fn.MAX(BackupLog.started_at).alias("newest")
+                )
+                .group_by(BackupLog.project_name)
+                .alias("latest")
+            )
+            rows = BackupLog.select().join(
+                latest,
+                on=(
+                    (BackupLog.project_name == latest.c.project_name)
+                    & (BackupLog.started_at == latest.c.newest)
+                ),
+            )
+            return {row.project_name: self._record(row) for row in rows}
+
+    def get(self, run_id: str) -> RunRecord | None:
+        with self._connected():
+            row = BackupLog.get_or_none(BackupLog.id == uuid.UUID(run_id))
+            return self._record(row) if row else None

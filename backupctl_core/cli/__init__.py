@@ -1,0 +1,1 @@
+"""The ``backupctl`` command line (click): one module per command group."""

@@ -1,0 +1,67 @@
+"""What every command may need, loaded on first use and only then."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from backupctl_core.domain.settings import ProjectSettings
+
+if TYPE_CHECKING:  # imported lazily: peewee/psycopg cost start-up time
+    from backupctl_core.audit.store import AuditStore
+    from backupctl_core.config.loader import AppConfig
+    from backupctl_core.plugins import PluginRegistry
+
+
+class CliContext:
+    def __init__(self, config_path: Path, env_path: Path, env_explicit: bool) -> None:
+        self.config_path = config_path
+        self.env_path = env_path
+        self.env_explicit = env_explicit
+        self._config: AppConfig | None = None
+        self._registry: PluginRegistry | None = None
+        self._store: AuditStore | None = None
+
+    @property
+    def config(self) -> AppConfig:
+        if self._config is None:
+            from backupctl_core.config.loader import load_config
+
+            self._config = load_config(
+                self.config_path, self.env_path, env_required=self.env_explicit
+            )
+        return self._config
+
+    @property
+    def registry(self) -> PluginRegistry:
+        if self._registry is None:
+            from backupctl_core.plugins import get_plugin_manager
+
+            self._registry = get_plugin_manager()
+        return self._registry
+
+    def store(self, *, migrated: bool = True) -> AuditStore:
+        """The audit store; by default it must already be migrated."""
+        if self._store is None:
+            from backupctl_core.audit.store import AuditStore
+
+            self._store = AuditStore.open(self.config.settings.audit_db)
+        if migrated:
+            self._store.ensure_migrated()
+        return self._store
+
+    def checked_project(self, name: str) -> ProjectSettings:
+        """A project whose plugins are installed and whose config they accept."""
+        from backupctl_core.domain.errors import ConfigError
+
+        project = self.config.project(name)
+        problems = self.registry.validate(project, self.config.settings)
+        if problems:
+            raise ConfigError(
+                "\n".join(f"{self.config_path}: projects[{name}].{p}" for p in problems)
+            )
+        return project
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()

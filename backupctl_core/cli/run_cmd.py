@@ -1,0 +1,86 @@
+"""``backupctl run <project> | --all``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import click
+
+from backupctl_core.cli.context import CliContext
+from backupctl_core.domain.errors import (
+    EXIT_CONNECTIVITY,
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    BackupctlError,
+    ConfigError,
+    UsageError,
+)
+from backupctl_core.domain.events import human_duration, human_size
+from backupctl_core.domain.settings import ProjectSettings
+from backupctl_core.domain.stages import Stage, describe_stage
+from backupctl_core.runtime.runner import RunOutcome, run_project
+
+
+def _summary(outcome: RunOutcome) -> str:
+    record = outcome.record
+    if outcome.ok:
+        return (
+            f"success — snapshot {record.snapshot_id}, dump {human_size(record.dump_size_bytes)},"
+            f" added {human_size(record.bytes_added)}, {human_duration(record.duration_ms)}"
+        )
+    return (
+        f"FAILED at {describe_stage(record.error_stage)}: {record.error_message}"
+        f" ({human_duration(record.duration_ms)})"
+    )
+
+
+def _run_one(context: CliContext, project: ProjectSettings, verbose: bool) -> RunOutcome:
+    def show_stage(stage: Stage) -> None:
+        if verbose:
+            stamp = datetime.now(UTC).astimezone().strftime("%H:%M:%S")
+            click.echo(f"{stamp} {project.name}: {stage.progress()}")
+
+    return run_project(
+        context.config, project, context.registry, context.store(), on_stage=show_stage
+    )
+
+
+@click.command()
+@click.argument("project", required=False)
+@click.option("--all", "run_all", is_flag=True, help="Every enabled project, in file order.")
+@click.pass_obj
+@click.pass_context
+def run(ctx: click.Context, context: CliContext, project: str | None, run_all: bool) -> None:
+    """Back up PROJECT now (or --all projects)."""
+    verbose = bool(ctx.find_root().params.get("verbose"))
+    if run_all == (project is not None):
+        raise UsageError("give a project name or --all, not both and not neither")
+    if project is not None:
+        settings = context.checked_project(project)
+        click.echo(f"{project}: started")
+        outcome = _run_one(context, settings, verbose)
+        click.echo(f"{project}: {_summary(outcome)}")
+        if not outcome.ok:
+            ctx.exit(EXIT_CONNECTIVITY if outcome.connectivity_failure else EXIT_FAILURE)
+        return
+
+    projects = context.config.enabled_projects
+    results: list[tuple[str, bool]] = []
+    for settings in projects:
+        click.echo(f"{settings.name}: started")
+        try:
+            context.checked_project(settings.name)
+            outcome = _run_one(context, settings, verbose)
+            ok, line = outcome.ok, _summary(outcome)
+        except ConfigError:
+            raise
+        except BackupctlError as error:  # e.g. lock held: this project fails, the rest run
+            ok, line = False, f"FAILED: {error.message}"
+        click.echo(f"{settings.name}: {line}")
+        results.append((settings.name, ok))
+    succeeded = sum(1 for _, ok in results if ok)
+    click.echo(f"Summary: {succeeded}/{len(results)} projects succeeded")
+    if succeeded == len(results):
+        ctx.exit(EXIT_OK)
+    ctx.exit(EXIT_PARTIAL if succeeded else EXIT_FAILURE)

@@ -1,0 +1,141 @@
+"""``backupctl status`` and ``backupctl logs``: reading the audit store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from backupctl_core.cli.context import CliContext
+from backupctl_core.cli.output import echo_json, local_time, table
+from backupctl_core.domain.events import human_duration, human_size
+from backupctl_core.domain.records import RunRecord, RunStatus
+from backupctl_core.domain.stages import describe_stage
+
+
+def _stage(record: RunRecord) -> str:
+    if record.status is RunStatus.STARTED:
+        return describe_stage(record.current_stage)
+    if record.status is RunStatus.FAILED:
+        return f"failed at {describe_stage(record.error_stage)}"
+    return "done"
+
+
+def record_json(record: RunRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "project": record.project_name,
+        "status": record.status.value,
+        "current_stage": record.current_stage,
+        "started_at": record.started_at.isoformat() if record.started_at else None,
+        "completed_at": record.completed_at.isoformat() if record.completed_at else None,
+        "duration_ms": record.duration_ms,
+        "dump_size_bytes": record.dump_size_bytes,
+        "encrypted": record.encrypted,
+        "verified": record.verified,
+        "snapshot_id": record.snapshot_id,
+        "snapshot_mode": record.snapshot_mode,
+        "files_new": record.files_new,
+        "files_changed": record.files_changed,
+        "bytes_added": record.bytes_added,
+        "prune_snapshots_removed": record.prune_snapshots_removed,
+        "local_files_cleaned": record.local_files_cleaned,
+        "error_stage": record.error_stage,
+        "error_message": record.error_message,
+        "retry_count": record.retry_count,
+    }
+
+
+@click.command()
+@click.argument("project", required=False)
+@click.option("--last", default=10, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def status(context: CliContext, project: str | None, last: int, as_json: bool) -> None:
+    """Last run of every project, or PROJECT's history with its live stage."""
+    config = context.config
+    tz = config.settings.timezone
+    if project is None:
+        latest = context.store().latest_per_project()
+        if as_json:
+            echo_json({name: record_json(r) if (r := latest.get(name)) else None for name in config.names})
+            return
+        rows = []
+        for name in config.names:
+            record = latest.get(name)
+            if record is None:
+                rows.append([name, "never run", "-", "-", "-", "-"])
+                continue
+            rows.append(
+                [
+                    name,
+                    record.status.value,
+                    _stage(record),
+                    local_time(record.started_at, tz),
+                    human_duration(record.duration_ms),
+                    record.snapshot_id,
+                ]
+            )
+        click.echo(table(["PROJECT", "STATUS", "STAGE", "STARTED", "DURATION", "SNAPSHOT"], rows))
+        return
+    config.project(project)
+    records = context.store().history(project, last)
+    if as_json:
+        echo_json([record_json(r) for r in records])
+        return
+    running = [r for r in records if r.status is RunStatus.STARTED]
+    for record in running:
+        click.echo(f"{project}: running since {local_time(record.started_at, tz)} — {_stage(record)}")
+    rows = [
+        [
+            local_time(r.started_at, tz),
+            r.status.value,
+            _stage(r),
+            human_duration(r.duration_ms),
+            human_size(r.dump_size_bytes),
+            r.snapshot_id,
+        ]
+        for r in records
+    ]
+    if not rows:
+        click.echo(f"{project}: no runs recorded")
+        return
+    click.echo(table(["STARTED", "STATUS", "STAGE", "DURATION", "DUMP", "SNAPSHOT"], rows))
+
+
+@click.command()
+@click.argument("project")
+@click.option("--last", default=10, show_default=True, type=click.IntRange(min=1))
+@click.option("--failed", is_flag=True, help="Only failed runs.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def logs(context: CliContext, project: str, last: int, failed: bool, as_json: bool) -> None:
+    """PROJECT's audit log entries, newest first."""
+    context.config.project(project)
+    tz = context.config.settings.timezone
+    records = context.store().history(project, last, failed_only=failed)
+    if as_json:
+        echo_json([record_json(r) for r in records])
+        return
+    if not records:
+        click.echo(f"{project}: no {'failed ' if failed else ''}runs recorded")
+        return
+    for r in records:
+        click.echo(f"{local_time(r.started_at, tz)}  {r.status.value}  run {r.id}")
+        if r.status is RunStatus.FAILED:
+            click.echo(f"  error at {describe_stage(r.error_stage)}: {r.error_message}")
+        else:
+            click.echo(
+                f"  snapshot {r.snapshot_id or '-'} ({r.snapshot_mode}), dump"
+                f" {human_size(r.dump_size_bytes)}, verified {'yes' if r.verified else 'no'},"
+                f" encrypted {'yes' if r.encrypted else 'no'}"
+            )
+            click.echo(
+                f"  files new {r.files_new or 0}, changed {r.files_changed or 0}, added"
+                f" {human_size(r.bytes_added)}, pruned {r.prune_snapshots_removed or 0},"
+                f" cleaned {r.local_files_cleaned or 0}"
+            )
+        click.echo(
+            f"  duration {human_duration(r.duration_ms)}, retries {r.retry_count},"
+            f" stage {r.current_stage or '-'}"
+        )

@@ -1,0 +1,138 @@
+"""The ``.env`` file: read it, and turn it into ``GlobalSettings``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from backupctl_core.domain.errors import ConfigError
+from backupctl_core.domain.settings import AuditDbSettings, GlobalSettings, Secret, SshSettings
+
+# Per notifier: which .env variables fill its config when a project has no
+# ``notification`` block (REFERENCE.md, .env table).
+NOTIFIER_ENV_KEYS: dict[str, dict[str, str]] = {
+    "slack": {"webhook_url": "SLACK_WEBHOOK_URL"},
+    "webhook": {"url": "WEBHOOK_URL"},
+    "email": {
+        "smtp_host": "SMTP_HOST",
+        "smtp_port": "SMTP_PORT",
+        "smtp_secure": "SMTP_SECURE",
+        "user": "SMTP_USER",
+        "password": "SMTP_PASSWORD",
+        "from": "SMTP_FROM",
+        "to": "SMTP_TO",
+    },
+}
+
+
+class Environment:
+    """Variables from the .env file first, then the process environment."""
+
+    def __init__(self, values: Mapping[str, str | None], path: Path) -> None:
+        self.values = {k: v for k, v in values.items() if v is not None}
+        self.path = path
+
+    @classmethod
+    def load(cls, path: Path, *, required: bool) -> Environment:
+        if not path.exists():
+            if required:
+                raise ConfigError(f"{path}: env file not found")
+            return cls({}, path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: env file is not a regular file")
+        return cls(dotenv_values(path), path)
+
+    def get(self, name: str) -> str | None:
+        value = self.values.get(name)
+        if value is None:
+            value = os.environ.get(name)
+        return value if value not in (None, "") else None
+
+    def _fail(self, name: str, expected: str, value: str) -> ConfigError:
+        return ConfigError(f"{self.path}: {name}: expected {expected}, got {value!r}")
+
+    def text(self, name: str, default: str) -> str:
+        return self.get(name) or default
+
+    def number(self, name: str, default: int) -> int:
+        value = self.get(name)
+        if value is None:
+            return default
+        try:
+            return int(value)
+        except ValueError:
+            raise self._fail(name, "an integer", value) from None
+
+    def decimal(self, name: str, default: float) -> float:
+        value = self.get(name)
+        if value is None:
+            return default
+        try:
+            return float(value)
+        except ValueError:
+            raise self._fail(name, "a number", value) from None
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self.get(name)
+        if value is None:
+            return default
+        lowered = value.strip().lower()
+        if lowered in {"true", "yes", "on", "1"}:
+            return True
+        if lowered in {"false", "no", "off", "0"}:
+            return False
+        raise self._fail(name, "true or false", value)
+
+    def file_path(self, name: str) -> Path | None:
+        value = self.get(name)
+        return Path(value) if value else None
+
+    def secret(self, name: str) -> Secret | None:
+        value = self.get(name)
+        return Secret(value) if value else None
+
+
+def global_settings(env: Environment) -> GlobalSettings:
+    base_dir = env.file_path("BACKUP_BASE_DIR") or Path("/data/backups")
+    return GlobalSettings(
+        timezone=env.text("TIMEZONE", "Europe/Berlin"),
+        backup_base_dir=base_dir,
+        app_port=env.number("APP_PORT", 3100),
+        audit_db=AuditDbSettings(
+            host=env.get("AUDIT_DB_HOST"),
+            port=env.number("AUDIT_DB_PORT", 5432),
+            name=env.text("AUDIT_DB_NAME", "backupctl_audit"),
+            user=env.text("AUDIT_DB_USER", "backupctl"),
+            password=env.secret("AUDIT_DB_PASSWORD"),
+            sqlite_path=env.file_path("AUDIT_DB_SQLITE_PATH") or base_dir / ".audit" / "audit.db",
+        ),
+        ssh=SshSettings(
+            host=env.get("HETZNER_SSH_HOST"),
+            user=env.get("HETZNER_SSH_USER"),
+            port=env.number("HETZNER_SSH_PORT", 23),
+            key_path=env.file_path("HETZNER_SSH_KEY_PATH"),
+        ),
+        restic_password=env.secret("RESTIC_PASSWORD"),
+        notification_type=env.text("NOTIFICATION_TYPE", "none"),
+        notification_env={
+            key: value
+            for keys in NOTIFIER_ENV_KEYS.values()
+            for key in keys.values()
+            if (value := env.get(key)) is not None
+        },
+        retry_count=env.number("BACKUP_RETRY_COUNT", 3),
+        retry_delay_ms=env.number("BACKUP_RETRY_DELAY_MS", 5000),
+        encryption_enabled=env.flag("ENCRYPTION_ENABLED", False),
+        encryption_type=env.text("ENCRYPTION_TYPE", "gpg"),
+        gpg_recipient=env.get("GPG_RECIPIENT"),
+        gpg_keys_dir=env.file_path("GPG_KEYS_DIR"),
+        daily_summary_cron=env.text("DAILY_SUMMARY_CRON", "0 8 * * *"),
+        health_disk_min_free_gb=env.decimal("HEALTH_DISK_MIN_FREE_GB", 5),
+        log_level=env.text("LOG_LEVEL", "INFO").upper(),
+        log_dir=env.file_path("LOG_DIR"),
+        log_max_size=env.text("LOG_MAX_SIZE", "10m"),
+        log_max_files=env.number("LOG_MAX_FILES", 5),
+    )

@@ -1,0 +1,182 @@
+"""``config/projects.yml`` + ``.env`` → ``AppConfig``.
+
+Order of work: read YAML (ruamel), resolve ``${VAR}`` from .env then the
+process environment, structure into attrs classes with cattrs (unknown keys
+are errors), apply .env defaults, then check what types cannot say. Every
+error names the file and the key path; all errors are reported at once.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import attrs
+from attrs import frozen
+from croniter import croniter
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from backupctl_core.config.converter import describe_errors, make_converter
+from backupctl_core.config.env import NOTIFIER_ENV_KEYS, Environment, global_settings
+from backupctl_core.domain.errors import ConfigError
+from backupctl_core.domain.settings import (
+    EncryptionSettings,
+    GlobalSettings,
+    NotificationSettings,
+    ProjectSettings,
+)
+
+VAR_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+@frozen
+class ConfigFile:
+    projects: list[ProjectSettings]
+
+
+@frozen
+class AppConfig:
+    projects: list[ProjectSettings]
+    settings: GlobalSettings
+    config_path: Path
+    env_path: Path
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.projects]
+
+    def project(self, name: str) -> ProjectSettings:
+        for project in self.projects:
+            if project.name == name:
+                return project
+        known = ", ".join(self.names) or "none"
+        raise ConfigError(f"unknown project '{name}' (known projects: {known})")
+
+    @property
+    def enabled_projects(self) -> list[ProjectSettings]:
+        return [p for p in self.projects if p.enabled]
+
+
+def _resolve_vars(node: Any, env: Environment, path: str, errors: list[str]) -> Any:
+    if isinstance(node, dict):
+        return {
+            key: _resolve_vars(value, env, f"{path}.{key}" if path else str(key), errors)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_resolve_vars(item, env, f"{path}[{i}]", errors) for i, item in enumerate(node)]
+    if isinstance(node, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            value = env.get(match.group(1))
+            if value is None:
+                errors.append(
+                    f"{path}: ${{{match.group(1)}}} is not set in {env.path} "
+                    "or the environment"
+                )
+                return ""
+            return value
+
+        return VAR_PATTERN.sub(substitute, node)
+    return node
+
+
+def _read_yaml(path: Path) -> Any:
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return YAML(typ="safe").load(handle)
+    except YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read config file: {error}") from None
+
+
+def _with_env_defaults(project: ProjectSettings, settings: GlobalSettings) -> ProjectSettings:
+    """Project YAML > .env global > built-in default."""
+    changes: dict[str, Any] = {}
+    if project.restic.password is None and settings.restic_password is not None:
+        changes["restic"] = attrs.evolve(project.restic, password=settings.restic_password)
+    if project.encryption is None:
+        changes["encryption"] = EncryptionSettings(
+            enabled=settings.encryption_enabled,
+            type=settings.encryption_type,
+            recipient=settings.gpg_recipient,
+        )
+    if project.notification is None:
+        kind = settings.notification_type
+        keys = NOTIFIER_ENV_KEYS.get(kind, {})
+        config = {
+            key: settings.notification_env[var]
+            for key, var in keys.items()
+            if var in settings.notification_env
+        }
+        changes["notification"] = NotificationSettings(type=kind, config=config)
+    return attrs.evolve(project, **changes) if changes else project
+
+
+def _check(projects: list[ProjectSettings]) -> list[str]:
+    errors: list[str] = []
+    seen: set[str] = set()
+    for index, project in enumerate(projects):
+        where = f"projects[{index}]"
+        if not NAME_PATTERN.match(project.name):
+            errors.append(f"{where}.name: {project.name!r} must match [a-z0-9][a-z0-9_-]*")
+        if project.name in seen:
+            errors.append(f"{where}.name: duplicate project name {project.name!r}")
+        seen.add(project.name)
+        if project.cron is not None and not croniter.is_valid(project.cron):
+            errors.append(f"{where}.cron: {project.cron!r} is not a valid cron expression")
+        if project.cron is not None and len(project.cron.split()) != 5:
+            errors.append(f"{where}.cron: expected 5 fields, got {project.cron!r}")
+        if project.timeout_minutes is not None and project.timeout_minutes <= 0:
+            errors.append(f"{where}.timeout_minutes: must be greater than 0")
+        retention = attrs.asdict(project.retention)
+        for key, value in retention.items():
+            if value < 0:
+                errors.append(f"{where}.retention.{key}: must be 0 or more, got {value}")
+        if project.hooks.timeout_seconds <= 0:
+            errors.append(f"{where}.hooks.timeout_seconds: must be greater than 0")
+        if project.database is not None and not project.database.type:
+            errors.append(f"{where}.database.type: must not be empty")
+        if not project.restic.repository_path:
+            errors.append(f"{where}.restic.repository_path: must not be empty")
+        encryption = project.encryption
+        if encryption is not None and encryption.enabled and not encryption.recipient:
+            errors.append(f"{where}.encryption.recipient: required when encryption is enabled")
+    return errors
+
+
+def load_config(config_path: Path, env_path: Path, *, env_required: bool = False) -> AppConfig:
+    """Load and check both files; raise one ``ConfigError`` listing every problem."""
+    env = Environment.load(env_path, required=env_required)
+    settings = global_settings(env)
+    raw = _read_yaml(config_path)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{config_path}: expected a mapping with a 'projects' list")
+    if "projects" not in raw:
+        raise ConfigError(f"{config_path}: projects: required key missing")
+    errors: list[str] = []
+    resolved = _resolve_vars(raw, env, "", errors)
+    if errors:
+        raise ConfigError("\n".join(f"{config_path}: {line}" for line in errors))
+    converter = make_converter()
+    try:
+        parsed = converter.structure(resolved, ConfigFile)
+    except Exception as error:  # cattrs raises exception groups with every problem
+        lines = describe_errors(error)
+        raise ConfigError("\n".join(f"{config_path}: {line}" for line in lines)) from None
+    projects = [_with_env_defaults(p, settings) for p in parsed.projects]
+    problems = _check(projects)
+    if problems:
+        raise ConfigError("\n".join(f"{config_path}: {line}" for line in problems))
+    return AppConfig(projects, settings, config_path, env_path)

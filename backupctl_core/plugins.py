@@ -1,0 +1,287 @@
+"""The plugin manager: entry points + built-in plugins, narrowed per project.
+
+``get_plugin_manager()`` loads every ``backupctl`` entry point, then the
+built-in plugins, so core features travel through the same hooks as
+third-party ones. A plugin that fails to import or to register is recorded
+as broken, by name, and never takes unrelated commands down with it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Iterable, Sequence
+from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
+from typing import Any
+
+import pluggy
+from attrs import define, field
+
+from backupctl_core import hookspecs
+from backupctl_core.domain.artifacts import (
+    CheckResult,
+    DumpArtifact,
+    PluginType,
+    PruneResult,
+    Snapshot,
+    SyncResult,
+    VerifyResult,
+)
+from backupctl_core.domain.errors import ConfigError, PluginError
+from backupctl_core.domain.events import Event
+from backupctl_core.domain.settings import GlobalSettings, ProjectSettings
+
+log = logging.getLogger("backupctl.plugins")
+
+ENTRY_POINT_GROUP = "backupctl"
+# Modules inside backupctl-core registered like any third-party plugin.
+BUILTIN_PLUGINS: tuple[str, ...] = ()
+
+# Which distribution to install for a type nobody provides yet.
+KNOWN_DISTRIBUTIONS = {
+    ("database", "postgres"): "backupctl-postgres",
+    ("database", "mysql"): "backupctl-mysql",
+    ("database", "mongo"): "backupctl-mongo",
+    ("database", "sqlite"): "backupctl-sqlite",
+    ("storage", "restic"): "backupctl-restic",
+    ("notification", "slack"): "backupctl-slack",
+    ("notification", "email"): "backupctl-email",
+    ("notification", "webhook"): "backupctl-webhook",
+    ("encryption", "gpg"): "backupctl-core",
+}
+
+
+@define
+class PluginInfo:
+    name: str
+    distribution: str
+    version: str
+    types: list[PluginType] = field(factory=list)
+    hooks: list[str] = field(factory=list)
+    error: str | None = None
+    plugin: object | None = field(default=None, repr=False)
+
+    def as_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "name": self.name,
+            "distribution": self.distribution,
+            "version": self.version,
+            "provides": [f"{t.kind}:{t.name}" for t in self.types],
+            "hooks": self.hooks,
+        }
+        if self.error:
+            data["error"] = self.error
+        return data
+
+
+def _entry_point_dist(ep: EntryPoint) -> tuple[str, str]:
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return "?", "?"
+    return dist.metadata["Name"] or dist.name, dist.version
+
+
+class PluginRegistry:
+    """The loaded plugins and which one provides each (kind, name)."""
+
+    def __init__(self, manager: pluggy.PluginManager, infos: list[PluginInfo]) -> None:
+        self.manager = manager
+        self.infos = infos
+        self._providers: dict[tuple[str, str], PluginInfo] = {}
+        for info in infos:
+            for ptype in info.types:
+                self._providers.setdefault((ptype.kind, ptype.name), info)
+
+    @property
+    def broken(self) -> list[PluginInfo]:
+        return [info for info in self.infos if info.error]
+
+    def provider(self, kind: str, name: str) -> PluginInfo | None:
+        return self._providers.get((kind, name))
+
+    def types(self, kind: str) -> list[str]:
+        return sorted(name for (k, name) in self._providers if k == kind)
+
+    def require(self, kind: str, name: str, key: str) -> PluginInfo:
+        info = self.provider(kind, name)
+        if info is not None:
+            return info
+        dist = KNOWN_DISTRIBUTIONS.get((kind, name))
+        hint = f"pip install {dist}" if dist else "install a plugin that provides it"
+        known = ", ".join(self.types(kind)) or "none installed"
+        broken = next((b for b in self.broken if b.name == name), None)
+        extra = f" (plugin '{name}' is installed but broken: {broken.error})" if broken else ""
+        raise ConfigError(
+            f"{key}: no installed plugin provides {kind} type '{name}'{extra};"
+            f" {hint} (available: {known})"
+        )
+
+    def project_plugins(self, project: ProjectSettings) -> dict[str, PluginInfo]:
+        """The plugins a project enables, by role; ``ConfigError`` if one is missing."""
+        prefix = f"projects[{project.name}]"
+        enabled: dict[str, PluginInfo] = {
+            "storage": self.require("storage", "restic", f"{prefix}.restic"),
+        }
+        if project.database is not None:
+            enabled["database"] = self.require(
+                "database", project.database.type, f"{prefix}.database.type"
+            )
+        if project.encryption_enabled and project.encryption is not None:
+            enabled["encryption"] = self.require(
+                "encryption", project.encryption.type, f"{prefix}.encryption.type"
+            )
+        if project.notification is not None and project.notification.type != "none":
+            enabled["notification"] = self.require(
+                "notification", project.notification.type, f"{prefix}.notification.type"
+            )
+        return enabled
+
+    def validate(self, project: ProjectSettings, settings: GlobalSettings) -> list[str]:
+        """Problems the project's own plugins find with its config."""
+        problems: list[str] = []
+        for info in self.project_plugins(project).values():
+            caller = self._only(info, "backupctl_validate_config")
+            for found in caller(project=project, settings=settings):
+                problems.extend(found or [])
+        return problems
+
+    def for_project(self, project: ProjectSettings, settings: GlobalSettings) -> ProjectPluginSet:
+        return ProjectPluginSet(self, project, settings, self.project_plugins(project))
+
+    def _only(self, info: PluginInfo, hook_name: str) -> Any:
+        """A caller for ``hook_name`` that reaches ``info``'s plugin and no other."""
+        others = [p for p in self.manager.get_plugins() if p is not info.plugin]
+        return self.manager.subset_hook_caller(hook_name, remove_plugins=others)
+
+
+class ProjectPluginSet:
+    """The pipeline's ``ProjectPlugins`` port, backed by one project's plugins."""
+
+    def __init__(
+        self,
+        registry: PluginRegistry,
+        project: ProjectSettings,
+        settings: GlobalSettings,
+        enabled: dict[str, PluginInfo],
+    ) -> None:
+        self.registry = registry
+        self.project = project
+        self.settings = settings
+        self.enabled = enabled
+
+    def _call(self, role: str, hook_name: str, **kwargs: Any) -> Any:
+        info = self.enabled.get(role)
+        if info is None:
+            raise PluginError(f"this project has no {role} plugin", retryable=False)
+        caller = self.registry._only(info, hook_name)
+        result = caller(project=self.project, settings=self.settings, **kwargs)
+        if result is None:
+            raise PluginError(
+                f"plugin '{info.name}' does not implement {hook_name}", retryable=False
+            )
+        return result
+
+    def dump(self, target_stem: Path) -> DumpArtifact:
+        result: DumpArtifact = self._call("database", "backupctl_dump", target_stem=target_stem)
+        return result
+
+    def verify(self, artifact: DumpArtifact) -> VerifyResult:
+        result: VerifyResult = self._call("database", "backupctl_verify", artifact=artifact)
+        return result
+
+    def encrypt(self, artifact: DumpArtifact) -> DumpArtifact:
+        result: DumpArtifact = self._call("encryption", "backupctl_encrypt", artifact=artifact)
+        return result
+
+    def sync(self, paths: Sequence[Path], tags: Sequence[str]) -> SyncResult:
+        result: SyncResult = self._call("storage", "backupctl_sync", paths=paths, tags=tags)
+        return result
+
+    def prune(self) -> PruneResult:
+        result: PruneResult = self._call("storage", "backupctl_prune")
+        return result
+
+    def snapshots(self) -> list[Snapshot]:
+        result: list[Snapshot] = self._call("storage", "backupctl_snapshots")
+        return result
+
+    def notify(self, event: Event) -> None:
+        info = self.enabled.get("notification")
+        if info is not None:
+            self.registry._only(info, "backupctl_notify")(
+                project=self.project, settings=self.settings, event=event
+            )
+
+    def checks(self) -> list[CheckResult]:
+        results: list[CheckResult] = []
+        for info in self.enabled.values():
+            caller = self.registry._only(info, "backupctl_check")
+            for found in caller(project=self.project, settings=self.settings):
+                results.extend(found or [])
+        return results
+
+
+def _hook_names(manager: pluggy.PluginManager, plugin: object) -> list[str]:
+    return sorted(caller.name for caller in manager.get_hookcallers(plugin) or [])
+
+
+def _register(
+    manager: pluggy.PluginManager, name: str, load: Any, dist: str, version: str
+) -> PluginInfo:
+    info = PluginInfo(name=name, distribution=dist, version=version)
+    try:
+        plugin = load()
+        manager.register(plugin, name=name)
+    except pluggy.PluginValidationError as error:
+        info.error = f"invalid hook implementation: {error}"
+        return info
+    except Exception as error:  # an import error in one plugin must not break the CLI
+        info.error = f"{type(error).__name__}: {error}"
+        return info
+    info.plugin = plugin
+    info.hooks = _hook_names(manager, plugin)
+    try:
+        for found in manager.subset_hook_caller(
+            "backupctl_plugin_types",
+            remove_plugins=[p for p in manager.get_plugins() if p is not plugin],
+        )():
+            info.types.extend(found or [])
+    except Exception as error:
+        info.error = f"backupctl_plugin_types failed: {error}"
+        manager.unregister(plugin)
+        info.plugin = None
+    return info
+
+
+def get_plugin_manager(
+    entry_point_list: Iterable[EntryPoint] | None = None,
+    builtins: Sequence[str] = BUILTIN_PLUGINS,
+) -> PluginRegistry:
+    """Load plugins: installed entry points first, then the built-in ones."""
+    manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    manager.add_hookspecs(hookspecs)
+    infos: list[PluginInfo] = []
+    eps = entry_point_list if entry_point_list is not None else entry_points(
+        group=ENTRY_POINT_GROUP
+    )
+    for ep in eps:
+        dist, version = _entry_point_dist(ep)
+        infos.append(_register(manager, ep.name, ep.load, dist, version))
+    from backupctl_core import __version__
+
+    for module_name in builtins:
+        short = module_name.rsplit(".", 1)[-1]
+        infos.append(
+            _register(
+                manager,
+                short,
+                lambda m=module_name: importlib.import_module(m),
+                "backupctl-core",
+                __version__,
+            )
+        )
+    for info in infos:
+        if info.error:
+            log.warning("plugin %s (%s) is broken: %s", info.name, info.distribution, info.error)
+    return PluginRegistry(manager, infos)

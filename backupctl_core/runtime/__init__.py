@@ -1,0 +1,1 @@
+"""Infrastructure that makes the domain run: lock, shell hooks, local files, wiring."""

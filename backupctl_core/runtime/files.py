@@ -1,0 +1,49 @@
+"""Local files of a project: dump names, asset paths, cleanup of old dumps."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+
+class ProjectFiles:
+    """``{BACKUP_BASE_DIR}/{project}/{project}_backup_{YYYYMMDD_HHmmss}_{4 hex}.{ext}``."""
+
+    def __init__(self, project_dir: Path, project: str, timezone: str) -> None:
+        self.project_dir = project_dir
+        self.project = project
+        self.zone = ZoneInfo(timezone)
+
+    def new_dump_stem(self, started_at: datetime) -> Path:
+        self.project_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        stamp = started_at.astimezone(self.zone).strftime("%Y%m%d_%H%M%S")
+        return self.project_dir / f"{self.project}_backup_{stamp}_{secrets.token_hex(2)}"
+
+    def dumps(self) -> list[Path]:
+        if not self.project_dir.is_dir():
+            return []
+        return sorted(p for p in self.project_dir.glob(f"{self.project}_backup_*") if p.is_file())
+
+    def split_existing(self, paths: Sequence[str]) -> tuple[list[Path], list[str]]:
+        present: list[Path] = []
+        missing: list[str] = []
+        for raw in paths:
+            path = Path(raw).absolute()
+            if path.exists():
+                present.append(path)
+            else:
+                missing.append(raw)
+        return present, missing
+
+    def cleanup(self, older_than_days: int, now: datetime) -> int:
+        """Remove dumps whose modification time is older than ``older_than_days``."""
+        cutoff = (now - timedelta(days=older_than_days)).timestamp()
+        removed = 0
+        for path in self.dumps():
+            if path.stat().st_mtime < cutoff:
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed

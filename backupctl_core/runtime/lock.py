@@ -1,0 +1,104 @@
+"""The per-project lock: ``{BACKUP_BASE_DIR}/{project}/.lock``.
+
+An exclusive ``flock`` (portalocker) on the file, which also holds the PID and
+start time of the holder for the message a colliding run prints. The kernel
+drops the lock when its process dies, so a lock left by a crashed run never
+blocks a new one. The file is removed on release; a waiter that locked a file
+which was removed meanwhile notices (inode check) and tries again.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+import portalocker
+
+from backupctl_core.domain.errors import LockHeldError
+
+
+def describe_holder(path: Path) -> str:
+    try:
+        content = path.read_text().strip()
+    except OSError:
+        content = ""
+    pid, _, since = content.partition(" ")
+    if not pid:
+        return "another process"
+    return f"PID {pid} since {since or 'unknown time'}"
+
+
+class ProjectLock:
+    def __init__(self, project_dir: Path, project: str, *, wait: bool = False) -> None:
+        self.path = project_dir / ".lock"
+        self.project = project
+        self.wait = wait
+        self._handle: IO[str] | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        while True:
+            handle = self.path.open("a+")
+            try:
+                flags = portalocker.LOCK_EX | (0 if self.wait else portalocker.LOCK_NB)
+                portalocker.lock(handle, flags)
+            except portalocker.exceptions.LockException:
+                handle.close()
+                raise LockHeldError(
+                    f"backup of '{self.project}' already in progress"
+                    f" ({describe_holder(self.path)}; lock {self.path})"
+                ) from None
+            if self._same_file(handle):
+                break
+            handle.close()  # the holder removed it between our open and lock
+            time.sleep(0.01)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()} {datetime.now(UTC).isoformat(timespec='seconds')}\n")
+        handle.flush()
+        self._handle = handle
+
+    def _same_file(self, handle: IO[str]) -> bool:
+        try:
+            return os.fstat(handle.fileno()).st_ino == self.path.stat().st_ino
+        except FileNotFoundError:
+            return False
+
+    def release(self) -> None:
+        if self._handle is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)
+        finally:
+            portalocker.unlock(self._handle)
+            self._handle.close()
+            self._handle = None
+
+    def __enter__(self) -> ProjectLock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+def is_stale(path: Path) -> bool:
+    """True when a ``.lock`` file exists but nobody holds it."""
+    if not path.exists():
+        return False
+    with path.open("a+") as handle:
+        try:
+            portalocker.lock(handle, portalocker.LOCK_EX | portalocker.LOCK_NB)
+        except portalocker.exceptions.LockException:
+            return False
+        portalocker.unlock(handle)
+        return True

@@ -1,0 +1,84 @@
+"""Wiring: one project's pipeline with the real lock, store, files and plugins."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from attrs import frozen
+
+from backupctl_core.audit.store import AuditStore
+from backupctl_core.config.loader import AppConfig
+from backupctl_core.config.render import SECRET_KEYS
+from backupctl_core.domain.pipeline import BackupPipeline
+from backupctl_core.domain.records import RunRecord, RunStatus
+from backupctl_core.domain.retry import RetryPolicy
+from backupctl_core.domain.settings import ProjectSettings
+from backupctl_core.domain.stages import Stage
+from backupctl_core.plugins import PluginRegistry
+from backupctl_core.runtime.files import ProjectFiles
+from backupctl_core.runtime.lock import ProjectLock
+from backupctl_core.runtime.shell import ShellHookRunner
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+def project_secrets(project: ProjectSettings) -> list[str]:
+    """Every secret a project's errors could echo, to redact them."""
+    found = []
+    if project.database and project.database.password:
+        found.append(project.database.password.reveal())
+    if project.restic.password:
+        found.append(project.restic.password.reveal())
+    if project.notification:
+        found += [str(v) for k, v in project.notification.config.items() if k in SECRET_KEYS and v]
+    return found
+
+
+@frozen
+class RunOutcome:
+    record: RunRecord
+    connectivity_failure: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.record.status is RunStatus.SUCCESS
+
+
+def run_project(
+    config: AppConfig,
+    project: ProjectSettings,
+    registry: PluginRegistry,
+    store: AuditStore,
+    *,
+    wait_for_lock: bool = False,
+    on_stage: Callable[[Stage], None] = lambda stage: None,
+    clock: SystemClock | None = None,
+) -> RunOutcome:
+    settings = config.settings
+    project_dir = settings.project_dir(project.name)
+    pipeline = BackupPipeline(
+        project,
+        lock=ProjectLock(project_dir, project.name, wait=wait_for_lock),
+        audit=store,
+        plugins=registry.for_project(project, settings),
+        hooks=ShellHookRunner(),
+        files=ProjectFiles(project_dir, project.name, settings.timezone),
+        clock=clock or SystemClock(),
+        retry=RetryPolicy(retries=settings.retry_count, delay_ms=settings.retry_delay_ms),
+        timezone=settings.timezone,
+        secrets=project_secrets(project),
+        on_stage=on_stage,
+    )
+    record = pipeline.run()
+    return RunOutcome(record, pipeline.connectivity_failure)
