@@ -107,11 +107,19 @@ def cli(ctx: click.Context, config_path: Path, env_path: Path | None, verbose: i
 
 
 def _register() -> None:
-    from backupctl_core.cli import config_cmd, db_cmd, plugins_cmd, run_cmd, status_cmd
+    from backupctl_core.cli import (
+        config_cmd,
+        db_cmd,
+        plugins_cmd,
+        run_cmd,
+        snapshots_cmd,
+        status_cmd,
+    )
 
     cli.add_command(run_cmd.run)
     cli.add_command(status_cmd.status)
     cli.add_command(status_cmd.logs)
+    cli.add_command(snapshots_cmd.snapshots)
     cli.add_command(plugins_cmd.plugins)
     cli.add_command(config_cmd.config)
     cli.add_command(db_cmd.db)

@@ -1,0 +1,262 @@
+"""PostgreSQL dumper for backupctl.
+
+A dumper is a module of ``@hookimpl`` functions, registered through the
+``backupctl`` entry-point group (see this package's pyproject.toml). The core
+calls these hooks only for projects whose ``database.type`` is ``postgres``.
+
+How this one works:
+
+* dump   — ``pg_dump --format=custom --file=<stem>.dump`` (compressed, restorable
+  with ``pg_restore``); the file is created 0600 before pg_dump writes to it.
+* verify — ``pg_restore --list`` (counts the entries) and ``pg_restore
+  --file=/dev/null``, which reads every data block: ``--list`` alone only reads
+  the table of contents and accepts a dump cut in half.
+* check  — ``psql -c 'select 1'`` with the real credentials, so a wrong
+  password fails the check instead of passing a mere ping.
+
+Rules every dumper should keep: argv lists, never a shell; the password only
+in the child's environment (``PGPASSWORD``), never on its command line; big
+output streamed to files; stderr kept for one-line error messages; a
+``PluginError`` that says whether retrying could help.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+from backupctl_core import (
+    CheckResult,
+    DumpArtifact,
+    PluginError,
+    PluginType,
+    VerifyResult,
+    hookimpl,
+)
+from backupctl_core.domain.settings import MASK, DatabaseSettings, GlobalSettings, ProjectSettings
+
+TYPE = "postgres"
+FORMAT = "postgres-custom"
+EXTENSION = ".dump"
+DEFAULT_PORT = 5432
+CONNECT_TIMEOUT_SECONDS = 10
+
+# Substrings of libpq/pg_dump errors. Checked in this order: an authentication
+# failure also says "connection to server ... failed", and it must not be retried.
+PERMANENT_ERRORS = (
+    "authentication failed",  # "password authentication failed for user ..."
+    "no password supplied",
+    "fatal: database",  # database "x" does not exist
+    "fatal: role",  # role "x" does not exist
+    "permission denied",
+    "no pg_hba.conf entry",
+    "server version mismatch",
+)
+CONNECTIVITY_ERRORS = (
+    "connection refused",
+    "could not connect",
+    "could not translate host name",
+    "timeout expired",
+    "no route to host",
+    "network is unreachable",
+    "server closed the connection unexpectedly",
+)
+
+
+# -- hooks ---------------------------------------------------------------------
+
+
+@hookimpl
+def backupctl_plugin_types() -> list[PluginType]:
+    return [PluginType("database", TYPE)]
+
+
+@hookimpl
+def backupctl_validate_config(project: ProjectSettings, settings: GlobalSettings) -> list[str]:
+    db = project.database
+    if db is None or db.type != TYPE:
+        return []
+    problems = []
+    if not db.host:
+        problems.append("database.host is required")
+    if not db.name:
+        problems.append("database.name is required")
+    if not db.user:
+        problems.append("database.user is required")
+    if db.port is not None and not 0 < db.port < 65536:
+        problems.append(f"database.port must be between 1 and 65535, got {db.port}")
+    return problems
+
+
+@hookimpl
+def backupctl_dump(
+    project: ProjectSettings, settings: GlobalSettings, target_stem: Path
+) -> DumpArtifact:
+    db = _database(project)
+    path = target_stem.with_name(target_stem.name + EXTENSION)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _create_private_file(path)  # pg_dump --file truncates it and keeps the mode
+    argv = ["pg_dump", "--format=custom", f"--file={path}", *_connection_args(db)]
+    try:
+        result = _run(argv, db, stdout=subprocess.DEVNULL)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    if result.returncode != 0:
+        path.unlink(missing_ok=True)
+        raise _error("pg_dump", result.returncode, result.stderr, db)
+    return DumpArtifact(path=path, size_bytes=path.stat().st_size, format=FORMAT)
+
+
+@hookimpl
+def backupctl_verify(
+    project: ProjectSettings, settings: GlobalSettings, artifact: DumpArtifact
+) -> VerifyResult:
+    path = Path(artifact.path)
+    if not path.is_file():
+        return VerifyResult(False, f"dump file missing: {path}")
+    # 1. The table of contents, streamed line by line: count the entries.
+    entries = 0
+    with tempfile.TemporaryFile() as stderr:
+        try:
+            proc = subprocess.Popen(
+                ["pg_restore", "--list", str(path)],
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                stdin=subprocess.DEVNULL,
+            )
+        except FileNotFoundError:
+            return VerifyResult(False, "pg_restore not found on PATH (install postgresql-client)")
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.strip() and not line.startswith(b";"):
+                entries += 1
+        returncode = proc.wait()
+        stderr.seek(0)
+        errors = stderr.read().decode(errors="replace")
+    if returncode != 0:
+        return VerifyResult(False, _first_error_line(errors) or f"pg_restore exited {returncode}")
+    # 2. Every data block: restore into /dev/null.
+    full = subprocess.run(
+        ["pg_restore", "--file=/dev/null", str(path)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+        check=False,
+    )
+    if full.returncode != 0:
+        return VerifyResult(
+            False, _first_error_line(full.stderr) or f"pg_restore exited {full.returncode}"
+        )
+    return VerifyResult(True, f"{entries} entries")
+
+
+@hookimpl
+def backupctl_check(project: ProjectSettings, settings: GlobalSettings) -> list[CheckResult]:
+    db = project.database
+    if db is None or db.type != TYPE:
+        return []
+    where = f"{db.user}@{db.host}:{db.port or DEFAULT_PORT}/{db.name}"
+    argv = ["psql", "--no-psqlrc", "--quiet", "--tuples-only", "--command=select 1"]
+    try:
+        result = _run(
+            [*argv, *_connection_args(db)],
+            db,
+            stdout=subprocess.DEVNULL,
+            timeout=3 * CONNECT_TIMEOUT_SECONDS,
+        )
+    except PluginError as exc:
+        return [CheckResult("database", "fail", exc.message)]
+    if result.returncode != 0:
+        return [
+            CheckResult(
+                "database", "fail", _error("psql", result.returncode, result.stderr, db).message
+            )
+        ]
+    return [CheckResult("database", "pass", f"postgres {where} reachable, login ok")]
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def _database(project: ProjectSettings) -> DatabaseSettings:
+    if project.database is None or project.database.type != TYPE:
+        raise PluginError(f"project {project.name} has no postgres database", retryable=False)
+    return project.database
+
+
+def _connection_args(db: DatabaseSettings) -> list[str]:
+    """Where to connect — everything except the password, which goes in the environment."""
+    return [
+        f"--host={db.host}",
+        f"--port={db.port or DEFAULT_PORT}",
+        f"--username={db.user}",
+        f"--dbname={db.name}",
+        "--no-password",  # never prompt: fail if the environment has no password
+    ]
+
+
+def _environment(db: DatabaseSettings) -> dict[str, str]:
+    """A copy of our environment plus the password and a connect timeout."""
+    env = dict(os.environ)
+    env["PGCONNECT_TIMEOUT"] = str(CONNECT_TIMEOUT_SECONDS)
+    if db.password is not None:
+        env["PGPASSWORD"] = db.password.reveal()
+    return env
+
+
+def _run(
+    argv: list[str], db: DatabaseSettings, *, stdout: int, timeout: float | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a PostgreSQL client tool; stderr is captured for the error message."""
+    try:
+        return subprocess.run(
+            argv,
+            env=_environment(db),
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            check=False,
+            timeout=timeout,
+        )
+    except FileNotFoundError:
+        raise PluginError(
+            f"{argv[0]} not found on PATH (install postgresql-client)", retryable=False
+        ) from None
+    except subprocess.TimeoutExpired:
+        raise PluginError(f"{argv[0]} timed out after {timeout:g}s", connectivity=True) from None
+
+
+def _create_private_file(path: Path) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # also when the file already existed
+    finally:
+        os.close(fd)
+
+
+def _first_error_line(stderr: str) -> str:
+    """The most telling line of a tool's stderr, whitespace collapsed."""
+    lines = [" ".join(line.split()) for line in stderr.splitlines() if line.strip()]
+    for line in lines:
+        if "error:" in line or "FATAL:" in line:
+            return line
+    return lines[0] if lines else ""
+
+
+def _error(tool: str, returncode: int, stderr: str, db: DatabaseSettings) -> PluginError:
+    message = _first_error_line(stderr) or f"{tool} exited with code {returncode}"
+    if db.password is not None and db.password.reveal():
+        message = message.replace(db.password.reveal(), MASK)
+    lowered = message.lower()
+    if any(text in lowered for text in PERMANENT_ERRORS):
+        return PluginError(message, retryable=False)
+    if any(text in lowered for text in CONNECTIVITY_ERRORS):
+        return PluginError(message, retryable=True, connectivity=True)
+    return PluginError(message, retryable=True)

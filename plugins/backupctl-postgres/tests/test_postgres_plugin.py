@@ -1,0 +1,396 @@
+"""The PostgreSQL dumper against a real cluster that checks passwords (scram-sha-256)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import pluggy
+import pytest
+from backupctl_postgres import plugin
+
+from backupctl_core import DumpArtifact, PluginError, PluginType, hookspecs
+from backupctl_core.domain.settings import (
+    DatabaseSettings,
+    GlobalSettings,
+    ProjectSettings,
+    ResticSettings,
+    Secret,
+)
+from tests.support.fixtures_pg import PgDatabase
+from tests.support.pgcluster import PgCluster, free_port
+
+ROWS = [
+    (1, "Ada", None),
+    (2, "Grace", "née Murray"),
+    (3, "Tab\there", "line\nbreak"),
+]
+
+
+def make_project(
+    db: PgDatabase | None = None, *, wrong_password: str | None = None, **overrides: Any
+) -> ProjectSettings:
+    """Settings for ``db`` (with its password, or ``wrong_password``); ``overrides`` win."""
+    fields: dict[str, Any] = {}
+    if db is not None:
+        fields = {"host": db.host, "port": db.port, "name": db.name, "user": db.user}
+        fields["password"] = Secret(wrong_password or db.password)
+    fields.update(overrides)
+    return ProjectSettings(
+        name="p",
+        restic=ResticSettings(repository_path="/x"),
+        database=DatabaseSettings(type="postgres", **fields),
+    )
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> GlobalSettings:
+    return GlobalSettings(backup_base_dir=tmp_path)
+
+
+@pytest.fixture
+def stem(tmp_path: Path) -> Path:
+    return tmp_path / "p" / "p_backup_20240101_120000_abcd"
+
+
+@pytest.fixture
+def filled_db(pg_scram: PgCluster, pg_scram_db: PgDatabase) -> PgDatabase:
+    """``pg_scram_db`` with two tables and a view, created by its owner."""
+    with pg_scram.connect(pg_scram_db.name, pg_scram_db.user, pg_scram_db.password) as conn:
+        conn.execute("CREATE TABLE people (id int PRIMARY KEY, name text NOT NULL, note text)")
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO people VALUES (%s, %s, %s)", ROWS)
+        conn.execute("CREATE TABLE numbers AS SELECT g AS n FROM generate_series(1, 5000) g")
+        conn.execute("CREATE VIEW named AS SELECT name FROM people WHERE note IS NOT NULL")
+    return pg_scram_db
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+# -- registration and config ---------------------------------------------------
+
+
+def test_registered_through_the_backupctl_entry_point_group() -> None:
+    found = {ep.name: ep.value for ep in entry_points(group="backupctl")}
+    assert found.get("postgres") == "backupctl_postgres.plugin"
+    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    pm.register(plugin)  # raises PluginValidationError on a misspelled hook argument
+    pm.check_pending()
+    assert plugin.backupctl_plugin_types() == [PluginType("database", "postgres")]
+
+
+def test_validate_config_names_missing_keys(settings: GlobalSettings) -> None:
+    project = make_project(port=70000)
+    assert plugin.backupctl_validate_config(project=project, settings=settings) == [
+        "database.host is required",
+        "database.name is required",
+        "database.user is required",
+        "database.port must be between 1 and 65535, got 70000",
+    ]
+
+
+def test_validate_config_ignores_other_database_types(settings: GlobalSettings) -> None:
+    other = ProjectSettings(
+        name="p",
+        restic=ResticSettings(repository_path="/x"),
+        database=DatabaseSettings(type="mysql"),
+    )
+    files_only = ProjectSettings(name="p", restic=ResticSettings(repository_path="/x"))
+    assert plugin.backupctl_validate_config(project=other, settings=settings) == []
+    assert plugin.backupctl_validate_config(project=files_only, settings=settings) == []
+
+
+def test_validate_config_accepts_a_complete_block(
+    settings: GlobalSettings, pg_scram_db: PgDatabase
+) -> None:
+    assert (
+        plugin.backupctl_validate_config(project=make_project(pg_scram_db), settings=settings) == []
+    )
+
+
+# -- dump, verify, restore -----------------------------------------------------
+
+
+def test_dump_verify_restore_round_trip(
+    pg_scram: PgCluster, filled_db: PgDatabase, settings: GlobalSettings, stem: Path
+) -> None:
+    project = make_project(filled_db)
+
+    artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+
+    assert artifact.path == stem.with_name(stem.name + ".dump")
+    assert artifact.format == "postgres-custom"
+    assert artifact.size_bytes == artifact.path.stat().st_size > 0
+    assert mode(artifact.path) == 0o600
+    listed = subprocess.run(
+        [pg_scram.tool("pg_restore"), "--list", str(artifact.path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "TABLE DATA public people" in listed.stdout
+
+    result = plugin.backupctl_verify(project=project, settings=settings, artifact=artifact)
+    assert result.ok, result.detail
+    assert result.detail.endswith(" entries")
+    assert int(result.detail.split()[0]) >= 5  # 2 tables, 2 table data, a view, a constraint
+
+    restored = f"{filled_db.name}_restored"
+    pg_scram.create_database(restored, owner=filled_db.user)
+    try:
+        subprocess.run(
+            [
+                pg_scram.tool("pg_restore"),
+                "--no-owner",
+                "--exit-on-error",
+                f"--host={filled_db.host}",
+                f"--port={filled_db.port}",
+                f"--username={filled_db.user}",
+                f"--dbname={restored}",
+                "--no-password",
+                str(artifact.path),
+            ],
+            env={**os.environ, "PGPASSWORD": filled_db.password},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert pg_scram.query(restored, "SELECT * FROM people ORDER BY id") == ROWS
+        assert pg_scram.query(restored, "SELECT count(*), sum(n) FROM numbers") == [
+            (5000, 12502500)
+        ]
+        assert pg_scram.query(restored, "SELECT name FROM named ORDER BY name") == [
+            ("Grace",),
+            ("Tab\there",),
+        ]
+    finally:
+        pg_scram.drop_database(restored)
+
+
+def test_verify_rejects_a_truncated_dump(
+    filled_db: PgDatabase, settings: GlobalSettings, stem: Path
+) -> None:
+    project = make_project(filled_db)
+    artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+    data = artifact.path.read_bytes()
+    # Cut in half: the table of contents is intact (pg_restore --list passes) but data is lost.
+    artifact.path.write_bytes(data[: len(data) // 2])
+
+    result = plugin.backupctl_verify(project=project, settings=settings, artifact=artifact)
+
+    assert not result.ok
+    assert "pg_restore: error:" in result.detail
+    assert "\n" not in result.detail
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"", "pg_restore: error:"),
+        (b"PGDMP", "pg_restore: error:"),
+        (b"not a dump at all\n" * 10, "does not appear to be a valid archive"),
+    ],
+)
+def test_verify_rejects_garbage(
+    tmp_path: Path, settings: GlobalSettings, content: bytes, expected: str
+) -> None:
+    path = tmp_path / "bad.dump"
+    path.write_bytes(content)
+    artifact = DumpArtifact(path=path, size_bytes=len(content), format="postgres-custom")
+
+    result = plugin.backupctl_verify(project=make_project(), settings=settings, artifact=artifact)
+
+    assert not result.ok
+    assert expected in result.detail
+
+
+def test_verify_reports_a_missing_file(tmp_path: Path, settings: GlobalSettings) -> None:
+    artifact = DumpArtifact(path=tmp_path / "gone.dump", size_bytes=0, format="postgres-custom")
+    result = plugin.backupctl_verify(project=make_project(), settings=settings, artifact=artifact)
+    assert not result.ok
+    assert "missing" in result.detail
+
+
+# -- failures ------------------------------------------------------------------
+
+
+def test_wrong_password_is_permanent_and_never_echoed(
+    pg_scram_db: PgDatabase, settings: GlobalSettings, stem: Path
+) -> None:
+    wrong = "Wr0ng-" + pg_scram_db.password
+    project = make_project(pg_scram_db, wrong_password=wrong)
+
+    with pytest.raises(PluginError) as caught:
+        plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+
+    error = caught.value
+    assert error.retryable is False
+    assert error.connectivity is False
+    assert "password authentication failed" in error.message
+    assert error.message.startswith("pg_dump: error:")
+    assert "\n" not in error.message
+    for secret in (wrong, pg_scram_db.password):
+        assert secret not in error.message
+        assert secret not in str(error)
+        assert secret not in repr(error)
+    assert list(stem.parent.iterdir()) == []  # no partial dump left behind
+
+
+def test_missing_database_is_permanent(
+    pg_scram_db: PgDatabase, settings: GlobalSettings, stem: Path
+) -> None:
+    project = make_project(pg_scram_db, name="no_such_db")
+    with pytest.raises(PluginError) as caught:
+        plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+    assert caught.value.retryable is False
+    assert 'database "no_such_db" does not exist' in caught.value.message
+
+
+def test_unreachable_server_is_a_retryable_connectivity_error(
+    pg_scram_db: PgDatabase, settings: GlobalSettings, stem: Path
+) -> None:
+    project = make_project(pg_scram_db, port=free_port())
+
+    with pytest.raises(PluginError) as caught:
+        plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+
+    assert caught.value.connectivity is True
+    assert caught.value.retryable is True
+    assert caught.value.exit_code == 4
+    assert "Connection refused" in caught.value.message
+    assert list(stem.parent.iterdir()) == []
+
+
+def test_missing_pg_dump_is_a_clear_permanent_error(
+    tmp_path: Path,
+    pg_scram_db: PgDatabase,
+    settings: GlobalSettings,
+    stem: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    with pytest.raises(PluginError) as caught:
+        plugin.backupctl_dump(
+            project=make_project(pg_scram_db), settings=settings, target_stem=stem
+        )
+    assert caught.value.retryable is False
+    assert "pg_dump not found" in caught.value.message
+    assert list(stem.parent.iterdir()) == []
+
+
+# -- the password never reaches argv -------------------------------------------
+
+STAND_IN = """\
+#!{python}
+# A stand-in pg_dump: records its argv, environment and the mode of --file, then
+# writes a fake dump (or fails like pg_dump, echoing the password, if asked to).
+import json, os, stat, sys
+target = next(a.split("=", 1)[1] for a in sys.argv if a.startswith("--file="))
+with open({record!r}, "w") as f:
+    json.dump({{"argv": sys.argv, "env": dict(os.environ),
+               "mode": stat.S_IMODE(os.stat(target).st_mode)}}, f)
+if os.environ.get("STAND_IN_FAIL"):
+    sys.stderr.write("pg_dump: error: echoing " + os.environ["PGPASSWORD"] + "\\n")
+    sys.exit(1)
+with open(target, "wb") as f:
+    f.write(b"PGDMP stand-in")
+"""
+
+
+@pytest.fixture
+def stand_in_pg_dump(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Put a recording ``pg_dump`` first on PATH; returns the record file."""
+    bindir = tmp_path / "stand-in-bin"
+    bindir.mkdir()
+    record = tmp_path / "record.json"
+    script = bindir / "pg_dump"
+    script.write_text(STAND_IN.format(python=sys.executable, record=str(record)))
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    return record
+
+
+def test_password_goes_through_the_environment_not_argv(
+    stand_in_pg_dump: Path, settings: GlobalSettings, stem: Path
+) -> None:
+    password = "s3cret-only-in-env"
+    project = make_project(
+        host="db.example", port=6543, name="shop", user="backup", password=Secret(password)
+    )
+
+    artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+
+    record = json.loads(stand_in_pg_dump.read_text())
+    assert not any(password in arg for arg in record["argv"])
+    assert record["argv"][1:] == [
+        "--format=custom",
+        f"--file={artifact.path}",
+        "--host=db.example",
+        "--port=6543",
+        "--username=backup",
+        "--dbname=shop",
+        "--no-password",
+    ]
+    assert record["env"]["PGPASSWORD"] == password
+    assert record["env"]["PGCONNECT_TIMEOUT"] == "10"
+    assert record["mode"] == 0o600  # private before pg_dump wrote a byte
+    assert "PGPASSWORD" not in os.environ or os.environ["PGPASSWORD"] != password
+    assert artifact.size_bytes == len(b"PGDMP stand-in")
+    assert mode(artifact.path) == 0o600
+
+
+def test_a_password_echoed_on_stderr_is_masked(
+    stand_in_pg_dump: Path,
+    settings: GlobalSettings,
+    stem: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STAND_IN_FAIL", "1")
+    project = make_project(host="h", name="d", user="u", password=Secret("hunter2-xyz"))
+
+    with pytest.raises(PluginError) as caught:
+        plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+
+    assert caught.value.message == "pg_dump: error: echoing ********"
+    assert list(stem.parent.iterdir()) == []
+
+
+# -- check ---------------------------------------------------------------------
+
+
+def test_check_passes_with_the_right_password(
+    pg_scram_db: PgDatabase, settings: GlobalSettings
+) -> None:
+    [result] = plugin.backupctl_check(project=make_project(pg_scram_db), settings=settings)
+    assert (result.name, result.status) == ("database", "pass")
+    assert pg_scram_db.password not in result.detail
+
+
+def test_check_fails_with_a_wrong_password(
+    pg_scram_db: PgDatabase, settings: GlobalSettings
+) -> None:
+    project = make_project(pg_scram_db, wrong_password="definitely-wrong")
+    [result] = plugin.backupctl_check(project=project, settings=settings)
+    assert (result.name, result.status) == ("database", "fail")
+    assert "password authentication failed" in result.detail
+    assert "definitely-wrong" not in result.detail
+
+
+def test_check_fails_when_nothing_listens(
+    pg_scram_db: PgDatabase, settings: GlobalSettings
+) -> None:
+    project = make_project(pg_scram_db, port=free_port())
+    [result] = plugin.backupctl_check(project=project, settings=settings)
+    assert result.status == "fail"
+    assert "Connection refused" in result.detail

@@ -1,0 +1,162 @@
+"""SQLite dumper for backupctl — and the template for writing your own dumper.
+
+A dumper is a module of ``@hookimpl`` functions. backupctl finds it through the
+``backupctl`` entry-point group in pyproject.toml::
+
+    [project.entry-points.backupctl]
+    sqlite = "backupctl_sqlite.plugin"
+
+and calls it only for projects whose config says ``database.type: sqlite``::
+
+    database:
+      type: sqlite
+      name: /var/lib/app/app.db      # the path of the SQLite file
+
+Each hook may take any subset of the arguments the hookspec names (project,
+settings, target_stem, artifact); call them with keyword arguments.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import sqlite3
+import tempfile
+import zlib
+from pathlib import Path
+
+from backupctl_core import (
+    CheckResult,
+    DumpArtifact,
+    PluginError,
+    PluginType,
+    VerifyResult,
+    hookimpl,
+)
+from backupctl_core.domain.settings import GlobalSettings, ProjectSettings
+
+TYPE = "sqlite"  # the database.type this plugin answers to
+FORMAT = "sqlite-gzip"  # recorded in the audit log with each dump
+EXTENSION = ".sqlite.gz"
+
+
+@hookimpl
+def backupctl_plugin_types() -> list[PluginType]:
+    """Tell the core what we provide: a database dumper named ``sqlite``."""
+    return [PluginType("database", TYPE)]
+
+
+@hookimpl
+def backupctl_validate_config(project: ProjectSettings, settings: GlobalSettings) -> list[str]:
+    """Return one string per problem; ``config validate`` prints them. Only our type."""
+    if project.database is None or project.database.type != TYPE:
+        return []
+    if not project.database.name:
+        return ["database.name is required (the path of the SQLite file)"]
+    return []
+
+
+@hookimpl
+def backupctl_dump(
+    project: ProjectSettings, settings: GlobalSettings, target_stem: Path
+) -> DumpArtifact:
+    """Copy the database with SQLite's online backup API, then gzip it.
+
+    The backup API gives a consistent copy even while the application writes.
+    Every file we create is 0600: dumps are never world-readable.
+    """
+    source = _source_path(project)
+    if not source.is_file():
+        # A missing file will not appear by retrying: retryable=False.
+        raise PluginError(f"SQLite database not found: {source}", retryable=False)
+
+    target = target_stem.with_name(target_stem.name + EXTENSION)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    copy = target.with_name(target.name + ".tmp")  # next to the target: same disk
+    try:
+        _create_private_file(copy)  # sqlite3 would create it world-readable
+        # mode=rw never creates a missing file and falls back to read-only on a
+        # write-protected one. Not mode=ro: a read-only connection to a WAL database
+        # leaves -wal/-shm files (owned by us) next to the application's database.
+        src = sqlite3.connect(f"{source.resolve().as_uri()}?mode=rw", uri=True)
+        dst = sqlite3.connect(copy)
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+            src.close()
+        # Stream through gzip in chunks; never read a whole dump into memory.
+        _create_private_file(target)
+        with copy.open("rb") as raw, gzip.open(target, "wb") as packed:
+            shutil.copyfileobj(raw, packed, 1024 * 1024)
+    except sqlite3.Error as exc:
+        target.unlink(missing_ok=True)
+        # "file is not a database" is permanent; "database is locked" may pass.
+        raise PluginError(
+            f"SQLite backup of {source} failed: {exc}",
+            retryable="not a database" not in str(exc),
+        ) from exc
+    except BaseException:
+        target.unlink(missing_ok=True)  # never leave a partial dump behind
+        raise
+    finally:
+        copy.unlink(missing_ok=True)
+    return DumpArtifact(path=target, size_bytes=target.stat().st_size, format=FORMAT)
+
+
+@hookimpl
+def backupctl_verify(
+    project: ProjectSettings, settings: GlobalSettings, artifact: DumpArtifact
+) -> VerifyResult:
+    """Decompress to a private temp file and ask SQLite to check every page."""
+    path = Path(artifact.path)
+    if not path.is_file():
+        return VerifyResult(False, f"dump file missing: {path}")
+    fd, name = tempfile.mkstemp(suffix=".sqlite", dir=path.parent)  # mkstemp makes it 0600
+    restored = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out, gzip.open(path, "rb") as packed:
+            shutil.copyfileobj(packed, out, 1024 * 1024)
+        db = sqlite3.connect(restored)
+        try:
+            rows = db.execute("PRAGMA integrity_check").fetchall()
+            tables = db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'")
+            table_count = tables.fetchone()[0]
+        finally:
+            db.close()
+    except (OSError, EOFError, zlib.error, sqlite3.Error) as exc:
+        # A truncated gzip raises EOFError, a corrupt one OSError/zlib.error.
+        return VerifyResult(False, f"{path.name}: {str(exc) or type(exc).__name__}")
+    finally:
+        for leftover in (restored, *(Path(name + s) for s in ("-wal", "-shm", "-journal"))):
+            leftover.unlink(missing_ok=True)
+    if rows != [("ok",)]:
+        return VerifyResult(False, f"integrity_check: {rows[0][0]}")
+    return VerifyResult(True, f"integrity ok, {table_count} tables")
+
+
+@hookimpl
+def backupctl_check(project: ProjectSettings, settings: GlobalSettings) -> list[CheckResult]:
+    """One line for ``run --dry-run`` and ``health``: can we read the database?"""
+    if project.database is None or project.database.type != TYPE:
+        return []
+    source = _source_path(project)
+    if not source.is_file():
+        return [CheckResult("database", "fail", f"SQLite database not found: {source}")]
+    if not os.access(source, os.R_OK):
+        return [CheckResult("database", "fail", f"SQLite database not readable: {source}")]
+    return [CheckResult("database", "pass", f"SQLite database {source} readable")]
+
+
+def _source_path(project: ProjectSettings) -> Path:
+    if project.database is None or not project.database.name:
+        raise PluginError("database.name (the SQLite file) is not set", retryable=False)
+    return Path(project.database.name).expanduser()
+
+
+def _create_private_file(path: Path) -> None:
+    """Create (or empty) ``path`` with mode 0600 before anything is written to it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # in case it already existed with a looser mode
+    os.close(fd)

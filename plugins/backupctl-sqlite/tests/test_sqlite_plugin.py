@@ -1,0 +1,202 @@
+"""The SQLite dumper on real SQLite files."""
+
+from __future__ import annotations
+
+import gzip
+import sqlite3
+import stat
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pluggy
+import pytest
+from backupctl_sqlite import plugin
+
+from backupctl_core import DumpArtifact, PluginError, PluginType, hookspecs
+from backupctl_core.domain.settings import (
+    DatabaseSettings,
+    GlobalSettings,
+    ProjectSettings,
+    ResticSettings,
+)
+
+ROWS = [(1, "Ada", None), (2, "Grace", "née Murray"), (3, "x" * 5000, b"\x00\xff")]
+
+
+def make_project(path: Path | str | None) -> ProjectSettings:
+    return ProjectSettings(
+        name="p",
+        restic=ResticSettings(repository_path="/x"),
+        database=DatabaseSettings(type="sqlite", name=None if path is None else str(path)),
+    )
+
+
+def read_rows(path: Path) -> list[tuple[object, ...]]:
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT * FROM people ORDER BY id").fetchall()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> GlobalSettings:
+    return GlobalSettings(backup_base_dir=tmp_path)
+
+
+@pytest.fixture
+def stem(tmp_path: Path) -> Path:
+    return tmp_path / "backups" / "p" / "p_backup_20240101_120000_abcd"
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    path = tmp_path / "app" / "app.db"
+    path.parent.mkdir()
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT, note)")
+    db.executemany("INSERT INTO people VALUES (?, ?, ?)", ROWS)
+    db.execute(
+        "CREATE TABLE numbers AS WITH RECURSIVE n(i) AS "
+        "(SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000) SELECT i FROM n"
+    )
+    db.commit()
+    db.close()
+    return path
+
+
+def test_registered_through_the_backupctl_entry_point_group() -> None:
+    found = {ep.name: ep.value for ep in entry_points(group="backupctl")}
+    assert found.get("sqlite") == "backupctl_sqlite.plugin"
+    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    pm.register(plugin)
+    pm.check_pending()
+    assert plugin.backupctl_plugin_types() == [PluginType("database", "sqlite")]
+
+
+def test_validate_config(settings: GlobalSettings, source: Path) -> None:
+    assert plugin.backupctl_validate_config(project=make_project(source), settings=settings) == []
+    assert plugin.backupctl_validate_config(project=make_project(None), settings=settings) == [
+        "database.name is required (the path of the SQLite file)"
+    ]
+    other = ProjectSettings(
+        name="p", restic=ResticSettings(repository_path="/x"), database=DatabaseSettings("mysql")
+    )
+    assert plugin.backupctl_validate_config(project=other, settings=settings) == []
+
+
+def test_dump_verify_and_restore_by_gunzip(
+    tmp_path: Path, settings: GlobalSettings, source: Path, stem: Path
+) -> None:
+    project = make_project(source)
+
+    artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+
+    assert artifact.path == stem.with_name(stem.name + ".sqlite.gz")
+    assert artifact.format == "sqlite-gzip"
+    assert artifact.size_bytes == artifact.path.stat().st_size > 0
+    assert stat.S_IMODE(artifact.path.stat().st_mode) == 0o600
+    assert sorted(p.name for p in artifact.path.parent.iterdir()) == [artifact.path.name]
+    assert sorted(p.name for p in source.parent.iterdir()) == ["app.db"]  # no -wal/-shm left
+
+    result = plugin.backupctl_verify(project=project, settings=settings, artifact=artifact)
+    assert result.ok, result.detail
+    assert result.detail == "integrity ok, 2 tables"
+    assert sorted(p.name for p in artifact.path.parent.iterdir()) == [artifact.path.name]
+
+    restored = tmp_path / "restored.db"
+    with gzip.open(artifact.path, "rb") as packed:
+        restored.write_bytes(packed.read())
+    assert read_rows(restored) == ROWS
+    with sqlite3.connect(restored) as db:
+        assert db.execute("SELECT count(*), sum(i) FROM numbers").fetchone() == (10000, 50005000)
+
+
+def test_dump_while_a_writer_holds_an_open_transaction(
+    tmp_path: Path, settings: GlobalSettings, source: Path, stem: Path
+) -> None:
+    writer = sqlite3.connect(source)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO people VALUES (4, 'uncommitted', NULL)")
+    try:
+        artifact = plugin.backupctl_dump(
+            project=make_project(source), settings=settings, target_stem=stem
+        )
+    finally:
+        writer.rollback()
+        writer.close()
+    restored = tmp_path / "restored.db"
+    restored.write_bytes(gzip.decompress(artifact.path.read_bytes()))
+    assert read_rows(restored) == ROWS  # the committed state only
+
+
+def truncate(dump: bytes) -> bytes:
+    return dump[: len(dump) // 2]
+
+
+def not_gzip(dump: bytes) -> bytes:
+    return b"not gzip at all"
+
+
+def not_a_database(dump: bytes) -> bytes:
+    return gzip.compress(b"SQLite format 3\x00" + b"\x01" * 4096)
+
+
+def damage_pages(dump: bytes) -> bytes:
+    raw = gzip.decompress(dump)
+    return gzip.compress(raw[:8192] + b"\xaa" * 4096 + raw[12288:])
+
+
+@pytest.mark.parametrize("corrupt", [truncate, not_gzip, not_a_database, damage_pages])
+def test_verify_rejects_a_corrupt_dump(
+    settings: GlobalSettings, source: Path, stem: Path, corrupt: Callable[[bytes], bytes]
+) -> None:
+    project = make_project(source)
+    artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+    artifact.path.write_bytes(corrupt(artifact.path.read_bytes()))
+
+    result = plugin.backupctl_verify(project=project, settings=settings, artifact=artifact)
+
+    assert not result.ok
+    assert result.detail
+    assert sorted(p.name for p in artifact.path.parent.iterdir()) == [artifact.path.name]
+
+
+def test_verify_reports_a_missing_dump(tmp_path: Path, settings: GlobalSettings) -> None:
+    artifact = DumpArtifact(path=tmp_path / "gone.sqlite.gz", size_bytes=0, format="sqlite-gzip")
+    result = plugin.backupctl_verify(
+        project=make_project(None), settings=settings, artifact=artifact
+    )
+    assert not result.ok
+    assert "missing" in result.detail
+
+
+def test_missing_source_is_a_permanent_error_naming_the_path(
+    tmp_path: Path, settings: GlobalSettings, stem: Path
+) -> None:
+    missing = tmp_path / "nowhere" / "app.db"
+    with pytest.raises(PluginError) as caught:
+        plugin.backupctl_dump(project=make_project(missing), settings=settings, target_stem=stem)
+    assert caught.value.retryable is False
+    assert str(missing) in caught.value.message
+    assert not missing.exists()  # not created by trying
+
+
+def test_a_file_that_is_not_a_database_is_a_permanent_error(
+    tmp_path: Path, settings: GlobalSettings, stem: Path
+) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"hello, I am not SQLite" * 100)
+    with pytest.raises(PluginError) as caught:
+        plugin.backupctl_dump(project=make_project(junk), settings=settings, target_stem=stem)
+    assert caught.value.retryable is False
+    assert "not a database" in caught.value.message
+    assert list(stem.parent.iterdir()) == []
+
+
+def test_check(tmp_path: Path, settings: GlobalSettings, source: Path) -> None:
+    [ok] = plugin.backupctl_check(project=make_project(source), settings=settings)
+    assert (ok.name, ok.status) == ("database", "pass")
+    [missing] = plugin.backupctl_check(project=make_project(tmp_path / "no.db"), settings=settings)
+    assert (missing.name, missing.status) == ("database", "fail")
+    assert str(tmp_path / "no.db") in missing.detail

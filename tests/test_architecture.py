@@ -1,0 +1,83 @@
+"""The domain imports no infrastructure; every hookspec is documented."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import backupctl_core
+from backupctl_core import hookspecs
+
+DOMAIN = Path(backupctl_core.__file__).parent / "domain"
+FORBIDDEN = {
+    "peewee", "playhouse", "psycopg", "httpx", "gnupg", "portalocker", "click", "ruamel",
+    "pluggy", "cattrs", "dotenv", "subprocess", "croniter", "schedule",
+}  # fmt: skip
+FORBIDDEN_CORE = ("backupctl_core.config", "backupctl_core.audit", "backupctl_core.runtime",
+                  "backupctl_core.cli", "backupctl_core.plugins")  # fmt: skip
+
+
+def imported_names(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_domain_modules_import_no_infrastructure_directly() -> None:
+    modules = sorted(DOMAIN.glob("*.py"))
+    assert len(modules) >= 8
+    for module in modules:
+        for name in imported_names(module):
+            assert name.split(".")[0] not in FORBIDDEN, f"{module.name} imports {name}"
+            assert not name.startswith(FORBIDDEN_CORE), f"{module.name} imports {name}"
+
+
+def test_importing_the_domain_loads_no_infrastructure() -> None:
+    """Transitively too: import every domain module in a fresh interpreter."""
+    modules = [f"backupctl_core.domain.{p.stem}" for p in DOMAIN.glob("*.py") if p.stem != "__init__"]
+    code = (
+        "import sys, json\n"
+        + "".join(f"import {m}\n" for m in modules)
+        + "print(json.dumps(sorted(sys.modules)))"
+    )
+    # backupctl_core/__init__ re-exports hookimpl (pluggy) for plugins, so
+    # import the domain without running the package's __init__.
+    loaded = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", "import types, sys; pkg = types.ModuleType('backupctl_core');"
+             f" pkg.__path__ = [{str(DOMAIN.parent)!r}]; sys.modules['backupctl_core'] = pkg\n"
+             + code],
+            check=True, capture_output=True, text=True,
+        ).stdout
+    )  # fmt: skip
+    leaked = {m for m in loaded if m.split(".")[0] in FORBIDDEN} | {
+        m for m in loaded if m.startswith(FORBIDDEN_CORE)
+    }
+    assert leaked == set()
+    assert "backupctl_core.domain.pipeline" in loaded
+
+
+def test_import_linter_contract_is_kept() -> None:
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("lint-imports"))],
+        cwd=DOMAIN.parent.parent, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "The domain imports no infrastructure KEPT" in result.stdout
+
+
+def test_every_hookspec_has_a_docstring() -> None:
+    specs = [getattr(hookspecs, n) for n in dir(hookspecs) if n.startswith("backupctl_")]
+    assert len(specs) >= 6
+    for spec in specs:
+        assert spec.__doc__ and spec.__doc__.strip(), f"{spec.__name__} is undocumented"
+    names = {spec.__name__ for spec in specs}
+    for pipeline_hook in ("dump", "verify", "encrypt", "sync", "prune", "notify"):
+        assert f"backupctl_{pipeline_hook}" in names

@@ -1,0 +1,200 @@
+"""Loading projects.yml + .env: every error names the file and key path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backupctl_core.config.loader import load_config
+from backupctl_core.config.render import project_view
+from backupctl_core.domain.errors import ConfigError
+from backupctl_core.domain.settings import MASK, Secret
+from tests.support.workspace import Workspace
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    return Workspace(tmp_path)
+
+
+def minimal(**overrides: object) -> dict[str, object]:
+    data: dict[str, object] = {
+        "name": "app",
+        "database": {"type": "postgres", "name": "db", "password": "${DB_PASSWORD}"},
+        "restic": {"repository_path": "/r"},
+    }
+    data.update(overrides)
+    return data
+
+
+def error_of(ws: Workspace) -> str:
+    with pytest.raises(ConfigError) as caught:
+        ws.load()
+    assert caught.value.exit_code == 3
+    return caught.value.message
+
+
+def test_variables_resolve_from_env_file_then_process_env(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws.write_env(DB_PASSWORD="from-file")
+    monkeypatch.setenv("DB_PASSWORD", "from-process")
+    monkeypatch.setenv("OTHER", "x")
+    ws.write_config([minimal(cron="0 2 * * *", hooks={"pre_backup": "echo ${OTHER}"})])
+    project = ws.load().project("app")
+    assert project.database is not None
+    assert project.database.password == Secret("from-file")
+    assert project.hooks.pre_backup == "echo x"
+
+
+def test_missing_variable_names_variable_key_and_file(ws: Workspace) -> None:
+    ws.write_config([minimal()])
+    message = error_of(ws)
+    assert message == (
+        f"{ws.config_path}: projects[0].database.password: ${{DB_PASSWORD}}"
+        f" is not set in {ws.env_path} or the environment"
+    )
+
+
+def test_unknown_key_is_an_error_with_its_path(ws: Workspace) -> None:
+    ws.write_env(DB_PASSWORD="pw")
+    ws.write_config([minimal(), minimal(name="b", database={"type": "postgres", "pasword": "x"})])
+    assert error_of(ws) == f"{ws.config_path}: projects[1].database: unknown key(s): pasword"
+
+
+def test_wrong_type_names_the_key_and_value(ws: Workspace) -> None:
+    ws.write_env(DB_PASSWORD="pw")
+    ws.write_config([minimal(retention={"keep_daily": "lots"}, enabled="perhaps")])
+    message = error_of(ws)
+    assert f"{ws.config_path}: projects[0].retention.keep_daily: expected an integer, got 'lots'" in message
+    assert f"{ws.config_path}: projects[0].enabled: expected true or false, got 'perhaps'" in message
+
+
+def test_required_keys_and_literals(ws: Workspace) -> None:
+    ws.write_config([{"name": "a", "restic": {"repository_path": "/r", "snapshot_mode": "both"}}, {"name": "b"}])
+    message = error_of(ws)
+    assert "projects[0].restic.snapshot_mode: both is not one of 'combined', 'separate'" in message
+    assert "projects[1].restic: required key missing" in message
+
+
+def test_checks_beyond_types(ws: Workspace) -> None:
+    ws.write_env(DB_PASSWORD="pw")
+    ws.write_config(
+        [
+            minimal(name="Bad Name", cron="61 * * * *"),
+            minimal(name="dup", retention={"keep_daily": -1}),
+            minimal(name="dup", encryption={"enabled": True}),
+        ]
+    )
+    message = error_of(ws)
+    assert "projects[0].name: 'Bad Name' must match" in message
+    assert "projects[0].cron: '61 * * * *' is not a valid cron expression" in message
+    assert "projects[1].retention.keep_daily: must be 0 or more, got -1" in message
+    assert "projects[2].name: duplicate project name 'dup'" in message
+    assert "projects[2].encryption.recipient: required when encryption is enabled" in message
+
+
+def test_invalid_yaml_and_missing_file(ws: Workspace) -> None:
+    ws.config_path.write_text("projects:\n  - name: [unclosed\n")
+    assert "invalid YAML (line" in error_of(ws)
+    ws.config_path.unlink()
+    assert error_of(ws) == f"{ws.config_path}: config file not found"
+    ws.config_path.write_text("- just a list\n")
+    assert "expected a mapping with a 'projects' list" in error_of(ws)
+
+
+def test_explicit_env_file_must_exist(ws: Workspace) -> None:
+    ws.write_config([])
+    with pytest.raises(ConfigError, match="env file not found"):
+        load_config(ws.config_path, ws.root / "missing.env", env_required=True)
+    assert load_config(ws.config_path, ws.root / "missing.env").projects == []
+
+
+def test_bad_env_values_name_the_variable(ws: Workspace) -> None:
+    ws.write_config([])
+    ws.write_env(BACKUP_RETRY_COUNT="three")
+    assert error_of(ws) == f"{ws.env_path}: BACKUP_RETRY_COUNT: expected an integer, got 'three'"
+
+
+def test_env_defaults_fill_absent_blocks(ws: Workspace) -> None:
+    ws.write_env(
+        DB_PASSWORD="pw",
+        RESTIC_PASSWORD="repo-secret",
+        ENCRYPTION_ENABLED="true",
+        GPG_RECIPIENT="ops@example.com",
+        NOTIFICATION_TYPE="slack",
+        SLACK_WEBHOOK_URL="https://hooks.example/T/B/token",
+    )
+    ws.write_config([minimal(), minimal(name="own", restic={"repository_path": "/r", "password": "mine"})])
+    config = ws.load()
+    app = config.project("app")
+    assert app.restic.password == Secret("repo-secret")
+    assert app.encryption is not None and app.encryption.enabled
+    assert app.encryption.recipient == "ops@example.com"
+    assert app.notification is not None and app.notification.type == "slack"
+    assert app.notification.config == {"webhook_url": "https://hooks.example/T/B/token"}
+    assert config.project("own").restic.password == Secret("mine")  # project YAML wins
+
+
+def test_defaults_without_env(ws: Workspace) -> None:
+    ws.write_env(DB_PASSWORD="pw")
+    ws.write_config([minimal()])
+    config = ws.load()
+    project = config.project("app")
+    assert project.enabled and project.compression.enabled and project.verification.enabled
+    assert project.restic.snapshot_mode == "combined"
+    assert project.notification is not None and project.notification.type == "none"
+    assert config.settings.retry_count == 3
+    assert config.settings.audit_db.sqlite_path == ws.base_dir / ".audit" / "audit.db"
+    assert config.settings.ssh.port == 23
+
+
+def test_unknown_project_lists_known_ones(ws: Workspace) -> None:
+    ws.write_env(DB_PASSWORD="pw")
+    ws.write_config([minimal(), minimal(name="other")])
+    with pytest.raises(ConfigError, match=r"unknown project 'nope' \(known projects: app, other\)"):
+        ws.load().project("nope")
+
+
+def test_config_show_masks_every_secret(ws: Workspace) -> None:
+    ws.write_env(DB_PASSWORD="db-secret", RESTIC_PASSWORD="repo-secret")
+    ws.write_config(
+        [
+            minimal(
+                notification={
+                    "type": "webhook",
+                    "config": {"url": "https://h/x?token=t0k", "timeout": 5},
+                }
+            )
+        ]
+    )
+    view = project_view(ws.load().project("app"))
+    text = repr(view)
+    for secret in ("db-secret", "repo-secret", "t0k"):
+        assert secret not in text
+    assert view["database"]["password"] == MASK
+    assert view["notification"]["config"] == {"url": MASK, "timeout": 5}
+
+
+def test_example_config_documents_every_key(tmp_path: Path) -> None:
+    """The shipped examples load, and name every field of the settings classes."""
+    import attrs
+
+    from backupctl_core.domain import settings as s
+
+    config = load_config(REPO / "config/projects.example.yml", REPO / "config/.env.example")
+    assert config.names == ["locaboo", "project-files"]
+    example = (REPO / "config/projects.example.yml").read_text()
+    for cls in (s.ProjectSettings, s.DatabaseSettings, s.ResticSettings, s.RetentionSettings,
+                s.EncryptionSettings, s.HookSettings, s.NotificationSettings):  # fmt: skip
+        for field in attrs.fields(cls):
+            assert f"{field.name}:" in example, f"{cls.__name__}.{field.name} undocumented"
+    env_example = (REPO / "config/.env.example").read_text()
+    env_source = (REPO / "backupctl_core/config/env.py").read_text()
+    import re
+
+    for variable in set(re.findall(r'\("([A-Z][A-Z0-9_]+)"', env_source)):
+        assert f"{variable}=" in env_example, f"{variable} missing from .env.example"
