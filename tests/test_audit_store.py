@@ -1,0 +1,113 @@
+"""The audit store on both backends: SQLite file and PostgreSQL (psycopg 3,
+password auth), migrations explicit and versioned."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from backupctl_core.audit.store import AuditStore
+from backupctl_core.domain.errors import BackupctlError, ConnectivityError
+from backupctl_core.domain.records import RunRecord, RunStatus
+from backupctl_core.domain.settings import AuditDbSettings, Secret
+from backupctl_core.domain.stages import Stage
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> AuditDbSettings:
+    if request.param == "sqlite":
+        return AuditDbSettings(sqlite_path=tmp_path / "audit" / "audit.db")
+    db = request.getfixturevalue("pg_scram_db")
+    return AuditDbSettings(
+        host=db.host, port=db.port, name=db.name, user=db.user, password=Secret(db.password)
+    )
+
+
+@pytest.fixture
+def store(settings: AuditDbSettings) -> Iterator[AuditStore]:
+    opened = AuditStore.open(settings)
+    opened.migrate()
+    yield opened
+    opened.close()
+
+
+def test_nothing_is_created_before_migrate(settings: AuditDbSettings) -> None:
+    store = AuditStore.open(settings)
+    with pytest.raises(BackupctlError, match="not migrated .pending: 0001_initial."):
+        store.ensure_migrated()
+    if settings.sqlite_path is not None:
+        assert not settings.sqlite_path.exists()
+    assert store.migrate() == ["0001_initial"]
+    assert store.migrate() == []
+    store.ensure_migrated()
+    [(name, applied)] = store.migration_status()
+    assert name == "0001_initial" and applied is not None
+    columns = {c.name for c in store.database.get_columns("backup_log")}
+    assert columns == {
+        "id", "project_name", "status", "current_stage", "started_at", "completed_at",
+        "dump_size_bytes", "encrypted", "verified", "snapshot_id", "snapshot_mode", "files_new",
+        "files_changed", "bytes_added", "prune_snapshots_removed", "local_files_cleaned",
+        "error_stage", "error_message", "retry_count", "duration_ms", "created_at",
+    }  # fmt: skip
+    store.close()
+
+
+def test_start_progress_finish(store: AuditStore) -> None:
+    started = datetime(2026, 3, 18, 0, 0, 5, tzinfo=UTC)
+    record = RunRecord(project_name="locaboo", started_at=started, snapshot_mode="combined")
+    store.start_run(record)
+    row = store.get(record.id)
+    assert row is not None and row.status is RunStatus.STARTED and row.completed_at is None
+    store.track_progress(record.id, Stage.SYNC)
+    assert store.history("locaboo")[0].current_stage == "sync"
+
+    record.status = RunStatus.SUCCESS
+    record.completed_at = started + timedelta(minutes=3, seconds=12)
+    record.duration_ms = 192000
+    record.dump_size_bytes = 257949696
+    record.snapshot_id = "a1b2c3d4"
+    record.files_new, record.files_changed, record.bytes_added = 12, 3, 52 * 1024 * 1024
+    record.prune_snapshots_removed, record.local_files_cleaned = 2, 1
+    record.verified = True
+    store.finish_run(record)
+    row = store.get(record.id)
+    assert row == record  # every field round-trips, times as aware UTC
+    assert row is not None and row.started_at == started
+
+
+def test_history_latest_and_failed_filter(store: AuditStore) -> None:
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    for day in range(5):
+        for project in ("a", "b"):
+            record = RunRecord(project_name=project, started_at=base + timedelta(days=day),
+                               snapshot_mode="combined")  # fmt: skip
+            store.start_run(record)
+            record.status = RunStatus.FAILED if day % 2 else RunStatus.SUCCESS
+            record.error_stage = "sync" if day % 2 else None
+            store.finish_run(record)
+    history = store.history("a", last=3)
+    assert [r.started_at.day for r in history] == [5, 4, 3]
+    assert [r.started_at.day for r in store.history("a", failed_only=True)] == [4, 2]
+    latest = store.latest_per_project()
+    assert set(latest) == {"a", "b"}
+    assert latest["a"].started_at == base + timedelta(days=4)
+
+
+def test_unreachable_postgres_is_a_connectivity_error() -> None:
+    store = AuditStore.open(AuditDbSettings(host="127.0.0.1", port=1, name="x", user="x"))
+    with pytest.raises(ConnectivityError, match="audit database PostgreSQL x@127.0.0.1:1/x"):
+        store.ensure_migrated()
+
+
+def test_wrong_postgres_password_fails_without_echoing_it(pg_scram_db) -> None:  # type: ignore[no-untyped-def]
+    settings = AuditDbSettings(
+        host=pg_scram_db.host, port=pg_scram_db.port, name=pg_scram_db.name,
+        user=pg_scram_db.user, password=Secret("definitely-wrong"),
+    )  # fmt: skip
+    with pytest.raises(ConnectivityError) as caught:
+        AuditStore.open(settings).migrate()
+    assert "password authentication failed" in caught.value.message
+    assert "definitely-wrong" not in caught.value.message
