@@ -262,8 +262,8 @@ def get_plugin_manager(
     manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     manager.add_hookspecs(hookspecs)
     infos: list[PluginInfo] = []
-    eps = entry_point_list if entry_point_list is not None else entry_points(
-        group=ENTRY_POINT_GROUP
+    eps = (
+        entry_point_list if entry_point_list is not None else entry_points(group=ENTRY_POINT_GROUP)
     )
     for ep in eps:
         dist, version = _entry_point_dist(ep)

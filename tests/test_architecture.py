@@ -41,7 +41,9 @@ def test_domain_modules_import_no_infrastructure_directly() -> None:
 
 def test_importing_the_domain_loads_no_infrastructure() -> None:
     """Transitively too: import every domain module in a fresh interpreter."""
-    modules = [f"backupctl_core.domain.{p.stem}" for p in DOMAIN.glob("*.py") if p.stem != "__init__"]
+    modules = [
+        f"backupctl_core.domain.{p.stem}" for p in DOMAIN.glob("*.py") if p.stem != "__init__"
+    ]
     code = (
         "import sys, json\n"
         + "".join(f"import {m}\n" for m in modules)

@@ -25,9 +25,7 @@ def ws(tmp_path: Path) -> Workspace:
     workspace = Workspace(tmp_path)
     workspace.write_env(RESTIC_PASSWORD="repo-pw-123")
     make_sqlite_db(tmp_path / "shop.sqlite")
-    workspace.write_config(
-        [sqlite_project("shop", tmp_path / "shop.sqlite", tmp_path / "repo")]
-    )
+    workspace.write_config([sqlite_project("shop", tmp_path / "shop.sqlite", tmp_path / "repo")])
     return workspace
 
 
@@ -36,7 +34,9 @@ def invoke(ws: Workspace, *args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-def executable(ws: Workspace, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def executable(
+    ws: Workspace, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [BACKUPCTL, *ws.cli_args(), *args],
         capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=120,
@@ -157,16 +157,27 @@ def test_missing_variable_exits_3(ws: Workspace, tmp_path: Path) -> None:
 
 def test_type_without_plugin_names_the_distribution(ws: Workspace, tmp_path: Path) -> None:
     ws.write_config(
-        [{"name": "m", "database": {"type": "mysql", "name": "x"}, "restic": {"repository_path": "/r"}}]
+        [
+            {
+                "name": "m",
+                "database": {"type": "mysql", "name": "x"},
+                "restic": {"repository_path": "/r"},
+            }
+        ]
     )
     for args in (["config", "validate"], ["run", "m"]):
         result = executable(ws, *args)
         assert result.returncode == 3
-        assert "no installed plugin provides database type 'mysql'; pip install backupctl-mysql" in result.stderr
+        assert (
+            "no installed plugin provides database type 'mysql'; pip install backupctl-mysql"
+            in result.stderr
+        )
 
 
 def test_plugin_config_problems_fail_validation(ws: Workspace) -> None:
-    ws.write_config([{"name": "p", "database": {"type": "postgres"}, "restic": {"repository_path": "/r"}}])
+    ws.write_config(
+        [{"name": "p", "database": {"type": "postgres"}, "restic": {"repository_path": "/r"}}]
+    )
     code, _, err = invoke(ws, "config", "validate")
     assert code == 3
     assert "projects[p].database.host is required" in err
@@ -185,11 +196,11 @@ def test_unmigrated_audit_store_is_not_created_implicitly(ws: Workspace) -> None
     assert "is not migrated (pending: 0001_initial); run `backupctl db migrate`" in result.stderr
     assert not (ws.base_dir / ".audit" / "audit.db").exists()
     code, out, _ = invoke(ws, "db", "status")
-    assert "0001_initial: pending" in out
+    assert code == 0 and "0001_initial: pending" in out
     migrated(ws)
     code, out, _ = invoke(ws, "db", "status")
-    assert "0001_initial: 20" in out
-    code, out, _ = invoke(ws, "db", "migrate")
+    assert code == 0 and "0001_initial: 20" in out
+    _code, out, _ = invoke(ws, "db", "migrate")
     assert out.strip().endswith("up to date")
 
 
@@ -203,7 +214,11 @@ def test_env_file_and_config_from_environment_variables(ws: Workspace) -> None:
     result = subprocess.run(
         [BACKUPCTL, "config", "validate"],
         capture_output=True, text=True, cwd=ws.root,
-        env={**os.environ, "BACKUPCTL_CONFIG": str(ws.config_path), "BACKUPCTL_ENV_FILE": str(ws.env_path)},
+        env={
+            **os.environ,
+            "BACKUPCTL_CONFIG": str(ws.config_path),
+            "BACKUPCTL_ENV_FILE": str(ws.env_path),
+        },
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     missing = executable(ws, "--env-file", str(ws.root / "nope.env"), "config", "validate")
@@ -212,13 +227,14 @@ def test_env_file_and_config_from_environment_variables(ws: Workspace) -> None:
 
 def test_plugins_lists_installed_plugins(ws: Workspace) -> None:
     code, out, _ = invoke(ws, "plugins", "--json")
+    assert code == 0
     plugins = {p["name"]: p for p in json.loads(out)}
     assert {"postgres", "restic", "sqlite"} <= set(plugins)
     assert plugins["postgres"]["distribution"] == "backupctl-postgres"
     assert plugins["postgres"]["provides"] == ["database:postgres"]
     assert {"backupctl_dump", "backupctl_verify"} <= set(plugins["postgres"]["hooks"])
     assert {"backupctl_sync", "backupctl_prune"} <= set(plugins["restic"]["hooks"])
-    code, out, _ = invoke(ws, "plugins")
+    _code, out, _ = invoke(ws, "plugins")
     assert out.splitlines()[0].split() == ["NAME", "DISTRIBUTION", "VERSION", "PROVIDES", "HOOKS"]
 
 

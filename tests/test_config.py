@@ -69,12 +69,19 @@ def test_wrong_type_names_the_key_and_value(ws: Workspace) -> None:
     ws.write_env(DB_PASSWORD="pw")
     ws.write_config([minimal(retention={"keep_daily": "lots"}, enabled="perhaps")])
     message = error_of(ws)
-    assert f"{ws.config_path}: projects[0].retention.keep_daily: expected an integer, got 'lots'" in message
-    assert f"{ws.config_path}: projects[0].enabled: expected true or false, got 'perhaps'" in message
+    assert (
+        f"{ws.config_path}: projects[0].retention.keep_daily: expected an integer, got 'lots'"
+        in message
+    )
+    assert (
+        f"{ws.config_path}: projects[0].enabled: expected true or false, got 'perhaps'" in message
+    )
 
 
 def test_required_keys_and_literals(ws: Workspace) -> None:
-    ws.write_config([{"name": "a", "restic": {"repository_path": "/r", "snapshot_mode": "both"}}, {"name": "b"}])
+    ws.write_config(
+        [{"name": "a", "restic": {"repository_path": "/r", "snapshot_mode": "both"}}, {"name": "b"}]
+    )
     message = error_of(ws)
     assert "projects[0].restic.snapshot_mode: both is not one of 'combined', 'separate'" in message
     assert "projects[1].restic: required key missing" in message
@@ -128,7 +135,9 @@ def test_env_defaults_fill_absent_blocks(ws: Workspace) -> None:
         NOTIFICATION_TYPE="slack",
         SLACK_WEBHOOK_URL="https://hooks.example/T/B/token",
     )
-    ws.write_config([minimal(), minimal(name="own", restic={"repository_path": "/r", "password": "mine"})])
+    ws.write_config(
+        [minimal(), minimal(name="own", restic={"repository_path": "/r", "password": "mine"})]
+    )
     config = ws.load()
     app = config.project("app")
     assert app.restic.password == Secret("repo-secret")

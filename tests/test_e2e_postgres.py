@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from backupctl_restic.repository import restic_environment
 
 from backupctl_core.config.loader import load_config
-from backupctl_restic.repository import restic_environment
 from tests.support.fixtures_pg import PgDatabase
 from tests.support.pgcluster import PgCluster
 from tests.support.sftp import SftpServer
@@ -40,8 +40,10 @@ INSERT INTO shop.orders (customer_id, total, payload)
 """
 CHECKSUM = """
 SELECT (SELECT count(*) FROM shop.customers), (SELECT count(*) FROM shop.orders),
-       (SELECT md5(string_agg(id || name || coalesce(note, '∅'), ',' ORDER BY id)) FROM shop.customers),
-       (SELECT md5(string_agg(id || ':' || total || encode(payload, 'hex'), ',' ORDER BY id)) FROM shop.orders),
+       (SELECT md5(string_agg(id || name || coalesce(note, '∅'), ',' ORDER BY id))
+          FROM shop.customers),
+       (SELECT md5(string_agg(id || ':' || total || encode(payload, 'hex'), ',' ORDER BY id))
+          FROM shop.orders),
        (SELECT last_value FROM shop.orders_id_seq)
 """
 
@@ -54,12 +56,16 @@ def backupctl(ws: Workspace, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def source(pg_scram: PgCluster, pg_scram_db: PgDatabase) -> PgDatabase:
-    with pg_scram.connect(pg_scram_db.name, user=pg_scram_db.user, password=pg_scram_db.password) as conn:
+    with pg_scram.connect(
+        pg_scram_db.name, user=pg_scram_db.user, password=pg_scram_db.password
+    ) as conn:
         conn.execute(SCHEMA)
     return pg_scram_db
 
 
-def make_workspace(tmp_path: Path, source: PgDatabase, repo: str, ssh: SftpServer | None) -> Workspace:
+def make_workspace(
+    tmp_path: Path, source: PgDatabase, repo: str, ssh: SftpServer | None
+) -> Workspace:
     ws = Workspace(tmp_path)
     env = {"DB_PASSWORD": source.password, "RESTIC_PASSWORD": "restic-secret-e2e"}
     if ssh is not None:
@@ -76,12 +82,21 @@ def make_workspace(tmp_path: Path, source: PgDatabase, repo: str, ssh: SftpServe
             {
                 "name": "shop",
                 "database": {
-                    "type": "postgres", "host": source.host, "port": source.port,
-                    "name": source.name, "user": source.user, "password": "${DB_PASSWORD}",
-                },  # fmt: skip
+                    "type": "postgres",
+                    "host": source.host,
+                    "port": source.port,
+                    "name": source.name,
+                    "user": source.user,
+                    "password": "${DB_PASSWORD}",
+                },
                 "assets": {"paths": [str(assets)]},
                 "restic": {"repository_path": repo},
-                "retention": {"local_days": 7, "keep_daily": 7, "keep_weekly": 0, "keep_monthly": 0},
+                "retention": {
+                    "local_days": 7,
+                    "keep_daily": 7,
+                    "keep_weekly": 0,
+                    "keep_monthly": 0,
+                },
             }
         ]
     )
@@ -110,7 +125,9 @@ def round_trip(ws: Workspace, pg: PgCluster, source: PgDatabase, tmp_path: Path)
     target = tmp_path / "restored"
     restic(ws, "restore", "latest", "--target", str(target))
     (dump,) = list(target.rglob("shop_backup_*.dump"))
-    assert (target / str(tmp_path / "uploads" / "2026" / "invoice.txt").lstrip("/")).read_text() == "invoice ✓\n"
+    assert (
+        target / str(tmp_path / "uploads" / "2026" / "invoice.txt").lstrip("/")
+    ).read_text() == "invoice ✓\n"
 
     pg.create_database("restored_" + source.name)
     subprocess.run(

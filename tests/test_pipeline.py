@@ -224,7 +224,7 @@ def test_retryable_failures_are_retried_and_counted(ws: Workspace) -> None:
 def test_non_retryable_failure_fails_at_once(ws: Workspace) -> None:
     ws.write_config([project()])
     recorder.fail("dump", PluginError("password authentication failed", retryable=False))
-    outcome, _, store = run(ws)
+    _outcome, _, store = run(ws)
     row = store.history("app", 1)[0]
     assert recorder.hooks_called == ["dump"]
     assert row.error_stage == "dump" and row.retry_count == 0
@@ -244,7 +244,7 @@ def test_retries_give_up_after_the_configured_count(ws: Workspace) -> None:
 def test_failed_verification_fails_the_run(ws: Workspace) -> None:
     ws.write_config([project()])
     recorder.verify_ok = False
-    outcome, _, store = run(ws)
+    _outcome, _, store = run(ws)
     row = store.history("app", 1)[0]
     assert row.error_stage == "verify" and "corrupt" in (row.error_message or "")
     assert "sync" not in recorder.hooks_called

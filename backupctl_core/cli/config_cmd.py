@@ -25,8 +25,10 @@ def validate(context: CliContext) -> None:
     problems: list[str] = []
     for project in loaded.projects:
         try:
-            problems += [f"projects[{project.name}].{p}" for p in
-                         context.registry.validate(project, loaded.settings)]
+            problems += [
+                f"projects[{project.name}].{p}"
+                for p in context.registry.validate(project, loaded.settings)
+            ]
         except ConfigError as error:
             problems.append(error.message)
     if problems:

@@ -23,7 +23,7 @@ class BackupctlGroup(click.Group):
     usage errors, which would exit 2, exit 1 here.
     """
 
-    def main(  # type: ignore[override]
+    def main(
         self,
         args: Any = None,
         prog_name: str | None = None,

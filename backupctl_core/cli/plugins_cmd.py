@@ -26,9 +26,9 @@ def plugins(context: CliContext, as_json: bool) -> None:
             info.distribution,
             info.version,
             ", ".join(f"{t.kind}:{t.name}" for t in info.types) or "-",
-            f"BROKEN: {info.error}" if info.error else ", ".join(
-                h.removeprefix("backupctl_") for h in info.hooks
-            ),
+            f"BROKEN: {info.error}"
+            if info.error
+            else ", ".join(h.removeprefix("backupctl_") for h in info.hooks),
         ]
         for info in infos
     ]

@@ -38,7 +38,13 @@ def snapshots(context: CliContext, project: str, last: int | None, as_json: bool
         return
     tz = context.config.settings.timezone
     rows = [
-        [s.id, local_time(s.time, tz), ",".join(s.tags), ", ".join(s.paths), human_size(s.size_bytes)]
+        [
+            s.id,
+            local_time(s.time, tz),
+            ",".join(s.tags),
+            ", ".join(s.paths),
+            human_size(s.size_bytes),
+        ]
         for s in found
     ]
     click.echo(table(["ID", "TIME", "TAGS", "PATHS", "SIZE"], rows))

@@ -58,7 +58,9 @@ def status(context: CliContext, project: str | None, last: int, as_json: bool) -
     if project is None:
         latest = context.store().latest_per_project()
         if as_json:
-            echo_json({name: record_json(r) if (r := latest.get(name)) else None for name in config.names})
+            echo_json(
+                {name: record_json(r) if (r := latest.get(name)) else None for name in config.names}
+            )
             return
         rows = []
         for name in config.names:
@@ -73,7 +75,7 @@ def status(context: CliContext, project: str | None, last: int, as_json: bool) -
                     _stage(record),
                     local_time(record.started_at, tz),
                     human_duration(record.duration_ms),
-                    record.snapshot_id,
+                    record.snapshot_id or "-",
                 ]
             )
         click.echo(table(["PROJECT", "STATUS", "STAGE", "STARTED", "DURATION", "SNAPSHOT"], rows))
@@ -85,7 +87,9 @@ def status(context: CliContext, project: str | None, last: int, as_json: bool) -
         return
     running = [r for r in records if r.status is RunStatus.STARTED]
     for record in running:
-        click.echo(f"{project}: running since {local_time(record.started_at, tz)} — {_stage(record)}")
+        click.echo(
+            f"{project}: running since {local_time(record.started_at, tz)} — {_stage(record)}"
+        )
     rows = [
         [
             local_time(r.started_at, tz),
@@ -93,7 +97,7 @@ def status(context: CliContext, project: str | None, last: int, as_json: bool) -
             _stage(r),
             human_duration(r.duration_ms),
             human_size(r.dump_size_bytes),
-            r.snapshot_id,
+            r.snapshot_id or "-",
         ]
         for r in records
     ]

@@ -74,8 +74,7 @@ def _resolve_vars(node: Any, env: Environment, path: str, errors: list[str]) -> 
             value = env.get(match.group(1))
             if value is None:
                 errors.append(
-                    f"{path}: ${{{match.group(1)}}} is not set in {env.path} "
-                    "or the environment"
+                    f"{path}: ${{{match.group(1)}}} is not set in {env.path} or the environment"
                 )
                 return ""
             return value

@@ -7,7 +7,7 @@ plugin only transports ``Event.text`` (and ``Event.data`` for webhooks).
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from attrs import field, frozen
@@ -16,7 +16,7 @@ from backupctl_core.domain.records import RunRecord, RunStatus
 from backupctl_core.domain.stages import describe_stage
 
 
-class EventType(str, Enum):
+class EventType(StrEnum):
     STARTED = "backup_started"
     SUCCESS = "backup_success"
     FAILED = "backup_failed"
@@ -90,9 +90,7 @@ def _record_data(record: RunRecord, timestamp: datetime) -> dict[str, Any]:
 
 def started_event(record: RunRecord, local_start: datetime) -> Event:
     text = f"🔄 Backup started — {record.project_name}\nTime: {format_time(local_start)}"
-    return Event(
-        EventType.STARTED, record.project_name, text, _record_data(record, local_start)
-    )
+    return Event(EventType.STARTED, record.project_name, text, _record_data(record, local_start))
 
 
 def success_event(record: RunRecord, database_name: str | None, local_end: datetime) -> Event:

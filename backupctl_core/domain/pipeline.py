@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 from zoneinfo import ZoneInfo
@@ -130,21 +131,7 @@ class BackupPipeline:
 
     def _back_up(self, record: RunRecord) -> None:
         project = self.project
-        dump: DumpArtifact | None = None
-        if project.database is not None:
-            stem = self.files.new_dump_stem(record.started_at)
-            dump = self._stage(record, Stage.DUMP, lambda: self.plugins.dump(stem))
-            record.dump_path = dump.path
-            record.dump_size_bytes = dump.size_bytes
-            if project.verification.enabled:
-                self._stage(record, Stage.VERIFY, lambda: self._verify(dump))
-                record.verified = True
-            if project.encryption_enabled:
-                plain = dump
-                dump = self._stage(record, Stage.ENCRYPT, lambda: self.plugins.encrypt(plain))
-                record.dump_path = dump.path
-                record.encrypted = True
-
+        dump = self._dump(record) if project.database is not None else None
         assets, missing = self.files.split_existing(project.assets.paths)
         for path in missing:
             log.warning("%s: asset path %s does not exist, skipped", project.name, path)
@@ -158,6 +145,21 @@ class BackupPipeline:
             Stage.CLEANUP,
             lambda: self.files.cleanup(project.retention.local_days, now),
         )
+
+    def _dump(self, record: RunRecord) -> DumpArtifact:
+        """Steps 3–5: dump, verify, encrypt; the artifact to sync."""
+        stem = self.files.new_dump_stem(record.started_at)
+        dump = self._stage(record, Stage.DUMP, lambda: self.plugins.dump(stem))
+        record.dump_path = dump.path
+        record.dump_size_bytes = dump.size_bytes
+        if self.project.verification.enabled:
+            self._stage(record, Stage.VERIFY, lambda: self._verify(dump))
+            record.verified = True
+        if self.project.encryption_enabled:
+            dump = self._stage(record, Stage.ENCRYPT, partial(self.plugins.encrypt, dump))
+            record.dump_path = dump.path
+            record.encrypted = True
+        return dump
 
     def _verify(self, dump: DumpArtifact) -> None:
         result = self.plugins.verify(dump)
@@ -182,7 +184,7 @@ class BackupPipeline:
             result = self._stage(
                 record,
                 Stage.SYNC,
-                lambda paths=paths, tags=tags: self.plugins.sync(paths, tags),
+                partial(self.plugins.sync, paths, tags),
                 track=False,
             )
             # In separate mode the first snapshot (the dump's, if any) is the

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 from attrs import define, field
 
 
-class RunStatus(str, Enum):
+class RunStatus(StrEnum):
     STARTED = "started"
     SUCCESS = "success"
     FAILED = "failed"

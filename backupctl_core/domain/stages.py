@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class Stage(str, Enum):
+class Stage(StrEnum):
     NOTIFY_STARTED = "notify_started"
     PRE_HOOK = "pre_hook"
     DUMP = "dump"

@@ -1,0 +1,422 @@
+"""The restic plugin against the real restic: a local repository and an SFTP one
+served by a real sshd (the ``sftp_server`` fixture). No test doubles."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pluggy
+import pytest
+from backupctl_restic import plugin, restic_environment
+from backupctl_restic.output import describe_json_error, parse_time
+from backupctl_restic.repository import known_hosts_file, repository_url
+
+from backupctl_core import PluginError, hookspecs
+from backupctl_core.domain.settings import (
+    GlobalSettings,
+    ProjectSettings,
+    ResticSettings,
+    RetentionSettings,
+    Secret,
+    SshSettings,
+)
+from tests.support.sftp import SftpServer
+
+PASSWORD = "pw-Zq81-never-print-me"  # distinctive, so a leak anywhere would be found
+TAGS = ("project:p", "backupctl:combined")
+NO_RETENTION = RetentionSettings(keep_daily=0, keep_weekly=0, keep_monthly=0)
+
+Target = Callable[..., tuple[ProjectSettings, GlobalSettings]]
+
+
+# -- fixtures --------------------------------------------------------------------------
+
+
+def _project(
+    repository_path: str,
+    name: str = "p",
+    password: str = PASSWORD,
+    retention: RetentionSettings = NO_RETENTION,
+) -> ProjectSettings:
+    return ProjectSettings(
+        name=name,
+        restic=ResticSettings(repository_path=repository_path, password=Secret(password)),
+        retention=retention,
+    )
+
+
+@pytest.fixture(scope="module")
+def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One initialised repository (init takes seconds: restic calibrates its KDF);
+    tests that do not test creation get a copy."""
+    path = tmp_path_factory.mktemp("template") / "repo"
+    env = dict(os.environ, RESTIC_PASSWORD=PASSWORD, RESTIC_REPOSITORY=f"local:{path}")
+    env["RESTIC_CACHE_DIR"] = str(path.parent / "cache")
+    subprocess.run(["restic", "init"], env=env, check=True, capture_output=True)
+    return path
+
+
+@pytest.fixture(params=["local", "sftp"])
+def target(request: pytest.FixtureRequest, tmp_path: Path, template_repo: Path) -> Iterator[Target]:
+    """``target(existing=False, **project_kwargs) -> (project, settings)`` on one backend.
+
+    ``existing=True`` gives a copy of an initialised repository (password PASSWORD).
+    """
+    settings = GlobalSettings(backup_base_dir=tmp_path / "base")
+    server: SftpServer | None = None
+    if request.param == "sftp":
+        server = request.getfixturevalue("sftp_server")
+        settings = GlobalSettings(backup_base_dir=tmp_path / "base", ssh=server.ssh_settings())
+
+    def make(existing: bool = False, **kwargs: object) -> tuple[ProjectSettings, GlobalSettings]:
+        if server is None:
+            path = str(tmp_path / f"repo-{len(list(tmp_path.glob('repo-*')))}")
+        else:
+            path = server.new_repo_path(request.node.name.split("[")[0])
+        if existing:
+            _copy_repo(template_repo, path, server)
+        return _project(path, **kwargs), settings  # type: ignore[arg-type]
+
+    yield make
+
+
+def _copy_repo(template: Path, path: str, server: SftpServer | None) -> None:
+    shutil.copytree(template, path)
+    if server is not None:
+        subprocess.run(["chown", "-R", f"{server.user}:", path], check=True)
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    for name in ("a.txt", "b.txt", "sub/c.txt"):
+        (src / name).write_text(f"content of {name}\n")
+    return src
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# -- the hooks against both backends ----------------------------------------------------
+
+
+def test_first_sync_creates_the_repository_and_reports_counts(target: Target, source: Path) -> None:
+    project, settings = target()
+    [check] = plugin.backupctl_check(project=project, settings=settings)
+    assert check.status == "warn"
+    assert "does not exist yet" in check.detail
+
+    first = plugin.backupctl_sync(project=project, settings=settings, paths=[source], tags=TAGS)
+
+    assert first.files_new == 3
+    assert first.files_changed == 0
+    assert first.bytes_added > 0
+    [snapshot] = plugin.backupctl_snapshots(project=project, settings=settings)
+    assert snapshot.id == first.snapshot_id
+    assert snapshot.tags == TAGS
+    assert snapshot.paths == (str(source),)
+    assert snapshot.time.tzinfo is not None
+
+    (source / "b.txt").write_text("changed\n")
+    second = plugin.backupctl_sync(project=project, settings=settings, paths=[source], tags=TAGS)
+
+    assert (second.files_new, second.files_changed) == (0, 1)
+    assert second.snapshot_id != first.snapshot_id
+    [check] = plugin.backupctl_check(project=project, settings=settings)
+    assert check.status == "pass"
+    assert (settings.backup_base_dir / ".cache" / "restic").is_dir()
+
+
+def test_prune_applies_retention_per_project_and_lists_newest_first(
+    target: Target, source: Path
+) -> None:
+    daily = RetentionSettings(keep_daily=1, keep_weekly=0, keep_monthly=0)
+    project, settings = target(existing=True, retention=daily)
+    other = _project(project.restic.repository_path, name="other", retention=daily)
+    plugin.backupctl_sync(project=other, settings=settings, paths=[source], tags=())
+    made = []
+    for round_ in range(3):
+        (source / "a.txt").write_text(f"round {round_}\n")
+        result = plugin.backupctl_sync(
+            project=project, settings=settings, paths=[source], tags=TAGS
+        )
+        made.append(result.snapshot_id)
+
+    listed = plugin.backupctl_snapshots(project=project, settings=settings)
+    assert [s.id for s in listed] == made[::-1]
+    assert listed[0].time > listed[1].time > listed[2].time
+
+    pruned = plugin.backupctl_prune(project=project, settings=settings)
+
+    assert pruned.snapshots_removed == 2  # all three are from today: one daily kept
+    assert [s.id for s in plugin.backupctl_snapshots(project=project, settings=settings)] == [
+        made[-1]
+    ]
+    # The other project in the same repository is untouched.
+    assert len(plugin.backupctl_snapshots(project=other, settings=settings)) == 1
+
+
+def test_wrong_password_is_not_retryable_and_not_revealed(target: Target, source: Path) -> None:
+    wrong = "wrong-pw-Kx93"
+    project, settings = target(existing=True, password=wrong)
+
+    with pytest.raises(PluginError) as caught:
+        plugin.backupctl_sync(project=project, settings=settings, paths=[source], tags=TAGS)
+
+    error = caught.value
+    assert error.retryable is False
+    assert error.connectivity is False
+    assert "wrong repository password" in error.message
+    assert "wrong password or no key found" in error.message
+    assert wrong not in error.message and PASSWORD not in error.message
+    assert "\n" not in error.message
+    [check] = plugin.backupctl_check(project=project, settings=settings)
+    assert check.status == "fail"
+    assert wrong not in check.detail
+
+
+# -- SFTP failures ----------------------------------------------------------------------
+
+
+def _sftp_project(
+    server: SftpServer, tmp_path: Path, **ssh: object
+) -> tuple[ProjectSettings, GlobalSettings]:
+    settings = GlobalSettings(
+        backup_base_dir=tmp_path / "base",
+        ssh=SshSettings(
+            **{
+                "host": server.host,
+                "user": server.user,
+                "port": server.port,
+                "key_path": server.key_path,
+                **ssh,
+            }  # type: ignore[arg-type]
+        ),
+    )
+    return _project(server.new_repo_path("failures")), settings
+
+
+def test_unreachable_sftp_server_is_a_retryable_connectivity_error(
+    sftp_server: SftpServer, tmp_path: Path, source: Path
+) -> None:
+    project, settings = _sftp_project(sftp_server, tmp_path, port=_free_port())
+
+    with pytest.raises(PluginError) as caught:
+        plugin.backupctl_snapshots(project=project, settings=settings)
+
+    assert caught.value.connectivity is True
+    assert caught.value.retryable is True
+    assert caught.value.exit_code == 4
+    assert "Connection refused" in caught.value.message
+    assert "\n" not in caught.value.message
+
+
+def test_stopped_server_fails_the_sync_and_a_retry_after_restart_succeeds(
+    sftp_server: SftpServer, tmp_path: Path, source: Path, template_repo: Path
+) -> None:
+    project, settings = _sftp_project(sftp_server, tmp_path)
+    _copy_repo(template_repo, project.restic.repository_path, sftp_server)
+
+    with sftp_server.stopped(), pytest.raises(PluginError) as caught:
+        plugin.backupctl_sync(project=project, settings=settings, paths=[source], tags=TAGS)
+    assert caught.value.connectivity and caught.value.retryable
+
+    result = plugin.backupctl_sync(project=project, settings=settings, paths=[source], tags=TAGS)
+    assert result.files_new == 3
+
+
+def test_unknown_host_key_fails_loudly(
+    sftp_server: SftpServer, tmp_path: Path, source: Path
+) -> None:
+    keys = tmp_path / "ssh-keys"
+    keys.mkdir(mode=0o700)
+    key = keys / "id_ed25519"
+    shutil.copy2(sftp_server.key_path, key)
+    (keys / "known_hosts").write_text("")  # the server's key is not in it
+    project, settings = _sftp_project(sftp_server, tmp_path, key_path=key)
+
+    with pytest.raises(PluginError) as caught:
+        plugin.backupctl_sync(project=project, settings=settings, paths=[source], tags=TAGS)
+
+    error = caught.value
+    assert error.connectivity is True
+    assert error.retryable is False
+    assert "host key is not trusted" in error.message
+    assert "strict checking" in error.message
+    # Nothing was accepted into known_hosts on the way.
+    assert (keys / "known_hosts").read_text() == ""
+
+
+# -- local-only behaviour ---------------------------------------------------------------
+
+
+def test_password_never_reaches_argv(
+    tmp_path: Path, source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = shutil.which("restic")
+    log = tmp_path / "argv.log"
+    wrapper_dir = tmp_path / "bin"
+    wrapper_dir.mkdir()
+    wrapper = wrapper_dir / "restic"
+    wrapper.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {log}\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrapper_dir}{os.pathsep}{os.environ['PATH']}")
+    daily = RetentionSettings(keep_daily=1, keep_weekly=0, keep_monthly=0)
+    project = _project(str(tmp_path / "repo"), retention=daily)
+    settings = GlobalSettings(backup_base_dir=tmp_path / "base")
+
+    plugin.backupctl_sync(project=project, settings=settings, paths=[source], tags=TAGS)
+    plugin.backupctl_snapshots(project=project, settings=settings)
+    plugin.backupctl_prune(project=project, settings=settings)
+    plugin.backupctl_check(project=project, settings=settings)
+
+    logged = log.read_text()
+    assert [line.split()[0] for line in logged.splitlines()] == [
+        "backup",
+        "init",
+        "backup",
+        "snapshots",
+        "forget",
+        "cat",
+    ]
+    assert PASSWORD not in logged
+    # The same holds for the SFTP argv handed to the CLI's passthrough.
+    sftp = GlobalSettings(ssh=SshSettings(host="box.example", user="u", key_path=tmp_path / "k"))
+    env, argv = restic_environment(project, sftp)
+    assert env["RESTIC_PASSWORD"] == PASSWORD
+    assert env["RESTIC_REPOSITORY"] == f"sftp:u@box.example:{tmp_path / 'repo'}"
+    assert not any(PASSWORD in arg for arg in argv)
+
+
+def test_locked_repository_is_retryable(tmp_path: Path, template_repo: Path) -> None:
+    project = _project(str(tmp_path / "repo"), retention=RetentionSettings(keep_daily=1))
+    settings = GlobalSettings(backup_base_dir=tmp_path / "base")
+    _copy_repo(template_repo, project.restic.repository_path, None)
+    env, argv = restic_environment(project, settings)
+    # A backup reading stdin holds a (shared) lock until stdin closes; prune needs
+    # an exclusive one.
+    holder = subprocess.Popen(
+        [*argv, "backup", "--stdin", "--tag", "project:p"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for_lock(project, settings)
+        with pytest.raises(PluginError) as caught:
+            plugin.backupctl_prune(project=project, settings=settings)
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert caught.value.retryable is True
+    assert "locked" in caught.value.message
+
+
+def _wait_for_lock(project: ProjectSettings, settings: GlobalSettings) -> None:
+    env, argv = restic_environment(project, settings)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        listed = subprocess.run(
+            [*argv, "list", "locks", "--no-lock"], env=env, capture_output=True, text=True
+        )
+        if listed.stdout.strip():
+            return
+        time.sleep(0.2)
+    raise AssertionError("the lock holder never took its lock")
+
+
+def test_missing_source_path_fails_without_running_restic(tmp_path: Path) -> None:
+    project = _project(str(tmp_path / "repo"))
+    settings = GlobalSettings(backup_base_dir=tmp_path)
+
+    with pytest.raises(PluginError) as caught:
+        plugin.backupctl_sync(
+            project=project, settings=settings, paths=[tmp_path / "nope"], tags=TAGS
+        )
+
+    assert caught.value.retryable is False
+    assert "nope" in caught.value.message
+    assert not (tmp_path / "repo").exists()
+
+
+def test_all_zero_retention_removes_nothing(tmp_path: Path) -> None:
+    project = _project(str(tmp_path / "no-such-repo"), retention=NO_RETENTION)
+    settings = GlobalSettings(backup_base_dir=tmp_path)
+
+    assert plugin.backupctl_prune(project=project, settings=settings).snapshots_removed == 0
+
+
+def test_missing_password_is_a_non_retryable_error(tmp_path: Path) -> None:
+    project = ProjectSettings(name="p", restic=ResticSettings(repository_path=str(tmp_path)))
+    settings = GlobalSettings(backup_base_dir=tmp_path)
+
+    with pytest.raises(PluginError) as caught:
+        plugin.backupctl_snapshots(project=project, settings=settings)
+    assert caught.value.retryable is False
+    assert "RESTIC_PASSWORD" in caught.value.message
+    assert plugin.backupctl_validate_config(project=project, settings=settings) == [
+        "restic.password: not set, and RESTIC_PASSWORD is not set in .env"
+    ]
+    with_global = GlobalSettings(backup_base_dir=tmp_path, restic_password=Secret("x"))
+    assert plugin.backupctl_validate_config(project=project, settings=with_global) == []
+
+
+# -- repository selection and parsing ---------------------------------------------------
+
+
+def test_repository_selection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    no_ssh = GlobalSettings()
+    ssh = GlobalSettings(ssh=SshSettings(host="box", user="u", port=23))
+
+    assert repository_url(_project("repos/p"), no_ssh) == f"local:{tmp_path}/repos/p"
+    assert repository_url(_project("local:/srv/r"), ssh) == "local:/srv/r"
+    assert repository_url(_project("backups/p"), ssh) == "sftp:u@box:backups/p"
+
+
+def test_known_hosts_next_to_the_key_else_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    settings = GlobalSettings(ssh=SshSettings(host="box", key_path=keys / "id"))
+
+    assert known_hosts_file(settings) == tmp_path / "home" / ".ssh" / "known_hosts"
+    (keys / "known_hosts").write_text("")
+    assert known_hosts_file(settings) == keys / "known_hosts"
+    _, argv = restic_environment(_project("r"), settings)
+    command = argv[argv.index("-o") + 1]
+    assert command.startswith("sftp.command=ssh -p 23 -i ")
+    assert f"UserKnownHostsFile={keys / 'known_hosts'}" in command
+    assert "StrictHostKeyChecking=yes" in command and "accept-new" not in command
+
+
+def test_restic_output_parsing() -> None:
+    # restic 0.14's JSON error line for a file it cannot open (backup exit code 3).
+    line = {"message_type": "error", "error": {"Op": "open", "Path": "/x", "Err": 13}}
+    assert describe_json_error(line) == "open /x: permission denied"
+    when = parse_time("2026-11-26T11:54:56.655053361Z")
+    assert (when.microsecond, when.utcoffset()) == (655053, timedelta(0))
+
+
+def test_hooks_match_the_hookspecs() -> None:
+    manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    manager.add_hookspecs(hookspecs)
+    manager.register(plugin)  # raises PluginValidationError on a misspelled argument
+
+    assert manager.hook.backupctl_plugin_types() == [plugin.backupctl_plugin_types()]
