@@ -5,10 +5,8 @@ from __future__ import annotations
 import io
 
 import click
-from ruamel.yaml import YAML
 
 from backupctl_core.cli.context import CliContext
-from backupctl_core.config.render import project_view
 from backupctl_core.domain.errors import ConfigError
 
 
@@ -42,6 +40,10 @@ def validate(context: CliContext) -> None:
 @click.pass_obj
 def show(context: CliContext, project: str) -> None:
     """PROJECT's resolved settings, secrets masked."""
+    from ruamel.yaml import YAML
+
+    from backupctl_core.config.render import project_view
+
     settings = context.config.project(project)
     yaml = YAML()
     yaml.default_flow_style = False

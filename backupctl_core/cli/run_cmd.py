@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import click
 
@@ -19,7 +20,9 @@ from backupctl_core.domain.errors import (
 from backupctl_core.domain.events import human_duration, human_size
 from backupctl_core.domain.settings import ProjectSettings
 from backupctl_core.domain.stages import Stage, describe_stage
-from backupctl_core.runtime.runner import RunOutcome, run_project
+
+if TYPE_CHECKING:  # the runner pulls in peewee/psycopg: import it only to run
+    from backupctl_core.runtime.runner import RunOutcome
 
 
 def _summary(outcome: RunOutcome) -> str:
@@ -36,6 +39,8 @@ def _summary(outcome: RunOutcome) -> str:
 
 
 def _run_one(context: CliContext, project: ProjectSettings, verbose: bool) -> RunOutcome:
+    from backupctl_core.runtime.runner import run_project
+
     def show_stage(stage: Stage) -> None:
         if verbose:
             stamp = datetime.now(UTC).astimezone().strftime("%H:%M:%S")
