@@ -63,9 +63,36 @@ def backupctl_snapshots(project: Any, settings: Any) -> Any:
     """Return the project's snapshots (``Snapshot``s), newest first."""
 
 
+@hookspec(firstresult=True)
+def backupctl_restore(
+    project: Any, settings: Any, snapshot_id: str, target: Path, include: Sequence[str] | None
+) -> Any:
+    """Extract snapshot ``snapshot_id`` (or ``latest``) into the empty folder ``target``,
+    only the paths in ``include`` when given; return the restored files (``Path``s)."""
+
+
+@hookspec(firstresult=True)
+def backupctl_decompress(project: Any, settings: Any, path: Path) -> Any:
+    """Turn a restored dump into a plain file next to it (SQL, archive); return its
+    ``Path``, or None when this plugin does not handle that file."""
+
+
+@hookspec(firstresult=True)
+def backupctl_restore_guide(project: Any, settings: Any, dump_file: Path) -> Any:
+    """Return the shell commands (strings) that import ``dump_file`` into the project's
+    database, with ``<password>`` where the operator supplies the password."""
+
+
+@hookspec(firstresult=True)
+def backupctl_decrypt(project: Any, settings: Any, path: Path) -> Any:
+    """Decrypt an encrypted dump next to it; return the plaintext ``Path``."""
+
+
 @hookspec
-def backupctl_notify(project: Any, settings: Any, event: Any) -> None:
-    """Deliver an ``Event``; raise on failure (the core writes it to the fallback)."""
+def backupctl_notify(project: Any, settings: Any, event: Any, notification: Any) -> None:
+    """Deliver an ``Event`` with the channel settings ``notification`` (type + config);
+    raise on failure (the core writes it to the fallback). ``project`` is None for
+    the daily summary."""
 
 
 @hookspec

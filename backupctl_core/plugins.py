@@ -210,7 +210,10 @@ class ProjectPluginSet:
         info = self.enabled.get("notification")
         if info is not None:
             self.registry._only(info, "backupctl_notify")(
-                project=self.project, settings=self.settings, event=event
+                project=self.project,
+                settings=self.settings,
+                event=event,
+                notification=self.project.notification,
             )
 
     def checks(self) -> list[CheckResult]:
