@@ -206,6 +206,35 @@ class ProjectPluginSet:
         result: list[Snapshot] = self._call("storage", "backupctl_snapshots")
         return result
 
+    def restore(self, snapshot_id: str, target: Path, include: Sequence[str] | None) -> list[Path]:
+        result: list[Path] = self._call(
+            "storage", "backupctl_restore", snapshot_id=snapshot_id, target=target, include=include
+        )
+        return result
+
+    def decompress(self, path: Path) -> Path | None:
+        """The plain file the database plugin makes of a dump, or None."""
+        info = self.enabled.get("database")
+        if info is None:
+            return None
+        result: Path | None = self.registry._only(info, "backupctl_decompress")(
+            project=self.project, settings=self.settings, path=path
+        )
+        return result
+
+    def restore_guide(self, dump_file: Path) -> list[str]:
+        result: list[str] = self._call("database", "backupctl_restore_guide", dump_file=dump_file)
+        return result
+
+    def decrypt(self, path: Path, kind: str = "gpg") -> Path:
+        info = self.registry.require("encryption", kind, f"{path.name}")
+        result: Path | None = self.registry._only(info, "backupctl_decrypt")(
+            project=self.project, settings=self.settings, path=path
+        )
+        if result is None:
+            raise PluginError(f"plugin '{info.name}' cannot decrypt {path.name}", retryable=False)
+        return result
+
     def notify(self, event: Event) -> None:
         info = self.enabled.get("notification")
         if info is not None:

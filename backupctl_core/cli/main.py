@@ -111,6 +111,7 @@ def _register() -> None:
         config_cmd,
         db_cmd,
         plugins_cmd,
+        restore_cmd,
         run_cmd,
         snapshots_cmd,
         status_cmd,
@@ -120,6 +121,7 @@ def _register() -> None:
     cli.add_command(status_cmd.status)
     cli.add_command(status_cmd.logs)
     cli.add_command(snapshots_cmd.snapshots)
+    cli.add_command(restore_cmd.restore)
     cli.add_command(plugins_cmd.plugins)
     cli.add_command(config_cmd.config)
     cli.add_command(db_cmd.db)

@@ -143,6 +143,26 @@ def backupctl_snapshots(project: Any, settings: Any) -> list[Snapshot]:
 
 
 @hookimpl
+def backupctl_restore(
+    project: Any,
+    settings: Any,
+    snapshot_id: str,
+    target: Path,
+    include: Sequence[str] | None,
+) -> list[Path]:
+    """``restic restore ID --target T [--include P ...]``; restic recreates the
+    snapshot's absolute paths below ``target`` (symlinks are restored as links)."""
+    args = ["restore", snapshot_id, "--target", str(target)]
+    for path in include or ():
+        args += ["--include", path]
+    restic = Restic(project, settings)
+    run = restic.run(args)
+    if not run.ok:
+        raise restic.error(run)
+    return sorted(path for path in Path(target).rglob("*") if path.is_file())
+
+
+@hookimpl
 def backupctl_check(project: Any, settings: Any) -> list[CheckResult]:
     """Can we open the repository with this password? (``cat config``, read-only)."""
     try:

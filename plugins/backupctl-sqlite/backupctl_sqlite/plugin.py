@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import shlex
 import shutil
 import sqlite3
 import tempfile
@@ -147,6 +148,34 @@ def backupctl_check(project: ProjectSettings, settings: GlobalSettings) -> list[
     if not os.access(source, os.R_OK):
         return [CheckResult("database", "fail", f"SQLite database not readable: {source}")]
     return [CheckResult("database", "pass", f"SQLite database {source} readable")]
+
+
+@hookimpl
+def backupctl_decompress(
+    project: ProjectSettings, settings: GlobalSettings, path: Path
+) -> Path | None:
+    """``x.sqlite.gz`` → ``x.sqlite`` next to it: a ready-to-open database file."""
+    if not path.name.endswith(EXTENSION):
+        return None  # not ours: another plugin may know the file
+    plain = path.with_name(path.name.removesuffix(".gz"))
+    _create_private_file(plain)
+    with gzip.open(path, "rb") as source, plain.open("wb") as target:
+        shutil.copyfileobj(source, target, 1024 * 1024)
+    return plain
+
+
+@hookimpl
+def backupctl_restore_guide(
+    project: ProjectSettings, settings: GlobalSettings, dump_file: Path
+) -> list[str]:
+    """Put the copy beside the live file, check it, then swap it in while the app is stopped."""
+    live = _source_path(project)
+    restored = live.with_name(live.name + ".restored")
+    return [
+        f"gunzip -c {shlex.quote(str(dump_file))} > {shlex.quote(str(restored))}",
+        f"sqlite3 {shlex.quote(str(restored))} 'PRAGMA integrity_check'",
+        f"# stop the application, then: mv {shlex.quote(str(restored))} {shlex.quote(str(live))}",
+    ]
 
 
 def _source_path(project: ProjectSettings) -> Path:

@@ -1,0 +1,77 @@
+"""``backupctl restore``: files only, never an import (SPEC non-goal)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from backupctl_core.cli.context import CliContext
+from backupctl_core.domain.errors import BackupctlError
+from backupctl_core.domain.restore import is_dump_path, plan_restore
+
+
+def _prepare_target(target: Path) -> Path:
+    target = target.absolute()
+    if target.exists():
+        if not target.is_dir():
+            raise BackupctlError(f"restore target {target} exists and is not a folder")
+        if any(target.iterdir()):
+            raise BackupctlError(f"restore target {target} is not empty")
+    target.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return target.resolve()
+
+
+def _inside(path: Path, target: Path) -> Path:
+    resolved = path.resolve()
+    if not resolved.is_relative_to(target):
+        raise BackupctlError(f"refusing to write outside the restore target: {path}")
+    return resolved
+
+
+@click.command()
+@click.argument("project")
+@click.argument("snapshot")
+@click.argument("target", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--only", type=click.Choice(["db", "assets"]), help="Only the dump or the assets.")
+@click.option("--decompress", is_flag=True, help="Decrypt and decompress dumps next to them.")
+@click.option("--guide", is_flag=True, help="Print the commands that import the dump.")
+@click.pass_obj
+def restore(
+    context: CliContext,
+    project: str,
+    snapshot: str,
+    target: Path,
+    only: str | None,
+    decompress: bool,
+    guide: bool,
+) -> None:
+    """Extract SNAPSHOT (an id or 'latest') of PROJECT into the empty folder TARGET."""
+    settings = context.checked_project(project)
+    plugins = context.registry.for_project(settings, context.config.settings)
+    steps = plan_restore(plugins.snapshots(), snapshot, only, project)  # type: ignore[arg-type]
+    target = _prepare_target(target)
+    restored: list[Path] = []
+    for step in steps:
+        click.echo(f"restoring snapshot {step.snapshot_id} into {target}")
+        restored += plugins.restore(step.snapshot_id, target, step.include)
+    dumps = [p for p in restored if is_dump_path(p.name, project)]
+    click.echo(f"{len(restored)} file(s) restored, {len(dumps)} dump(s)")
+    for dump in dumps:
+        if not (decompress or guide):
+            click.echo(f"  dump: {dump}")
+            continue
+        if decompress and dump.suffix == ".gpg":
+            dump = _inside(plugins.decrypt(dump), target)
+            click.echo(f"  decrypted: {dump}")
+        if decompress:
+            plain = plugins.decompress(dump)
+            if plain is not None:
+                click.echo(f"  decompressed: {_inside(plain, target)}")
+        if guide:
+            if dump.suffix == ".gpg":
+                click.echo(f"  {dump.name} is encrypted: restore with --decompress to decrypt it")
+                continue
+            click.echo(f"\nTo import {dump.name}:")
+            for command in plugins.restore_guide(dump):
+                click.echo(f"  {command}")

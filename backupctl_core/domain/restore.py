@@ -1,0 +1,88 @@
+"""Which snapshots (and which paths in them) a restore extracts.
+
+Combined mode: one snapshot holds the dump and the assets; ``--only`` narrows
+the paths. Separate mode: the dump and each asset folder are snapshots of
+their own, told apart by tag; ``--only`` picks snapshots, and ``latest`` means
+the newest snapshot of each tag set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import PurePosixPath
+from typing import Literal
+
+from attrs import frozen
+
+from backupctl_core.domain.artifacts import Snapshot
+from backupctl_core.domain.errors import BackupctlError
+
+Only = Literal["db", "assets"] | None
+
+
+@frozen
+class RestoreStep:
+    snapshot_id: str
+    include: tuple[str, ...] | None  # None: the whole snapshot
+
+
+def is_dump_path(path: str, project: str) -> bool:
+    return PurePosixPath(path).name.startswith(f"{project}_backup_")
+
+
+def _kind(snapshot: Snapshot) -> str:
+    """combined | db | assets, from the backupctl:* tag."""
+    for tag in snapshot.tags:
+        if tag == "backupctl:combined":
+            return "combined"
+        if tag == "backupctl:db":
+            return "db"
+        if tag.startswith("backupctl:assets:"):
+            return "assets"
+    return "combined"
+
+
+def _find(snapshots: Sequence[Snapshot], ref: str) -> Snapshot:
+    matches = [s for s in snapshots if s.id.startswith(ref) or ref.startswith(s.id)]
+    if not matches:
+        raise BackupctlError(f"no snapshot '{ref}' for this project (see `backupctl snapshots`)")
+    return matches[0]
+
+
+def _narrow(snapshot: Snapshot, only: Only, project: str) -> RestoreStep:
+    if only is None or _kind(snapshot) != "combined":
+        return RestoreStep(snapshot.id, None)
+    wanted = tuple(p for p in snapshot.paths if is_dump_path(p, project) == (only == "db"))
+    if not wanted:
+        raise BackupctlError(f"snapshot {snapshot.id} has no {only} paths")
+    return RestoreStep(snapshot.id, wanted)
+
+
+def plan_restore(
+    snapshots: Sequence[Snapshot], ref: str, only: Only, project: str
+) -> list[RestoreStep]:
+    """Snapshots are newest first, as the storage plugin lists them."""
+    if not snapshots:
+        raise BackupctlError(f"project '{project}' has no snapshots yet")
+    if ref != "latest":
+        snapshot = _find(snapshots, ref)
+        kind = _kind(snapshot)
+        if only is not None and kind not in ("combined", only):
+            raise BackupctlError(f"snapshot {snapshot.id} holds {kind}, not {only}")
+        return [_narrow(snapshot, only, project)]
+    newest = snapshots[0]
+    if _kind(newest) == "combined":
+        return [_narrow(newest, only, project)]
+    # Separate mode: the newest snapshot of every tag set.
+    seen: set[tuple[str, ...]] = set()
+    steps = []
+    for snapshot in snapshots:
+        key = tuple(sorted(snapshot.tags))
+        if key in seen or _kind(snapshot) == "combined":
+            continue
+        seen.add(key)
+        if only is None or _kind(snapshot) == only:
+            steps.append(RestoreStep(snapshot.id, None))
+    if not steps:
+        raise BackupctlError(f"no {only} snapshots for project '{project}'")
+    return steps

@@ -1,0 +1,194 @@
+"""restore on real restic repositories (SQLite dumper): both snapshot modes,
+--only, --decompress, --guide, and the target rules."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from backupctl_core.cli.main import cli
+from backupctl_core.domain.artifacts import Snapshot
+from backupctl_core.domain.errors import BackupctlError
+from backupctl_core.domain.restore import RestoreStep, plan_restore
+from tests.support.sqlite_demo import make_sqlite_db, sqlite_project
+from tests.support.workspace import Workspace
+
+
+def make_assets(root: Path) -> Path:
+    assets = root / "assets"
+    (assets / "empty-dir").mkdir(parents=True)
+    (assets / "docs").mkdir()
+    secret = assets / "docs" / "contract ü.txt"
+    secret.write_text("signed ✓\n")
+    secret.chmod(0o640)
+    script = assets / "run.sh"
+    script.write_text("#!/bin/sh\necho hi\n")
+    script.chmod(0o755)
+    (assets / "latest").symlink_to("docs/contract ü.txt")
+    return assets
+
+
+def tree(root: Path) -> dict[str, tuple[str, int, str]]:
+    """relative path → (kind, mode, content or link target)."""
+    found = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        if path.is_symlink():
+            found[rel] = ("link", 0, os.readlink(path))
+        elif path.is_dir():
+            found[rel] = ("dir", stat.S_IMODE(path.stat().st_mode), "")
+        else:
+            found[rel] = ("file", stat.S_IMODE(path.stat().st_mode), path.read_text())
+    return found
+
+
+# Same-day runs: keep_daily would keep only the newest of the day.
+KEEP_ALL = {"keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0}
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    workspace = Workspace(tmp_path)
+    workspace.write_env(RESTIC_PASSWORD="restore-pw")
+    make_sqlite_db(tmp_path / "shop.sqlite", rows=300)
+    return workspace
+
+
+def cli_ok(ws: Workspace, *args: str) -> str:
+    result = CliRunner().invoke(cli, [*ws.cli_args(), *args], catch_exceptions=False)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def cli_fail(ws: Workspace, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, [*ws.cli_args(), *args], catch_exceptions=False)
+    assert result.exit_code != 0
+    return result.exit_code, result.stderr
+
+
+def setup(ws: Workspace, tmp_path: Path, mode: str) -> Path:
+    assets = make_assets(tmp_path)
+    restic = {"repository_path": str(tmp_path / "repo"), "snapshot_mode": mode}
+    ws.write_config(
+        [sqlite_project("shop", tmp_path / "shop.sqlite", tmp_path / "repo", restic=restic,
+                        assets={"paths": [str(assets)]}, retention=KEEP_ALL)]
+    )  # fmt: skip
+    cli_ok(ws, "db", "migrate")
+    cli_ok(ws, "run", "shop")
+    return assets
+
+
+def rows(path: Path) -> list[tuple[object, ...]]:
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT * FROM items ORDER BY id").fetchall()
+
+
+@pytest.mark.parametrize("mode", ["combined", "separate"])
+def test_full_restore_brings_back_dump_and_assets(ws: Workspace, tmp_path: Path, mode: str) -> None:
+    assets = setup(ws, tmp_path, mode)
+    target = tmp_path / "out"
+    out = cli_ok(ws, "restore", "shop", "latest", str(target), "--decompress")
+    restored_assets = target / str(assets).lstrip("/")
+    assert tree(restored_assets) == tree(assets)  # contents, modes, empty dirs, symlinks
+    (plain,) = target.rglob("shop_backup_*.sqlite")
+    assert rows(plain) == rows(tmp_path / "shop.sqlite")
+    assert f"decompressed: {plain}" in out
+
+
+@pytest.mark.parametrize("mode", ["combined", "separate"])
+def test_only_db_and_only_assets(ws: Workspace, tmp_path: Path, mode: str) -> None:
+    assets = setup(ws, tmp_path, mode)
+    cli_ok(ws, "restore", "shop", "latest", str(tmp_path / "db"), "--only", "db")
+    files = [p.name for p in (tmp_path / "db").rglob("*") if p.is_file()]
+    assert len(files) == 1 and files[0].startswith("shop_backup_")
+    cli_ok(ws, "restore", "shop", "latest", str(tmp_path / "as"), "--only", "assets")
+    assert not list((tmp_path / "as").rglob("shop_backup_*"))
+    assert tree((tmp_path / "as") / str(assets).lstrip("/")) == tree(assets)
+
+
+def test_separate_latest_takes_the_newest_of_each_source(ws: Workspace, tmp_path: Path) -> None:
+    assets = setup(ws, tmp_path, "separate")
+    (assets / "docs" / "new.txt").write_text("second run\n")
+    cli_ok(ws, "run", "shop")
+    snapshots = json.loads(cli_ok(ws, "snapshots", "shop", "--json"))
+    assert len(snapshots) == 4
+    out = cli_ok(ws, "restore", "shop", "latest", str(tmp_path / "out"))
+    assert out.count("restoring snapshot") == 2
+    restored = (tmp_path / "out") / str(assets).lstrip("/")
+    assert (restored / "docs" / "new.txt").read_text() == "second run\n"
+    assert len(list((tmp_path / "out").rglob("shop_backup_*"))) == 1
+
+
+def test_guide_commands_work(ws: Workspace, tmp_path: Path) -> None:
+    setup(ws, tmp_path, "combined")
+    out = cli_ok(ws, "restore", "shop", "latest", str(tmp_path / "out"), "--guide", "--only", "db")
+    commands = [line.strip() for line in out.splitlines() if line.startswith("  gunzip")]
+    assert len(commands) == 1
+    subprocess.run(commands[0], shell=True, check=True)
+    assert rows(tmp_path / "shop.sqlite.restored") == rows(tmp_path / "shop.sqlite")
+
+
+def test_restore_by_id_and_bad_references(ws: Workspace, tmp_path: Path) -> None:
+    setup(ws, tmp_path, "separate")
+    snapshots = json.loads(cli_ok(ws, "snapshots", "shop", "--json"))
+    db_snapshot = next(s for s in snapshots if "backupctl:db" in s["tags"])
+    cli_ok(ws, "restore", "shop", db_snapshot["id"], str(tmp_path / "one"))
+    assert len(list((tmp_path / "one").rglob("shop_backup_*"))) == 1
+    code, err = cli_fail(
+        ws, "restore", "shop", db_snapshot["id"], str(tmp_path / "x"), "--only", "assets"
+    )
+    assert code == 1 and f"snapshot {db_snapshot['id']} holds db, not assets" in err
+    code, err = cli_fail(ws, "restore", "shop", "deadbeef", str(tmp_path / "y"))
+    assert "no snapshot 'deadbeef'" in err
+
+
+def test_target_must_be_empty_or_new(ws: Workspace, tmp_path: Path) -> None:
+    setup(ws, tmp_path, "combined")
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "keep.txt").write_text("mine")
+    code, err = cli_fail(ws, "restore", "shop", "latest", str(busy))
+    assert code == 1 and "is not empty" in err
+    assert [p.name for p in busy.iterdir()] == ["keep.txt"]
+    (tmp_path / "file").write_text("x")
+    code, err = cli_fail(ws, "restore", "shop", "latest", str(tmp_path / "file"))
+    assert "is a file" in err
+
+
+def snap(id_: str, *tags: str, paths: tuple[str, ...] = ()) -> Snapshot:
+    from datetime import UTC, datetime
+
+    return Snapshot(id=id_, time=datetime.now(UTC), tags=("project:p", *tags), paths=paths)
+
+
+def test_plan_restore_rules() -> None:
+    combined = snap("c1", "backupctl:combined", paths=("/b/p/p_backup_1.dump", "/srv/a"))
+    assert plan_restore([combined], "latest", None, "p") == [RestoreStep("c1", None)]
+    assert plan_restore([combined], "latest", "db", "p") == [
+        RestoreStep("c1", ("/b/p/p_backup_1.dump",))
+    ]
+    assert plan_restore([combined], "c1", "assets", "p") == [RestoreStep("c1", ("/srv/a",))]
+    newest_first = [
+        snap("a2", "backupctl:assets:/srv/a"),
+        snap("d2", "backupctl:db"),
+        snap("a1", "backupctl:assets:/srv/a"),
+        snap("d1", "backupctl:db"),
+        snap("b1", "backupctl:assets:/srv/b"),
+    ]
+    assert [s.snapshot_id for s in plan_restore(newest_first, "latest", None, "p")] == [
+        "a2", "d2", "b1",
+    ]  # fmt: skip
+    assert [s.snapshot_id for s in plan_restore(newest_first, "latest", "assets", "p")] == [
+        "a2", "b1",
+    ]  # fmt: skip
+    with pytest.raises(BackupctlError, match="has no snapshots yet"):
+        plan_restore([], "latest", None, "p")
+    with pytest.raises(BackupctlError, match="no db snapshots"):
+        plan_restore([newest_first[0]], "latest", "db", "p")
