@@ -29,7 +29,6 @@ from backupctl_core.domain.artifacts import (
     VerifyResult,
 )
 from backupctl_core.domain.errors import ConfigError, PluginError
-from backupctl_core.domain.events import Event
 from backupctl_core.domain.settings import GlobalSettings, ProjectSettings
 
 log = logging.getLogger("backupctl.plugins")
@@ -141,7 +140,7 @@ class PluginRegistry:
         """Problems the project's own plugins find with its config."""
         problems: list[str] = []
         for info in self.project_plugins(project).values():
-            caller = self._only(info, "backupctl_validate_config")
+            caller = self.caller_for(info, "backupctl_validate_config")
             for found in caller(project=project, settings=settings):
                 problems.extend(found or [])
         return problems
@@ -149,7 +148,7 @@ class PluginRegistry:
     def for_project(self, project: ProjectSettings, settings: GlobalSettings) -> ProjectPluginSet:
         return ProjectPluginSet(self, project, settings, self.project_plugins(project))
 
-    def _only(self, info: PluginInfo, hook_name: str) -> Any:
+    def caller_for(self, info: PluginInfo, hook_name: str) -> Any:
         """A caller for ``hook_name`` that reaches ``info``'s plugin and no other."""
         others = [p for p in self.manager.get_plugins() if p is not info.plugin]
         return self.manager.subset_hook_caller(hook_name, remove_plugins=others)
@@ -174,7 +173,7 @@ class ProjectPluginSet:
         info = self.enabled.get(role)
         if info is None:
             raise PluginError(f"this project has no {role} plugin", retryable=False)
-        caller = self.registry._only(info, hook_name)
+        caller = self.registry.caller_for(info, hook_name)
         result = caller(project=self.project, settings=self.settings, **kwargs)
         if result is None:
             raise PluginError(
@@ -217,7 +216,7 @@ class ProjectPluginSet:
         info = self.enabled.get("database")
         if info is None:
             return None
-        result: Path | None = self.registry._only(info, "backupctl_decompress")(
+        result: Path | None = self.registry.caller_for(info, "backupctl_decompress")(
             project=self.project, settings=self.settings, path=path
         )
         return result
@@ -228,27 +227,17 @@ class ProjectPluginSet:
 
     def decrypt(self, path: Path, kind: str = "gpg") -> Path:
         info = self.registry.require("encryption", kind, f"{path.name}")
-        result: Path | None = self.registry._only(info, "backupctl_decrypt")(
+        result: Path | None = self.registry.caller_for(info, "backupctl_decrypt")(
             project=self.project, settings=self.settings, path=path
         )
         if result is None:
             raise PluginError(f"plugin '{info.name}' cannot decrypt {path.name}", retryable=False)
         return result
 
-    def notify(self, event: Event) -> None:
-        info = self.enabled.get("notification")
-        if info is not None:
-            self.registry._only(info, "backupctl_notify")(
-                project=self.project,
-                settings=self.settings,
-                event=event,
-                notification=self.project.notification,
-            )
-
     def checks(self) -> list[CheckResult]:
         results: list[CheckResult] = []
         for info in self.enabled.values():
-            caller = self.registry._only(info, "backupctl_check")
+            caller = self.registry.caller_for(info, "backupctl_check")
             for found in caller(project=self.project, settings=self.settings):
                 results.extend(found or [])
         return results

@@ -98,6 +98,14 @@ def _read_yaml(path: Path) -> Any:
         raise ConfigError(f"{path}: cannot read config file: {error}") from None
 
 
+def env_notification(settings: GlobalSettings) -> NotificationSettings:
+    """The channel ``NOTIFICATION_TYPE`` and its .env settings describe."""
+    keys = NOTIFIER_ENV_KEYS.get(settings.notification_type, {})
+    config = {key: settings.notification_env[var] for key, var in keys.items()
+              if var in settings.notification_env}  # fmt: skip
+    return NotificationSettings(type=settings.notification_type, config=config)
+
+
 def _with_env_defaults(project: ProjectSettings, settings: GlobalSettings) -> ProjectSettings:
     """Project YAML > .env global > built-in default."""
     changes: dict[str, Any] = {}
@@ -110,14 +118,7 @@ def _with_env_defaults(project: ProjectSettings, settings: GlobalSettings) -> Pr
             recipient=settings.gpg_recipient,
         )
     if project.notification is None:
-        kind = settings.notification_type
-        keys = NOTIFIER_ENV_KEYS.get(kind, {})
-        config = {
-            key: settings.notification_env[var]
-            for key, var in keys.items()
-            if var in settings.notification_env
-        }
-        changes["notification"] = NotificationSettings(type=kind, config=config)
+        changes["notification"] = env_notification(settings)
     return attrs.evolve(project, **changes) if changes else project
 
 

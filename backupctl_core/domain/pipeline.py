@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
@@ -22,7 +22,14 @@ from backupctl_core.domain.events import (
     started_event,
     success_event,
 )
-from backupctl_core.domain.ports import AuditLog, Clock, LocalFiles, ProjectPlugins, ShellHooks
+from backupctl_core.domain.ports import (
+    AuditLog,
+    Clock,
+    LocalFiles,
+    ProjectPlugins,
+    ShellHooks,
+    Watchdog,
+)
 from backupctl_core.domain.records import RunRecord, RunStatus
 from backupctl_core.domain.retry import RetryPolicy
 from backupctl_core.domain.settings import ProjectSettings
@@ -61,18 +68,22 @@ class BackupPipeline:
         lock: AbstractContextManager[object],
         audit: AuditLog,
         plugins: ProjectPlugins,
+        notify: Callable[[Event], None],
         hooks: ShellHooks,
         files: LocalFiles,
         clock: Clock,
         retry: RetryPolicy,
         timezone: str,
         secrets: Sequence[str] = (),
+        watchdog: Watchdog | None = None,
         on_stage: Callable[[Stage], None] = lambda stage: None,
     ) -> None:
         self.project = project
         self.lock = lock
         self.audit = audit
         self.plugins = plugins
+        self.notify = notify
+        self.watchdog = watchdog
         self.hooks = hooks
         self.files = files
         self.clock = clock
@@ -95,10 +106,28 @@ class BackupPipeline:
             snapshot_mode=self.project.restic.snapshot_mode,
         )
         self.audit.start_run(record)  # 0b
+        watching = self.watchdog.watch(record) if self.watchdog else nullcontext()
+        with watching:
+            self._stages(record)
+        record.completed_at = self.clock.now()
+        record.duration_ms = int((self.clock.monotonic() - start_tick) * 1000)
+        self._enter(record, Stage.FINALIZE)
+        self.audit.finish_run(record)
+        self._enter(record, Stage.NOTIFY_RESULT, track=False)
+        local_end = record.completed_at.astimezone(self.zone)
+        if record.status is RunStatus.SUCCESS:
+            db_name = self.project.database.name if self.project.database else None
+            self._notify(success_event(record, db_name, local_end))
+        else:
+            self._notify(failed_event(record, self.retry.retries, local_end))
+        return record
+
+    def _stages(self, record: RunRecord) -> None:
+        """Steps 1–9; a failure is recorded on ``record``, never raised."""
         pre_hook_ran = False
         try:
             self._enter(record, Stage.NOTIFY_STARTED)
-            self._notify(started_event(record, started.astimezone(self.zone)))
+            self._notify(started_event(record, record.started_at.astimezone(self.zone)))
             if self.project.hooks.pre_backup:
                 self._enter(record, Stage.PRE_HOOK)
                 self._run_hook(record, Stage.PRE_HOOK, self.project.hooks.pre_backup)
@@ -116,18 +145,6 @@ class BackupPipeline:
             except StageFailed as failure:
                 if record.status is not RunStatus.FAILED:
                     self._fail(record, failure)
-        record.completed_at = self.clock.now()
-        record.duration_ms = int((self.clock.monotonic() - start_tick) * 1000)
-        self._enter(record, Stage.FINALIZE)
-        self.audit.finish_run(record)
-        self._enter(record, Stage.NOTIFY_RESULT, track=False)
-        local_end = record.completed_at.astimezone(self.zone)
-        if record.status is RunStatus.SUCCESS:
-            db_name = self.project.database.name if self.project.database else None
-            self._notify(success_event(record, db_name, local_end))
-        else:
-            self._notify(failed_event(record, self.retry.retries, local_end))
-        return record
 
     def _back_up(self, record: RunRecord) -> None:
         project = self.project
@@ -253,7 +270,7 @@ class BackupPipeline:
 
     def _notify(self, event: Event) -> None:
         try:
-            self.plugins.notify(event)
+            self.notify(event)
         except Exception as error:  # a notification failure is never a backup failure
             log.warning("%s: notification failed: %s", self.project.name, error)
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Protocol
 
 from backupctl_core.domain.artifacts import DumpArtifact, PruneResult, SyncResult, VerifyResult
-from backupctl_core.domain.events import Event
 from backupctl_core.domain.records import RunRecord
 from backupctl_core.domain.stages import Stage
 
@@ -39,7 +38,10 @@ class ProjectPlugins(Protocol):
 
     def prune(self) -> PruneResult: ...
 
-    def notify(self, event: Event) -> None: ...
+
+class Watchdog(Protocol):
+    def watch(self, record: RunRecord) -> AbstractContextManager[object]:
+        """Look after a running backup (e.g. warn once when it runs too long)."""
 
 
 class ShellHooks(Protocol):

@@ -19,7 +19,9 @@ from backupctl_core.domain.stages import Stage
 from backupctl_core.plugins import PluginRegistry
 from backupctl_core.runtime.files import ProjectFiles
 from backupctl_core.runtime.lock import ProjectLock
+from backupctl_core.runtime.notifier import Notifier
 from backupctl_core.runtime.shell import ShellHookRunner
+from backupctl_core.runtime.watchdog import TimeoutWatchdog
 
 
 class SystemClock:
@@ -64,14 +66,21 @@ def run_project(
     wait_for_lock: bool = False,
     on_stage: Callable[[Stage], None] = lambda stage: None,
     clock: SystemClock | None = None,
+    notifier: Notifier | None = None,
 ) -> RunOutcome:
     settings = config.settings
     project_dir = settings.project_dir(project.name)
+    notify = (notifier or Notifier(config, registry)).for_project(project)
+    watchdog = None
+    if project.timeout_minutes:
+        watchdog = TimeoutWatchdog(project.timeout_minutes, notify, settings.timezone)
     pipeline = BackupPipeline(
         project,
         lock=ProjectLock(project_dir, project.name, wait=wait_for_lock),
         audit=store,
         plugins=registry.for_project(project, settings),
+        notify=notify,
+        watchdog=watchdog,
         hooks=ShellHookRunner(),
         files=ProjectFiles(project_dir, project.name, settings.timezone),
         clock=clock or SystemClock(),

@@ -32,6 +32,7 @@ class Recorder:
         self.during: dict[str, Callable[..., None]] = {}
         self.verify_ok = True
         self.snapshots: list[SyncResult] = []
+        self.events: list[Any] = []
 
     def fail(self, hook: str, *errors: PluginError) -> None:
         self.failures[hook] = list(errors)
@@ -99,6 +100,19 @@ class StoragePlugin:
         return []
 
 
+class NotifierPlugin:
+    """notification type "recording": keeps every event; ``recorder.fail("notify", ...)``."""
+
+    @hookimpl
+    def backupctl_plugin_types(self) -> list[PluginType]:
+        return [PluginType("notification", "recording")]
+
+    @hookimpl
+    def backupctl_notify(self, project: Any, event: Any, notification: Any) -> None:
+        recorder._enter("notify", project=project, event=event, notification=notification)
+        recorder.events.append(event)
+
+
 class BrokenHookPlugin:
     """Misspells a hook argument: registration must fail, by name."""
 
@@ -109,4 +123,5 @@ class BrokenHookPlugin:
 
 database = DatabasePlugin()
 storage = StoragePlugin()
+notifier = NotifierPlugin()
 broken = BrokenHookPlugin()

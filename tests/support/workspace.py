@@ -15,6 +15,7 @@ from backupctl_core.plugins import PluginRegistry, get_plugin_manager
 RECORDING_ENTRY_POINTS = [
     EntryPoint("recording", "tests.support.recording_plugin:database", "backupctl"),
     EntryPoint("restic", "tests.support.recording_plugin:storage", "backupctl"),
+    EntryPoint("recording-notify", "tests.support.recording_plugin:notifier", "backupctl"),
 ]
 
 
