@@ -59,6 +59,11 @@ def backupctl_prune(project: Any, settings: Any) -> Any:
 
 
 @hookspec(firstresult=True)
+def backupctl_unlock(project: Any, settings: Any) -> Any:
+    """Remove stale repository locks (crash recovery); return a short description."""
+
+
+@hookspec(firstresult=True)
 def backupctl_snapshots(project: Any, settings: Any) -> Any:
     """Return the project's snapshots (``Snapshot``s), newest first."""
 

@@ -201,6 +201,10 @@ class ProjectPluginSet:
         result: PruneResult = self._call("storage", "backupctl_prune")
         return result
 
+    def unlock(self) -> str:
+        result: str = self._call("storage", "backupctl_unlock")
+        return result
+
     def snapshots(self) -> list[Snapshot]:
         result: list[Snapshot] = self._call("storage", "backupctl_snapshots")
         return result

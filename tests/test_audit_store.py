@@ -36,21 +36,25 @@ def store(settings: AuditDbSettings) -> Iterator[AuditStore]:
 
 def test_nothing_is_created_before_migrate(settings: AuditDbSettings) -> None:
     store = AuditStore.open(settings)
-    with pytest.raises(BackupctlError, match=r"not migrated \(pending: 0001_initial\)"):
+    with pytest.raises(
+        BackupctlError, match=r"not migrated \(pending: 0001_initial, 0002_dump_file\)"
+    ):
         store.ensure_migrated()
     if settings.sqlite_path is not None:
         assert not settings.sqlite_path.exists()
-    assert store.migrate() == ["0001_initial"]
+    assert store.migrate() == ["0001_initial", "0002_dump_file"]
     assert store.migrate() == []
     store.ensure_migrated()
-    [(name, applied)] = store.migration_status()
-    assert name == "0001_initial" and applied is not None
+    status = store.migration_status()
+    assert [name for name, _ in status] == ["0001_initial", "0002_dump_file"]
+    assert all(applied is not None for _, applied in status)
     columns = {c.name for c in store.database.get_columns("backup_log")}
     assert columns == {
         "id", "project_name", "status", "current_stage", "started_at", "completed_at",
         "dump_size_bytes", "encrypted", "verified", "snapshot_id", "snapshot_mode", "files_new",
         "files_changed", "bytes_added", "prune_snapshots_removed", "local_files_cleaned",
         "error_stage", "error_message", "retry_count", "duration_ms", "created_at",
+        "dump_file",  # 0002: a backupctl extension
     }  # fmt: skip
     store.close()
 

@@ -36,6 +36,7 @@ class BackupLog(Model):
     retry_count = IntegerField(default=0)
     duration_ms = BigIntegerField(null=True)
     created_at = DateTimeField()
+    dump_file = CharField(null=True)  # migration 0002: not in SPEC's schema
 
     class Meta:
         table_name = "backup_log"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -87,12 +87,16 @@ class AuditStore:
 
     @contextmanager
     def _connected(self) -> Iterator[None]:
+        """Connect if needed; a lost connection becomes ``ConnectivityError`` and
+        is closed, so the next call connects afresh."""
         try:
             self.database.connect(reuse_if_open=True)
-        except peewee.OperationalError as error:
+            yield
+        except (peewee.OperationalError, peewee.InterfaceError) as error:
+            with suppress(Exception):
+                self.database.close()
             detail = str(error).strip().splitlines()[0] if str(error).strip() else "unreachable"
             raise ConnectivityError(f"audit database {self.description}: {detail}") from None
-        yield
 
     def close(self) -> None:
         if not self.database.is_closed():
@@ -127,11 +131,7 @@ class AuditStore:
     # -- the run lifecycle (the pipeline's AuditLog port)
     def start_run(self, record: RunRecord) -> None:
         with self._connected():
-            BackupLog.insert(
-                id=uuid.UUID(record.id),
-                created_at=_to_db_time(datetime.now(UTC)),
-                **self._values(record),
-            ).execute()
+            self._insert(record)
 
     def track_progress(self, run_id: str, stage: Stage) -> None:
         with self._connected():
@@ -140,10 +140,28 @@ class AuditStore:
             ).execute()
 
     def finish_run(self, record: RunRecord) -> None:
-        with self._connected():
-            BackupLog.update(**self._values(record)).where(
-                BackupLog.id == uuid.UUID(record.id)
-            ).execute()
+        """Write the final row; inserts it when its start never reached the store."""
+        with self._connected(), self.database.atomic():
+            updated = (
+                BackupLog.update(**self._values(record))
+                .where(BackupLog.id == uuid.UUID(record.id))
+                .execute()
+            )
+            if not updated:
+                self._insert(record)
+
+    def ensure_started(self, record: RunRecord) -> None:
+        """``start_run`` that is a no-op when the row exists (fallback replay)."""
+        with self._connected(), self.database.atomic():
+            if BackupLog.get_or_none(BackupLog.id == uuid.UUID(record.id)) is None:
+                self._insert(record)
+
+    def _insert(self, record: RunRecord) -> None:
+        BackupLog.insert(
+            id=uuid.UUID(record.id),
+            created_at=_to_db_time(datetime.now(UTC)),
+            **self._values(record),
+        ).execute()
 
     @staticmethod
     def _values(record: RunRecord) -> dict[str, Any]:
@@ -151,6 +169,7 @@ class AuditStore:
         values["status"] = record.status.value
         values["started_at"] = _to_db_time(record.started_at)
         values["completed_at"] = _to_db_time(record.completed_at)
+        values["dump_file"] = str(record.dump_path) if record.dump_path else None
         return values
 
     # -- queries
@@ -160,6 +179,7 @@ class AuditStore:
         values["status"] = RunStatus(row.status)
         values["started_at"] = _from_db_time(row.started_at)
         values["completed_at"] = _from_db_time(row.completed_at)
+        values["dump_path"] = Path(row.dump_file) if row.dump_file else None
         return RunRecord(id=str(row.id), **values)
 
     def history(self, project: str, last: int = 10, failed_only: bool = False) -> list[RunRecord]:
@@ -187,6 +207,36 @@ class AuditStore:
                 ),
             )
             return {row.project_name: self._record(row) for row in rows}
+
+    def finished_since(self, since: datetime) -> list[RunRecord]:
+        """Every finished run that started at or after ``since``, oldest first."""
+        with self._connected():
+            rows = (
+                BackupLog.select()
+                .where(
+                    (BackupLog.started_at >= _to_db_time(since))
+                    & (BackupLog.status != RunStatus.STARTED.value)
+                )
+                .order_by(BackupLog.started_at)
+            )
+            return [self._record(row) for row in rows]
+
+    def orphans(self) -> list[RunRecord]:
+        """Runs still ``started`` with no ``completed_at``: crashed, or running now."""
+        with self._connected():
+            rows = BackupLog.select().where(
+                (BackupLog.status == RunStatus.STARTED.value) & BackupLog.completed_at.is_null()
+            )
+            return [self._record(row) for row in rows]
+
+    def successful_dumps(self, project: str) -> set[Path]:
+        with self._connected():
+            rows = BackupLog.select(BackupLog.dump_file).where(
+                (BackupLog.project_name == project)
+                & (BackupLog.status == RunStatus.SUCCESS.value)
+                & BackupLog.dump_file.is_null(False)
+            )
+            return {Path(str(row.dump_file)) for row in rows}
 
     def get(self, run_id: str) -> RunRecord | None:
         with self._connected():

@@ -111,10 +111,12 @@ def _register() -> None:
         config_cmd,
         db_cmd,
         plugins_cmd,
+        recover_cmd,
         restore_cmd,
         run_cmd,
         snapshots_cmd,
         status_cmd,
+        summary_cmd,
     )
 
     cli.add_command(run_cmd.run)
@@ -122,6 +124,8 @@ def _register() -> None:
     cli.add_command(status_cmd.logs)
     cli.add_command(snapshots_cmd.snapshots)
     cli.add_command(restore_cmd.restore)
+    cli.add_command(summary_cmd.summary)
+    cli.add_command(recover_cmd.recover)
     cli.add_command(plugins_cmd.plugins)
     cli.add_command(config_cmd.config)
     cli.add_command(db_cmd.db)

@@ -15,6 +15,7 @@ from backupctl_core.domain.errors import (
     EXIT_PARTIAL,
     BackupctlError,
     ConfigError,
+    ConnectivityError,
     UsageError,
 )
 from backupctl_core.domain.events import human_duration, human_size
@@ -22,6 +23,7 @@ from backupctl_core.domain.settings import ProjectSettings
 from backupctl_core.domain.stages import Stage, describe_stage
 
 if TYPE_CHECKING:  # the runner pulls in peewee/psycopg: import it only to run
+    from backupctl_core.audit.store import AuditStore
     from backupctl_core.runtime.runner import RunOutcome
 
 
@@ -47,8 +49,17 @@ def _run_one(context: CliContext, project: ProjectSettings, verbose: bool) -> Ru
             click.echo(f"{stamp} {project.name}: {stage.progress()}")
 
     return run_project(
-        context.config, project, context.registry, context.store(), on_stage=show_stage
+        context.config, project, context.registry, _audit_store(context), on_stage=show_stage
     )
+
+
+def _audit_store(context: CliContext) -> AuditStore:
+    """The store; when it is unreachable the backup still runs (rows go to the fallback)."""
+    try:
+        return context.store()
+    except ConnectivityError as error:
+        click.echo(f"warning: {error.message}; this run is kept in the fallback file", err=True)
+        return context.store(migrated=False)
 
 
 @click.command()

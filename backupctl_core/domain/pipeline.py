@@ -214,12 +214,12 @@ class BackupPipeline:
     # -- helpers
     def _enter(self, record: RunRecord, stage: Stage, *, track: bool = True) -> None:
         record.current_stage = stage.value
-        self.on_stage(stage)
         if track:
             try:
                 self.audit.track_progress(record.id, stage)
             except Exception as error:  # progress is informative; never fail a run on it
                 log.warning("%s: could not record stage %s: %s", record.project_name, stage, error)
+        self.on_stage(stage)
 
     def _stage(
         self, record: RunRecord, stage: Stage, action: Callable[[], T], *, track: bool = True

@@ -6,8 +6,9 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
-from attrs import define, field
+from attrs import define, field, fields
 
 
 class RunStatus(StrEnum):
@@ -40,5 +41,23 @@ class RunRecord:
     error_message: str | None = None
     retry_count: int = 0
     duration_ms: int | None = None
-    # Not persisted: shown in the failure message.
-    dump_path: Path | None = field(default=None, eq=False)
+    # The dump this run made (stored as ``dump_file``, a backupctl extension).
+    dump_path: Path | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for the JSONL fallback (``from_json`` reads it back)."""
+        data = {f.name: getattr(self, f.name) for f in fields(RunRecord)}
+        data["status"] = self.status.value
+        data["dump_path"] = str(self.dump_path) if self.dump_path else None
+        for key in ("started_at", "completed_at"):
+            data[key] = data[key].isoformat() if data[key] else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunRecord:
+        values = dict(data)
+        values["status"] = RunStatus(values["status"])
+        values["dump_path"] = Path(values["dump_path"]) if values.get("dump_path") else None
+        for key in ("started_at", "completed_at"):
+            values[key] = datetime.fromisoformat(values[key]) if values.get(key) else None
+        return cls(**values)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from attrs import frozen
 
@@ -17,6 +19,8 @@ from backupctl_core.domain.retry import RetryPolicy
 from backupctl_core.domain.settings import ProjectSettings
 from backupctl_core.domain.stages import Stage
 from backupctl_core.plugins import PluginRegistry
+from backupctl_core.runtime.audit_log import ResilientAuditLog
+from backupctl_core.runtime.fallback import FallbackLog
 from backupctl_core.runtime.files import ProjectFiles
 from backupctl_core.runtime.lock import ProjectLock
 from backupctl_core.runtime.notifier import Notifier
@@ -47,6 +51,20 @@ def project_secrets(project: ProjectSettings) -> list[str]:
     return found
 
 
+PAUSE_ENV = "BACKUPCTL_TEST_PAUSE_AT_STAGE"
+
+
+def pause_for_tests(stage: Stage) -> None:
+    """Fault-injection tests set ``BACKUPCTL_TEST_PAUSE_AT_STAGE=sync`` to hold a run
+    at that stage (and SIGKILL it there); the marker file says it got there."""
+    wanted = os.environ.get(PAUSE_ENV)
+    if wanted and wanted == stage.value:
+        marker = os.environ.get(PAUSE_ENV + "_MARKER")
+        if marker:
+            Path(marker).write_text(str(os.getpid()))
+        time.sleep(3600)
+
+
 @frozen
 class RunOutcome:
     record: RunRecord
@@ -74,10 +92,15 @@ def run_project(
     watchdog = None
     if project.timeout_minutes:
         watchdog = TimeoutWatchdog(project.timeout_minutes, notify, settings.timezone)
+
+    def stage_observer(stage: Stage) -> None:
+        pause_for_tests(stage)
+        on_stage(stage)
+
     pipeline = BackupPipeline(
         project,
         lock=ProjectLock(project_dir, project.name, wait=wait_for_lock),
-        audit=store,
+        audit=ResilientAuditLog(store, FallbackLog(settings.fallback_file)),
         plugins=registry.for_project(project, settings),
         notify=notify,
         watchdog=watchdog,
@@ -87,7 +110,7 @@ def run_project(
         retry=RetryPolicy(retries=settings.retry_count, delay_ms=settings.retry_delay_ms),
         timezone=settings.timezone,
         secrets=project_secrets(project),
-        on_stage=on_stage,
+        on_stage=stage_observer,
     )
     record = pipeline.run()
     return RunOutcome(record, pipeline.connectivity_failure)

@@ -143,6 +143,20 @@ class PgCluster:
         finally:
             self._cleanup_files()
 
+    def pause(self) -> None:
+        """Stop the server but keep its data (fault injection); ``resume()`` restarts it."""
+        self._run_as_owner(["pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop"])
+        self._running = False
+
+    def resume(self) -> None:
+        """Start a paused server again, on the same port."""
+        self._run_as_owner(
+            ["pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_file),
+             "-o", f"-p {self.port}", "-w", "-t", "60", "start"]
+        )  # fmt: skip
+        self._running = True
+        self.query("postgres", "select 1")
+
     def __enter__(self) -> PgCluster:
         return self.start()
 

@@ -137,6 +137,18 @@ def backupctl_prune(project: Any, settings: Any) -> PruneResult:
 
 
 @hookimpl
+def backupctl_unlock(project: Any, settings: Any) -> str:
+    """``restic unlock``: removes stale locks only (restic keeps live ones)."""
+    restic = Restic(project, settings)
+    run = restic.run(["unlock"])
+    if not run.ok and classify(run).kind == "no-repository":
+        return f"{restic.repository} does not exist yet: nothing to unlock"
+    if not run.ok:
+        raise restic.error(run)
+    return f"{restic.repository} unlocked"
+
+
+@hookimpl
 def backupctl_snapshots(project: Any, settings: Any) -> list[Snapshot]:
     data = Restic(project, settings).json(["snapshots", "--json", "--tag", project_tag(project)])
     return parse_snapshots(data)

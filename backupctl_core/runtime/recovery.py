@@ -1,0 +1,145 @@
+"""Crash recovery: SPEC's six steps, on every service start and on demand.
+
+Each step is reported; one failing step never stops the others. Projects whose
+lock is held right now (a backup running in another process) are left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from attrs import evolve, frozen
+
+from backupctl_core.audit.store import AuditStore
+from backupctl_core.config.loader import AppConfig
+from backupctl_core.domain.errors import LockHeldError
+from backupctl_core.domain.records import RunStatus
+from backupctl_core.plugins import PluginRegistry
+from backupctl_core.runtime.audit_log import replay_audit
+from backupctl_core.runtime.fallback import FallbackLog
+from backupctl_core.runtime.files import ProjectFiles
+from backupctl_core.runtime.lock import ProjectLock, is_stale
+from backupctl_core.runtime.notifier import Notifier
+
+log = logging.getLogger("backupctl.recovery")
+CRASH_STAGE = "crash_recovery"
+
+
+@frozen
+class StepReport:
+    step: str
+    ok: bool
+    detail: str
+
+
+class Recovery:
+    def __init__(self, config: AppConfig, registry: PluginRegistry, store: AuditStore) -> None:
+        self.config = config
+        self.registry = registry
+        self.store = store
+        self.settings = config.settings
+
+    def _busy(self, project: str) -> bool:
+        """True when a backup of ``project`` holds its lock right now."""
+        lock = ProjectLock(self.settings.project_dir(project), project)
+        try:
+            lock.acquire()
+        except LockHeldError:
+            return True
+        lock.release()
+        return False
+
+    def orphaned_rows(self) -> str:
+        marked = 0
+        for record in self.store.orphans():
+            if self._busy(record.project_name):
+                continue
+            now = datetime.now(UTC)
+            self.store.finish_run(
+                evolve(
+                    record,
+                    status=RunStatus.FAILED,
+                    completed_at=now,
+                    error_stage=CRASH_STAGE,
+                    error_message=f"the process ended during {record.current_stage or 'start'}",
+                    duration_ms=int((now - record.started_at).total_seconds() * 1000),
+                )
+            )
+            marked += 1
+        return f"{marked} interrupted run(s) marked failed"
+
+    def orphaned_dumps(self) -> str:
+        removed = []
+        for project in self.config.projects:
+            if self._busy(project.name):
+                continue
+            files = ProjectFiles(
+                self.settings.project_dir(project.name), project.name, self.settings.timezone
+            )
+            keep = self.store.successful_dumps(project.name)
+            for dump in files.dumps():
+                if dump not in keep:
+                    dump.unlink(missing_ok=True)
+                    removed.append(dump.name)
+        return f"{len(removed)} orphaned dump(s) removed" + (
+            f": {', '.join(removed)}" if removed else ""
+        )
+
+    def stale_locks(self) -> str:
+        removed = []
+        for project in self.config.projects:
+            path = self.settings.project_dir(project.name) / ".lock"
+            if is_stale(path):
+                path.unlink(missing_ok=True)
+                removed.append(project.name)
+        return f"{len(removed)} stale lock(s) removed" + (
+            f": {', '.join(removed)}" if removed else ""
+        )
+
+    def unlock_repositories(self) -> str:
+        done, failed = 0, []
+        for project in self.config.enabled_projects:
+            try:
+                self.registry.for_project(project, self.settings).unlock()
+                done += 1
+            except Exception as error:  # logged, not fatal
+                failed.append(f"{project.name} ({error})")
+        if failed:
+            raise RuntimeError(f"{done} unlocked; failed: {'; '.join(failed)}")
+        return f"{done} repositor{'y' if done == 1 else 'ies'} unlocked"
+
+    def replay(self) -> str:
+        fallback = FallbackLog(self.settings.fallback_file)
+        audit = replay_audit(self.store, fallback)
+        notes = Notifier(self.config, self.registry).replay()
+        return (
+            f"audit rows: {audit[0]} replayed, {audit[1]} pending;"
+            f" notifications: {notes[0]} delivered, {notes[1]} pending"
+        )
+
+    def steps(self) -> list[tuple[str, Callable[[], str]]]:
+        # Replay first so replayed rows are not mistaken for orphans, nor
+        # their dumps for orphaned files.
+        # Stale locks before the orphan steps: those probe each project's lock,
+        # and taking and releasing a stale lock would remove it unreported.
+        return [
+            ("replay fallback", self.replay),
+            ("stale locks", self.stale_locks),
+            ("orphaned runs", self.orphaned_rows),
+            ("orphaned dumps", self.orphaned_dumps),
+            ("restic unlock", self.unlock_repositories),
+        ]
+
+    def run(self) -> list[StepReport]:
+        reports = []
+        for name, step in self.steps():
+            try:
+                reports.append(StepReport(name, True, step()))
+            except Exception as error:
+                log.warning("recovery step %s failed: %s", name, error)
+                reports.append(StepReport(name, False, str(error)))
+        for report in reports:
+            log.info("recovery: %s: %s", report.step, report.detail)
+        return reports

@@ -1,0 +1,167 @@
+"""Fault injection on real processes and services: SIGKILL mid-run, the audit
+PostgreSQL going away, then crash recovery. Nothing may be lost or stay locked."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backupctl_core.audit.store import AuditStore
+from backupctl_core.runtime.fallback import FallbackLog
+from backupctl_core.runtime.recovery import Recovery
+from backupctl_core.runtime.runner import PAUSE_ENV, run_project
+from tests.support.pgcluster import PgCluster
+from tests.support.recording_plugin import recorder
+from tests.support.sqlite_demo import make_sqlite_db, sqlite_project
+from tests.support.workspace import Workspace, recording_registry
+
+BACKUPCTL = str(Path(sys.executable).with_name("backupctl"))
+
+
+def backupctl(ws: Workspace, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [BACKUPCTL, *ws.cli_args(), *args], capture_output=True, text=True, timeout=180,
+        env={**os.environ, **env},
+    )  # fmt: skip
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    recorder.reset()
+    workspace = Workspace(tmp_path)
+    workspace.write_env(RESTIC_PASSWORD="recovery-pw")
+    make_sqlite_db(tmp_path / "shop.sqlite")
+    workspace.write_config(
+        [sqlite_project("shop", tmp_path / "shop.sqlite", tmp_path / "repo",
+                        hooks={"pre_backup": "true"})]
+    )  # fmt: skip
+    assert backupctl(workspace, "db", "migrate").returncode == 0
+    return workspace
+
+
+def rows(ws: Workspace) -> list[dict[str, object]]:
+    result = backupctl(ws, "logs", "shop", "--json", "--last", "50")
+    assert result.returncode == 0, result.stderr
+    return list(json.loads(result.stdout))
+
+
+@pytest.mark.parametrize("stage", ["pre_hook", "dump", "verify", "sync", "prune", "cleanup"])
+def test_sigkill_in_each_stage_is_recovered(ws: Workspace, tmp_path: Path, stage: str) -> None:
+    marker = tmp_path / "paused"
+    process = subprocess.Popen(
+        [BACKUPCTL, *ws.cli_args(), "run", "shop"],
+        env={**os.environ, PAUSE_ENV: stage, PAUSE_ENV + "_MARKER": str(marker)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert process.poll() is None, "the run ended before reaching the stage"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    (row,) = rows(ws)
+    assert row["status"] == "started" and row["current_stage"] == stage
+    assert backupctl(ws, "run", "shop").returncode == 2  # the live run holds the lock
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+    result = backupctl(ws, "recover")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 interrupted run(s) marked failed" in result.stdout
+    assert "1 stale lock(s) removed" in result.stdout
+    assert "ok   restic unlock" in result.stdout or stage in ("pre_hook", "dump", "verify")
+    (row,) = rows(ws)
+    assert row["status"] == "failed" and row["error_stage"] == "crash_recovery"
+    assert row["completed_at"] is not None
+    assert not (ws.base_dir / "shop" / ".lock").exists()
+    # a dump the killed run left behind belongs to no successful run
+    assert not list((ws.base_dir / "shop").glob("shop_backup_*"))
+
+    again = backupctl(ws, "run", "shop")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert [r["status"] for r in rows(ws)] == ["success", "failed"]
+    assert "0 interrupted run(s)" in backupctl(ws, "recover").stdout
+
+
+def test_recovery_leaves_a_running_backup_alone(ws: Workspace, tmp_path: Path) -> None:
+    marker = tmp_path / "paused"
+    process = subprocess.Popen(
+        [BACKUPCTL, *ws.cli_args(), "run", "shop"],
+        env={**os.environ, PAUSE_ENV: "sync", PAUSE_ENV + "_MARKER": str(marker)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        while not marker.exists():
+            time.sleep(0.05)
+        result = backupctl(ws, "recover")
+        assert "0 interrupted run(s) marked failed" in result.stdout
+        assert "0 orphaned dump(s)" in result.stdout
+        assert rows(ws)[0]["status"] == "started"
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture
+def audit_pg(tmp_path: Path) -> Iterator[PgCluster]:
+    """A PostgreSQL of this test's own, so stopping it disturbs no other test."""
+    cluster = PgCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def use_pg_audit(ws: Workspace, pg: PgCluster) -> AuditStore:
+    pg.create_database("audit")
+    ws.write_env(
+        AUDIT_DB_HOST=pg.host, AUDIT_DB_PORT=str(pg.port), AUDIT_DB_NAME="audit",
+        AUDIT_DB_USER=pg.superuser, AUDIT_DB_PASSWORD=pg.superuser_password,
+    )  # fmt: skip
+    assert backupctl(ws, "db", "migrate").returncode == 0
+    return AuditStore.open(ws.load().settings.audit_db)
+
+
+def test_audit_db_down_before_the_run(ws: Workspace, audit_pg: PgCluster) -> None:
+    store = use_pg_audit(ws, audit_pg)
+    audit_pg.pause()
+    result = backupctl(ws, "run", "shop")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "this run is kept in the fallback file" in result.stderr
+    fallback = FallbackLog(ws.load().settings.fallback_file)
+    assert [e["op"] for e in fallback.entries("audit")] == ["start", "finish"]
+
+    audit_pg.resume()
+    assert "audit rows: 2 replayed, 0 pending" in backupctl(ws, "recover").stdout
+    assert "audit rows: 0 replayed" in backupctl(ws, "recover").stdout
+    (row,) = rows(ws)  # exactly once
+    assert row["status"] == "success" and row["snapshot_id"]
+    assert store.history("shop")[0].status.value == "success"
+
+
+def test_audit_db_down_in_the_middle_of_a_run(ws: Workspace, audit_pg: PgCluster) -> None:
+    store = use_pg_audit(ws, audit_pg)
+    ws.write_config(
+        [{"name": "app", "database": {"type": "recording", "name": "db"},
+          "restic": {"repository_path": "/r", "password": "pw-123456"}}]
+    )  # fmt: skip
+    recorder.during["sync"] = lambda **_: audit_pg.pause()
+    config = ws.load()
+    outcome = run_project(config, config.project("app"), recording_registry(), store)
+    assert outcome.ok
+    audit_pg.resume()
+    (row,) = store.history("app")
+    assert row.status.value == "started"  # the finish never reached the database
+    reports = Recovery(config, recording_registry(), store).run()
+    assert reports[0].detail.startswith("audit rows: 1 replayed, 0 pending")
+    (row,) = store.history("app")
+    assert row.status.value == "success" and row.id == outcome.record.id
+    Recovery(config, recording_registry(), store).run()
+    assert len(store.history("app")) == 1
