@@ -20,6 +20,7 @@ from attrs import define, field
 
 from backupctl_core import hookspecs
 from backupctl_core.domain.artifacts import (
+    CacheInfo,
     CheckResult,
     DumpArtifact,
     PluginType,
@@ -209,6 +210,16 @@ class ProjectPluginSet:
         result: list[Snapshot] = self._call("storage", "backupctl_snapshots")
         return result
 
+    def cache(self, clear: bool = False) -> CacheInfo:
+        """The storage plugin's local cache for this project; ``clear`` removes it."""
+        result: CacheInfo = self._call("storage", "backupctl_cache", clear=clear)
+        return result
+
+    def passthrough(self) -> tuple[dict[str, str], list[str]]:
+        """``(env, argv)`` to run the storage tool itself on this project's repository."""
+        env, argv = self._call("storage", "backupctl_passthrough")
+        return dict(env), list(argv)
+
     def restore(self, snapshot_id: str, target: Path, include: Sequence[str] | None) -> list[Path]:
         result: list[Path] = self._call(
             "storage", "backupctl_restore", snapshot_id=snapshot_id, target=target, include=include
@@ -238,9 +249,15 @@ class ProjectPluginSet:
             raise PluginError(f"plugin '{info.name}' cannot decrypt {path.name}", retryable=False)
         return result
 
-    def checks(self) -> list[CheckResult]:
+    def storage_checks(self) -> list[CheckResult]:
+        return self.checks(roles=("storage",))
+
+    def checks(self, roles: Sequence[str] | None = None) -> list[CheckResult]:
+        """``backupctl_check`` of the project's plugins (all roles, or ``roles``)."""
         results: list[CheckResult] = []
-        for info in self.enabled.values():
+        for role, info in self.enabled.items():
+            if roles is not None and role not in roles:
+                continue
             caller = self.registry.caller_for(info, "backupctl_check")
             for found in caller(project=self.project, settings=self.settings):
                 results.extend(found or [])

@@ -1,8 +1,9 @@
-"""``backupctl config validate | show``."""
+"""``backupctl config validate | show | import-gpg-key``."""
 
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import click
 
@@ -36,6 +37,21 @@ def validate(context: CliContext) -> None:
 
 
 @config.command()
+@click.pass_obj
+def reload(context: CliContext) -> None:
+    """Tell the running service to re-read both files and re-register schedules.
+
+    Sends SIGHUP to the PID in {BACKUP_BASE_DIR}/.backupctl-serve.pid. The files
+    are checked here first, so a broken config is reported, not sent.
+    """
+    from backupctl_core.cli.serve_cmd import reload_service
+
+    count = len(context.config.projects)
+    pid = reload_service(context)
+    click.echo(f"config OK ({count} project(s)); reload signal sent to the service (PID {pid})")
+
+
+@config.command()
 @click.argument("project")
 @click.pass_obj
 def show(context: CliContext, project: str) -> None:
@@ -50,3 +66,34 @@ def show(context: CliContext, project: str) -> None:
     buffer = io.StringIO()
     yaml.dump(project_view(settings), buffer)
     click.echo(buffer.getvalue().rstrip())
+
+
+@config.command("import-gpg-key")
+@click.argument("key_file", metavar="FILE", type=click.Path(path_type=Path))
+@click.pass_obj
+def import_gpg_key(context: CliContext, key_file: Path) -> None:
+    """Import FILE's keys into backupctl's keyring and trust them for encryption.
+
+    The keyring is {BACKUP_BASE_DIR}/.gnupg, not your ~/.gnupg. FILE may hold
+    public keys (to encrypt to) or secret keys (to decrypt restores). Prints
+    each key's fingerprint and user ids. A file that cannot be read or holds no
+    OpenPGP key is a config error: one line on stderr, exit code 3.
+    """
+    from backupctl_core.builtin.gpg import import_key_file, keyring_home
+    from backupctl_core.config.env import Environment, global_settings
+
+    # Only .env matters here: importing a key needs no projects file.
+    settings = global_settings(Environment.load(context.env_path, required=context.env_explicit))
+    keys = import_key_file(settings, key_file)
+    click.echo(f"imported into {keyring_home(settings)} (trusted for encryption):")
+    for key in keys:
+        kind = "public and secret key" if key.secret else "public key"
+        if key.expires is None:
+            expiry = "expires never"
+        elif key.expired:
+            expiry = f"EXPIRED {key.expires.date().isoformat()}: cannot be used for encryption"
+        else:
+            expiry = f"expires {key.expires.date().isoformat()}"
+        click.echo(f"{key.fingerprint}  {kind}, {expiry}")
+        for user_id in key.user_ids or ("(no user id)",):
+            click.echo(f"  {user_id}")

@@ -50,6 +50,17 @@ class CliContext:
             self._store.ensure_migrated()
         return self._store
 
+    def enable_file_log(self) -> None:
+        """Commands that change things also log to the day's file under the base dir."""
+        import logging
+
+        from backupctl_core.runtime.logs import add_file_log
+
+        try:
+            add_file_log(self.config.settings)
+        except (OSError, ValueError) as error:
+            logging.getLogger("backupctl").warning("no log file: %s", error)
+
     def checked_project(self, name: str) -> ProjectSettings:
         """A project whose plugins are installed and whose config they accept."""
         from backupctl_core.domain.errors import ConfigError

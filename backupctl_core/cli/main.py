@@ -65,14 +65,21 @@ class BackupctlGroup(click.Group):
             ctx.exit(EXIT_FAILURE)
 
 
+_console = logging.StreamHandler()
+
+
 def _setup_logging(verbose: int) -> None:
-    level = logging.WARNING - 10 * verbose
-    logging.basicConfig(
-        level=max(level, logging.DEBUG),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
+    """Warnings on stderr by default, info with -v, debug with -vv; the log file
+    (commands that change things) has its own level, LOG_LEVEL."""
+    _console.setStream(sys.stderr)  # click's test runner swaps sys.stderr per call
+    _console.setLevel(max(logging.WARNING - 10 * verbose, logging.DEBUG))
+    _console.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
     )
+    logger = logging.getLogger("backupctl")
+    if _console not in logger.handlers:
+        logger.addHandler(_console)
+    logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
 
 
 @click.group(cls=BackupctlGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -110,10 +117,12 @@ def _register() -> None:
     from backupctl_core.cli import (
         config_cmd,
         db_cmd,
+        health_cmd,
         plugins_cmd,
         recover_cmd,
         restore_cmd,
         run_cmd,
+        serve_cmd,
         snapshots_cmd,
         status_cmd,
         summary_cmd,
@@ -126,6 +135,8 @@ def _register() -> None:
     cli.add_command(restore_cmd.restore)
     cli.add_command(summary_cmd.summary)
     cli.add_command(recover_cmd.recover)
+    cli.add_command(health_cmd.health)
+    cli.add_command(serve_cmd.serve)
     cli.add_command(plugins_cmd.plugins)
     cli.add_command(config_cmd.config)
     cli.add_command(db_cmd.db)

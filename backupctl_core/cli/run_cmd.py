@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING
 
 import click
 
+from backupctl_core.cli.completion import complete_projects
 from backupctl_core.cli.context import CliContext
+from backupctl_core.cli.output import echo_json
 from backupctl_core.domain.errors import (
     EXIT_CONNECTIVITY,
     EXIT_FAILURE,
@@ -62,16 +64,57 @@ def _audit_store(context: CliContext) -> AuditStore:
         return context.store(migrated=False)
 
 
+def _dry_run(ctx: click.Context, context: CliContext, names: list[str], as_json: bool) -> None:
+    """Check everything a run needs; change nothing (no audit row, no lock, no dump)."""
+    from backupctl_core.cli.health_cmd import checks_json, print_checks
+    from backupctl_core.runtime.checks import exit_code, project_checks
+
+    reports = []
+    worst = EXIT_OK
+    for name in names:
+        results = project_checks(context.config, context.config.project(name), context.registry)
+        code = exit_code(results)
+        worst = max(worst, code)
+        reports.append({"project": name, "ready": code == EXIT_OK, "exit_code": code,
+                        "checks": checks_json(results)})  # fmt: skip
+        if not as_json:
+            click.echo(f"{name}: dry run")
+            print_checks(results)
+            verdict = "ready" if code == EXIT_OK else f"NOT READY (exit {code})"
+            click.echo(f"{name}: {verdict}")
+    if as_json:
+        echo_json(reports if len(reports) != 1 else reports[0])
+    ctx.exit(worst)
+
+
 @click.command()
-@click.argument("project", required=False)
+@click.argument("project", required=False, shell_complete=complete_projects)
 @click.option("--all", "run_all", is_flag=True, help="Every enabled project, in file order.")
+@click.option(
+    "--dry-run", is_flag=True, help="Check config, plugins, connectivity; change nothing."
+)
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: machine-readable.")
 @click.pass_obj
 @click.pass_context
-def run(ctx: click.Context, context: CliContext, project: str | None, run_all: bool) -> None:
+def run(
+    ctx: click.Context,
+    context: CliContext,
+    project: str | None,
+    run_all: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
     """Back up PROJECT now (or --all projects)."""
     verbose = bool(ctx.find_root().params.get("verbose"))
     if run_all == (project is not None):
         raise UsageError("give a project name or --all, not both and not neither")
+    if as_json and not dry_run:
+        raise UsageError("--json goes with --dry-run")
+    if dry_run:
+        names = [project] if project else [p.name for p in context.config.enabled_projects]
+        _dry_run(ctx, context, names, as_json)
+        return
+    context.enable_file_log()
     if project is not None:
         settings = context.checked_project(project)
         click.echo(f"{project}: started")

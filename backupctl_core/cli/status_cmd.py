@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from backupctl_core.cli.context import CliContext
@@ -21,31 +19,6 @@ def _stage(record: RunRecord) -> str:
     return "done"
 
 
-def record_json(record: RunRecord) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "project": record.project_name,
-        "status": record.status.value,
-        "current_stage": record.current_stage,
-        "started_at": record.started_at.isoformat() if record.started_at else None,
-        "completed_at": record.completed_at.isoformat() if record.completed_at else None,
-        "duration_ms": record.duration_ms,
-        "dump_size_bytes": record.dump_size_bytes,
-        "encrypted": record.encrypted,
-        "verified": record.verified,
-        "snapshot_id": record.snapshot_id,
-        "snapshot_mode": record.snapshot_mode,
-        "files_new": record.files_new,
-        "files_changed": record.files_changed,
-        "bytes_added": record.bytes_added,
-        "prune_snapshots_removed": record.prune_snapshots_removed,
-        "local_files_cleaned": record.local_files_cleaned,
-        "error_stage": record.error_stage,
-        "error_message": record.error_message,
-        "retry_count": record.retry_count,
-    }
-
-
 @click.command()
 @click.argument("project", required=False)
 @click.option("--last", default=10, show_default=True, type=click.IntRange(min=1))
@@ -59,7 +32,7 @@ def status(context: CliContext, project: str | None, last: int, as_json: bool) -
         latest = context.store().latest_per_project()
         if as_json:
             echo_json(
-                {name: record_json(r) if (r := latest.get(name)) else None for name in config.names}
+                {name: r.to_json() if (r := latest.get(name)) else None for name in config.names}
             )
             return
         rows = []
@@ -83,7 +56,7 @@ def status(context: CliContext, project: str | None, last: int, as_json: bool) -
     config.project(project)
     records = context.store().history(project, last)
     if as_json:
-        echo_json([record_json(r) for r in records])
+        echo_json([r.to_json() for r in records])
         return
     running = [r for r in records if r.status is RunStatus.STARTED]
     for record in running:
@@ -119,7 +92,7 @@ def logs(context: CliContext, project: str, last: int, failed: bool, as_json: bo
     tz = context.config.settings.timezone
     records = context.store().history(project, last, failed_only=failed)
     if as_json:
-        echo_json([record_json(r) for r in records])
+        echo_json([r.to_json() for r in records])
         return
     if not records:
         click.echo(f"{project}: no {'failed ' if failed else ''}runs recorded")

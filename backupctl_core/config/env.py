@@ -101,6 +101,7 @@ def global_settings(env: Environment) -> GlobalSettings:
         timezone=env.text("TIMEZONE", "Europe/Berlin"),
         backup_base_dir=base_dir,
         app_port=env.number("APP_PORT", 3100),
+        app_host=env.text("APP_HOST", "127.0.0.1"),
         audit_db=AuditDbSettings(
             host=env.get("AUDIT_DB_HOST"),
             port=env.number("AUDIT_DB_PORT", 5432),

@@ -59,3 +59,13 @@ class CheckResult:
     name: str
     status: str  # "pass" | "fail" | "warn"
     detail: str = ""
+
+
+@frozen
+class CacheInfo:
+    """A project's local cache of its storage tool: where, how big, and whether it
+    was just removed (``size_bytes`` is then what was freed)."""
+
+    path: Path
+    size_bytes: int
+    cleared: bool = False

@@ -149,6 +149,7 @@ class GlobalSettings:
     timezone: str = "Europe/Berlin"
     backup_base_dir: Path = Path("/data/backups")
     app_port: int = 3100
+    app_host: str = "127.0.0.1"
     audit_db: AuditDbSettings = AuditDbSettings()
     ssh: SshSettings = SshSettings()
     restic_password: Secret | None = None

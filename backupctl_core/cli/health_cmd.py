@@ -1,0 +1,63 @@
+"""``backupctl health``: audit DB, repositories, disk space, SSH."""
+
+from __future__ import annotations
+
+import click
+
+from backupctl_core.cli.context import CliContext
+from backupctl_core.cli.output import echo_json
+from backupctl_core.domain.artifacts import CheckResult
+from backupctl_core.domain.errors import BackupctlError
+
+
+def print_checks(results: list[CheckResult]) -> None:
+    for result in results:
+        click.echo(f"{result.status.upper():4}  {result.name}: {result.detail}")
+
+
+def checks_json(results: list[CheckResult]) -> list[dict[str, str]]:
+    return [{"name": r.name, "status": r.status, "detail": r.detail} for r in results]
+
+
+def audit_check(context: CliContext) -> CheckResult:
+    try:
+        store = context.store()
+    except BackupctlError as error:
+        return CheckResult("audit database", "fail", error.message)
+    return CheckResult("audit database", "pass", f"{store.description}: reachable, migrated")
+
+
+def health_results(context: CliContext) -> list[CheckResult]:
+    from backupctl_core.runtime.checks import disk_check, ssh_check
+
+    config = context.config
+    results = [audit_check(context), disk_check(config.settings)]
+    ssh = ssh_check(config.settings)
+    if ssh is not None:
+        results.append(ssh)
+    for project in config.enabled_projects:
+        try:
+            plugins = context.registry.for_project(project, config.settings)
+            found = plugins.storage_checks()
+        except BackupctlError as error:
+            found = [CheckResult("plugins", "fail", error.message)]
+        results += [CheckResult(r.name, r.status, f"{project.name}: {r.detail}") for r in found]
+    return results
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+@click.pass_context
+def health(ctx: click.Context, context: CliContext, as_json: bool) -> None:
+    """Check the audit database, every enabled project's repository, disk space and SSH."""
+    from backupctl_core.runtime.checks import exit_code
+
+    results = health_results(context)
+    code = exit_code(results)
+    if as_json:
+        echo_json({"healthy": code == 0, "exit_code": code, "checks": checks_json(results)})
+    else:
+        print_checks(results)
+        click.echo("healthy" if code == 0 else "UNHEALTHY")
+    ctx.exit(code)

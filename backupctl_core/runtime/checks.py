@@ -1,0 +1,114 @@
+"""Readiness checks shared by ``run --dry-run``, ``health`` and ``GET /health``.
+
+Every check only reads: no audit row, no lock, no dump, no repository change.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from backupctl_core.config.loader import AppConfig
+from backupctl_core.domain.artifacts import CheckResult
+from backupctl_core.domain.errors import (
+    EXIT_CONFIG,
+    EXIT_CONNECTIVITY,
+    EXIT_FAILURE,
+    EXIT_OK,
+    BackupctlError,
+)
+from backupctl_core.domain.settings import GlobalSettings, ProjectSettings
+from backupctl_core.plugins import PluginRegistry
+
+# A failing check of these kinds means "cannot reach it": exit code 4.
+CONNECTIVITY_CHECKS = frozenset({"database", "restic repository", "ssh", "audit database"})
+CONFIG_CHECKS = frozenset({"config", "plugins"})
+
+
+def exit_code(results: list[CheckResult]) -> int:
+    """0 when nothing failed, else the code of the worst failure (4 > 3 > 1)."""
+    codes = [EXIT_OK]
+    for result in results:
+        if result.status != "fail":
+            continue
+        if result.name in CONNECTIVITY_CHECKS:
+            codes.append(EXIT_CONNECTIVITY)
+        elif result.name in CONFIG_CHECKS:
+            codes.append(EXIT_CONFIG)
+        else:
+            codes.append(EXIT_FAILURE)
+    return max(codes)
+
+
+def disk_check(settings: GlobalSettings) -> CheckResult:
+    path = settings.backup_base_dir
+    while not path.exists() and path != path.parent:
+        path = path.parent  # a base dir not created yet: measure where it will be
+    free_gb = shutil.disk_usage(path).free / 1024**3
+    minimum = settings.health_disk_min_free_gb
+    detail = f"{free_gb:.1f} GB free at {path} (minimum {minimum:g} GB)"
+    return CheckResult("disk space", "pass" if free_gb >= minimum else "fail", detail)
+
+
+def ssh_check(settings: GlobalSettings, timeout: int = 20) -> CheckResult | None:
+    """Log in to the storage box over SFTP and leave at once (host key checked)."""
+    ssh = settings.ssh
+    if not ssh.host:
+        return None
+    key = ssh.key_path
+    known = key.parent / "known_hosts" if key and (key.parent / "known_hosts").exists() else None
+    argv = ["sftp", "-b", "-", "-P", str(ssh.port), "-o", "BatchMode=yes",
+            "-o", "StrictHostKeyChecking=yes", "-o", f"ConnectTimeout={timeout}"]  # fmt: skip
+    if key:
+        argv += ["-i", str(key), "-o", "IdentitiesOnly=yes"]
+    if known:
+        argv += ["-o", f"UserKnownHostsFile={known}"]
+    argv.append(f"{ssh.user}@{ssh.host}" if ssh.user else ssh.host)
+    where = f"{ssh.user}@{ssh.host}:{ssh.port}"
+    try:
+        result = subprocess.run(
+            argv, input="bye\n", capture_output=True, text=True, timeout=timeout + 10
+        )
+    except FileNotFoundError:
+        return CheckResult("ssh", "fail", "sftp not installed (openssh-client)")
+    except subprocess.TimeoutExpired:
+        return CheckResult("ssh", "fail", f"{where}: timed out")
+    if result.returncode == 0:
+        return CheckResult("ssh", "pass", f"{where}: login ok, host key known")
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    return CheckResult("ssh", "fail", f"{where}: {lines[-1] if lines else 'login failed'}")
+
+
+def project_checks(
+    config: AppConfig, project: ProjectSettings, registry: PluginRegistry
+) -> list[CheckResult]:
+    """Dry-run checks for one project, in REFERENCE's order."""
+    results = [CheckResult("config", "pass", f"{config.config_path}: project '{project.name}'")]
+    try:
+        enabled = registry.project_plugins(project)
+        problems = registry.validate(project, config.settings)
+    except BackupctlError as error:
+        return [*results, CheckResult("plugins", "fail", error.message)]
+    if problems:
+        return [*results, CheckResult("config", "fail", "; ".join(problems))]
+    for role in ("database", "notification", "storage", "encryption"):
+        if role in enabled:
+            info = enabled[role]
+            results.append(
+                CheckResult(
+                    "plugins", "pass", f"{role}: {info.name} ({info.distribution} {info.version})"
+                )
+            )
+    results += registry.for_project(project, config.settings).checks()
+    ssh = ssh_check(config.settings)
+    if ssh is not None:
+        results.append(ssh)
+    results.append(disk_check(config.settings))
+    for raw in project.assets.paths:
+        exists = Path(raw).exists()
+        results.append(
+            CheckResult("asset path", "pass" if exists else "warn",
+                        raw if exists else f"{raw} does not exist (it would be skipped)")
+        )  # fmt: skip
+    return results

@@ -1,0 +1,252 @@
+"""The long-running service (``backupctl serve``, the container's command).
+
+Start: migrations, crash recovery, GPG key import, then the scheduler and
+the HTTP endpoints. SIGHUP (sent by ``backupctl config reload``) re-reads the
+config and re-registers the schedules; SIGTERM/SIGINT stop scheduling, let
+running backups finish, and exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from backupctl_core.audit.store import AuditStore
+from backupctl_core.config.loader import AppConfig, load_config
+from backupctl_core.domain.errors import BackupctlError
+from backupctl_core.domain.events import daily_summary_event
+from backupctl_core.domain.settings import ProjectSettings
+from backupctl_core.plugins import PluginRegistry
+from backupctl_core.runtime.checks import disk_check
+from backupctl_core.runtime.http_api import HttpApi
+from backupctl_core.runtime.notifier import Notifier
+from backupctl_core.runtime.recovery import Recovery
+from backupctl_core.runtime.runner import run_project
+from backupctl_core.runtime.scheduler import CronScheduler, ProjectWorker
+
+log = logging.getLogger("backupctl.service")
+SUMMARY_JOB = "daily-summary"
+
+
+def pid_file(config: AppConfig) -> Path:
+    return config.settings.backup_base_dir / ".backupctl-serve.pid"
+
+
+class BackupService:
+    def __init__(
+        self,
+        config_path: Path,
+        env_path: Path,
+        registry: PluginRegistry,
+        *,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.config_path = config_path
+        self.env_path = env_path
+        self.registry = registry
+        self.now = now
+        self.config = load_config(config_path, env_path)
+        self.store = AuditStore.open(self.config.settings.audit_db)
+        self.scheduler = CronScheduler(self.config.settings.timezone)
+        self.workers: dict[str, ProjectWorker] = {}
+        self.started_at = time.monotonic()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._reload_wanted = False
+        self.http: HttpApi | None = None
+
+    # -- start-up
+    def start_up(self) -> None:
+        settings = self.config.settings
+        settings.backup_base_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        applied = self.store.migrate()
+        log.info("audit store %s: %s", self.store.description, applied or "up to date")
+        for report in Recovery(self.config, self.registry, self.store).run():
+            level = logging.INFO if report.ok else logging.WARNING
+            log.log(level, "recovery %s: %s", report.step, report.detail)
+        self._import_gpg_keys()
+        self._schedule()
+        pid_file(self.config).write_text(f"{os.getpid()}\n")
+
+    def _import_gpg_keys(self) -> None:
+        if self.config.settings.gpg_keys_dir is None:
+            return
+        try:
+            from backupctl_core.builtin.gpg import import_keys_from_dir
+
+            keys = import_keys_from_dir(self.config.settings)
+            log.info("imported %d GPG key(s) from %s", len(keys), self.config.settings.gpg_keys_dir)
+        except Exception as error:
+            log.warning("GPG key import failed: %s", error)
+
+    def _worker(self, project: ProjectSettings) -> ProjectWorker:
+        name = project.name
+        if name not in self.workers:
+            self.workers[name] = ProjectWorker(name, lambda: self._run(name))
+        return self.workers[name]
+
+    def _run(self, name: str) -> None:
+        config = self.config  # the config current when this run starts
+        project = config.project(name)
+        outcome = run_project(config, project, self.registry, self.store, wait_for_lock=True)
+        log.info("%s: scheduled run %s", name, outcome.record.status.value)
+
+    def _trigger(self, project: ProjectSettings) -> Callable[[], None]:
+        def trigger() -> None:
+            log.info("%s: %s", project.name, self._worker(project).trigger())
+
+        return trigger
+
+    def _schedule(self) -> None:
+        jobs: dict[str, tuple[str, Callable[[], None]]] = {
+            f"project:{p.name}": (p.cron, self._trigger(p))
+            for p in self.config.enabled_projects
+            if p.cron
+        }
+        jobs[SUMMARY_JOB] = (self.config.settings.daily_summary_cron, self.send_summary)
+        self.scheduler = CronScheduler(self.config.settings.timezone)
+        self.scheduler.set_jobs(jobs, self.now())
+        for job in self.scheduler.jobs.values():
+            log.info("schedule %s: %s, next %s", job.name, job.cron, job.next_at)
+
+    def send_summary(self) -> None:
+        settings = self.config.settings
+        now = self.now()
+        runs = self.store.finished_since(now - timedelta(hours=24))
+        event = daily_summary_event(runs, now.astimezone(ZoneInfo(settings.timezone)))
+        Notifier(self.config, self.registry).send(None, event)
+
+    # -- reload and stop
+    def reload(self) -> None:
+        try:
+            config = load_config(self.config_path, self.env_path)
+        except BackupctlError as error:
+            log.error("config reload failed, keeping the old config: %s", error.message)
+            return
+        self.config = config
+        self._schedule()
+        log.info("config reloaded: %d project(s)", len(config.projects))
+
+    def request_reload(self, *_: object) -> None:
+        self._reload_wanted = True
+        self._wake.set()
+
+    def request_stop(self, *_: object) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    # -- the loop
+    def tick(self) -> float:
+        """Run what is due; return how long to sleep."""
+        if self._reload_wanted:
+            self._reload_wanted = False
+            self.reload()
+        now = self.now()
+        for job in self.scheduler.due(now):
+            job.action()
+        return self.scheduler.seconds_until_next(self.now())
+
+    def serve_forever(self, with_http: bool = True) -> None:
+        self.start_up()
+        settings = self.config.settings
+        if with_http:
+            self.http = HttpApi(settings.app_host, settings.app_port, self.route)
+            self.http.start()
+            log.info("HTTP on %s:%d", settings.app_host, self.http.port)
+        previous = self._install_signals()
+        try:
+            while not self._stopping:
+                pause = self.tick()
+                self._wake.wait(pause)
+                self._wake.clear()
+        finally:
+            self._restore_signals(previous)
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        log.info("stopping: waiting for running backups to finish")
+        for worker in list(self.workers.values()):
+            worker.join()
+        if self.http is not None:
+            self.http.stop()
+        pid_file(self.config).unlink(missing_ok=True)
+        self.store.close()
+        log.info("stopped")
+
+    def _install_signals(self) -> dict[int, Any]:
+        handlers: dict[int, Callable[[int, FrameType | None], None]] = {
+            signal.SIGTERM: self.request_stop,
+            signal.SIGINT: self.request_stop,
+            signal.SIGHUP: self.request_reload,
+        }
+        return {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+
+    @staticmethod
+    def _restore_signals(previous: dict[int, Any]) -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    # -- HTTP
+    def route(self, path: str) -> tuple[int, Any]:
+        parts = [p for p in path.split("/") if p]
+        if parts == ["health"]:
+            return self.health()
+        if parts == ["status"]:
+            return HTTPStatus.OK, self.status()
+        if len(parts) == 2 and parts[0] == "status":
+            names = self.config.names
+            if parts[1] not in names:
+                return HTTPStatus.NOT_FOUND, {"error": f"unknown project '{parts[1]}'"}
+            return HTTPStatus.OK, self.project_status(parts[1])
+        return HTTPStatus.NOT_FOUND, {"error": "not found"}
+
+    def health(self) -> tuple[int, Any]:
+        try:
+            self.store.ensure_migrated()
+            audit = {"status": "pass", "detail": self.store.description}
+        except BackupctlError as error:
+            audit = {"status": "fail", "detail": error.message}
+        disk = disk_check(self.config.settings)
+        healthy = audit["status"] == "pass" and disk.status == "pass"
+        body = {
+            "status": "ok" if healthy else "degraded",
+            "audit_db": audit,
+            "disk": {"status": disk.status, "detail": disk.detail},
+            "uptime_seconds": int(time.monotonic() - self.started_at),
+        }
+        return (HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE), body
+
+    def _next_run(self, name: str) -> str | None:
+        job = self.scheduler.jobs.get(f"project:{name}")
+        return job.next_at.isoformat() if job else None
+
+    def status(self) -> dict[str, Any]:
+        latest = self.store.latest_per_project()
+        return {
+            "projects": [
+                {
+                    "name": name,
+                    "next_run": self._next_run(name),
+                    "running": bool(self.workers.get(name) and self.workers[name].busy),
+                    "last_run": latest[name].to_json() if name in latest else None,
+                }
+                for name in self.config.names
+            ]
+        }
+
+    def project_status(self, name: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "next_run": self._next_run(name),
+            "runs": [r.to_json() for r in self.store.history(name, 10)],
+        }
