@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Install everything backupctl needs on a fresh Debian/Ubuntu machine:
-# the Debian packages in scripts/packages.txt, then a virtualenv in .venv with
+# the Debian packages in scripts/packages*.txt, then a virtualenv in .venv with
 # the core and every plugin in this repository (editable), plus test tools.
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=$(grep -v '^\s*#' scripts/packages.txt | awk 'NF {print $1}')
+packages=$(cat scripts/packages.txt scripts/packages-test.txt | grep -v '^\s*#' | awk 'NF {print $1}')
 missing=()
 for pkg in $packages; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -42,4 +42,5 @@ def sftp_server() -> Iterator[SftpServer]:
 # (further services below)
 # ==========================================================================================
 
+from tests.support.fixtures_mysql import *  # noqa: E402, F403
 from tests.support.fixtures_pg import *  # noqa: E402, F403

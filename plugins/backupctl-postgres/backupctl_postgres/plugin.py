@@ -13,6 +13,9 @@ How this one works:
   the table of contents and accepts a dump cut in half.
 * check  — ``psql -c 'select 1'`` with the real credentials, so a wrong
   password fails the check instead of passing a mere ping.
+* decompress — ``x.dump`` → ``x.sql`` (``pg_restore --no-owner --file``) next to it.
+* restore guide — ``createdb`` a new database, then ``pg_restore --no-owner`` into it
+  (``psql --file`` for the plain SQL).
 
 Rules every dumper should keep: argv lists, never a shell; the password only
 in the child's environment (``PGPASSWORD``), never on its command line; big
@@ -23,6 +26,7 @@ output streamed to files; stderr kept for one-line error messages; a
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import tempfile
 from pathlib import Path
@@ -178,6 +182,68 @@ def backupctl_check(project: ProjectSettings, settings: GlobalSettings) -> list[
             )
         ]
     return [CheckResult("database", "pass", f"postgres {where} reachable, login ok")]
+
+
+@hookimpl
+def backupctl_decompress(
+    project: ProjectSettings, settings: GlobalSettings, path: Path
+) -> Path | None:
+    """``x.dump`` → ``x.sql`` next to it: plain SQL from ``pg_restore --file``; else None.
+
+    ``--no-owner``, like the guide's pg_restore: the SQL imports as any user.
+    """
+    if path.suffix != EXTENSION:
+        return None
+    plain = path.with_suffix(".sql")
+    _create_private_file(plain)  # pg_restore --file truncates it and keeps the mode
+    argv = ["pg_restore", "--no-owner", f"--file={plain}", str(path)]
+    try:
+        result = subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            check=False,
+        )
+    except FileNotFoundError:
+        plain.unlink(missing_ok=True)
+        raise PluginError(
+            "pg_restore not found on PATH (install postgresql-client)", retryable=False
+        ) from None
+    except BaseException:
+        plain.unlink(missing_ok=True)
+        raise
+    if result.returncode != 0:
+        plain.unlink(missing_ok=True)
+        message = _first_error_line(result.stderr) or f"pg_restore exited {result.returncode}"
+        raise PluginError(message, retryable=False)
+    return plain
+
+
+@hookimpl
+def backupctl_restore_guide(
+    project: ProjectSettings, settings: GlobalSettings, dump_file: Path
+) -> list[str]:
+    """createdb, then pg_restore (or psql for the plain SQL); the tools ask for the password."""
+    db = _database(project)
+    new = f"{db.name}_restored"
+    login = [f"--host={db.host}", f"--port={db.port or DEFAULT_PORT}", f"--username={db.user}"]
+    if dump_file.suffix == EXTENSION:
+        restore = ["pg_restore", *login, f"--dbname={new}", "--no-owner", "--exit-on-error"]
+        restore.append(str(dump_file))
+    elif dump_file.suffix == ".sql":
+        restore = ["psql", *login, f"--dbname={new}", "--set=ON_ERROR_STOP=1", "--quiet"]
+        restore.append(f"--file={dump_file}")
+    else:
+        return []
+    return [
+        f"# Import into a new database {new} (any name will do); the tools ask for the "
+        "password. createdb needs a role with CREATEDB.",
+        shlex.join(["createdb", *login, new]),
+        shlex.join(restore),
+    ]
 
 
 # -- helpers -------------------------------------------------------------------

@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -394,3 +395,123 @@ def test_check_fails_when_nothing_listens(
     [result] = plugin.backupctl_check(project=project, settings=settings)
     assert result.status == "fail"
     assert "Connection refused" in result.detail
+
+
+# -- decompress and the restore guide --------------------------------------------
+
+
+def run_guide(guide: list[str], password: str) -> None:
+    """Run the guide's commands as printed, the password in PGPASSWORD (not at a prompt)."""
+    for command in guide:
+        if command.startswith("#"):
+            continue
+        subprocess.run(
+            ["bash", "-c", command],
+            env={**os.environ, "PGPASSWORD": password},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+
+
+@pytest.fixture
+def restored_name(pg_scram: PgCluster, filled_db: PgDatabase) -> Iterator[str]:
+    """The guide's new database; its user may create databases (a backup user often may not)."""
+    pg_scram.execute("postgres", f'ALTER ROLE "{filled_db.user}" CREATEDB')
+    name = f"{filled_db.name}_restored"
+    try:
+        yield name
+    finally:
+        pg_scram.drop_database(name)
+
+
+def test_guide_commands_import_the_dump_into_a_fresh_database(
+    pg_scram: PgCluster,
+    filled_db: PgDatabase,
+    restored_name: str,
+    settings: GlobalSettings,
+    stem: Path,
+) -> None:
+    project = make_project(filled_db)
+    artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+
+    guide = plugin.backupctl_restore_guide(
+        project=project, settings=settings, dump_file=artifact.path
+    )
+
+    login = f"--host=127.0.0.1 --port={filled_db.port} --username={filled_db.user}"
+    assert guide[1:] == [
+        f"createdb {login} {restored_name}",
+        f"pg_restore {login} --dbname={restored_name} --no-owner --exit-on-error {artifact.path}",
+    ]
+    assert all(filled_db.password not in line for line in guide)
+    run_guide(guide, filled_db.password)
+    assert pg_scram.query(restored_name, "SELECT * FROM people ORDER BY id") == ROWS
+    assert pg_scram.query(restored_name, "SELECT count(*), sum(n) FROM numbers") == [
+        (5000, 12502500)
+    ]
+
+
+def test_decompressed_sql_imports_with_the_guides_psql(
+    pg_scram: PgCluster,
+    filled_db: PgDatabase,
+    restored_name: str,
+    settings: GlobalSettings,
+    stem: Path,
+) -> None:
+    project = make_project(filled_db)
+    artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+
+    plain = plugin.backupctl_decompress(project=project, settings=settings, path=artifact.path)
+
+    assert plain == stem.with_name(stem.name + ".sql")
+    assert mode(plain) == 0o600
+    assert artifact.path.is_file()  # the dump stays
+    sql = plain.read_text()
+    assert "CREATE TABLE public.people" in sql
+    assert "OWNER TO" not in sql  # --no-owner: imports as any user
+    guide = plugin.backupctl_restore_guide(project=project, settings=settings, dump_file=plain)
+    assert guide[2] == (
+        f"psql --host=127.0.0.1 --port={filled_db.port} --username={filled_db.user} "
+        f"--dbname={restored_name} --set=ON_ERROR_STOP=1 --quiet --file={plain}"
+    )
+    run_guide(guide, filled_db.password)
+    assert pg_scram.query(restored_name, "SELECT * FROM people ORDER BY id") == ROWS
+    assert pg_scram.query(restored_name, "SELECT name FROM named ORDER BY name") == [
+        ("Grace",),
+        ("Tab\there",),
+    ]
+
+
+def test_decompress_ignores_other_files_and_leaves_nothing_half_written(
+    tmp_path: Path, filled_db: PgDatabase, settings: GlobalSettings, stem: Path
+) -> None:
+    project = make_project(filled_db)
+    other = tmp_path / "x.sql.gz"
+    assert plugin.backupctl_decompress(project=project, settings=settings, path=other) is None
+
+    artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+    data = artifact.path.read_bytes()
+    artifact.path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(PluginError) as caught:
+        plugin.backupctl_decompress(project=project, settings=settings, path=artifact.path)
+    assert caught.value.message.startswith("pg_restore: error:")
+    assert not artifact.path.with_suffix(".sql").exists()
+
+
+def test_guide_quotes_for_the_shell(settings: GlobalSettings) -> None:
+    project = make_project(host="db.internal", port=None, name="shop", user="o'brien")
+    guide = plugin.backupctl_restore_guide(
+        project=project, settings=settings, dump_file=Path("/restore/my dumps/shop.dump")
+    )
+    login = "--host=db.internal --port=5432 '--username=o'\"'\"'brien'"
+    assert guide[1:] == [
+        f"createdb {login} shop_restored",
+        f"pg_restore {login} --dbname=shop_restored --no-owner --exit-on-error "
+        "'/restore/my dumps/shop.dump'",
+    ]
+    other = plugin.backupctl_restore_guide(
+        project=project, settings=settings, dump_file=Path("/r/shop.sql.gz")
+    )
+    assert other == []

@@ -1,0 +1,300 @@
+"""MongoDB dumper for backupctl.
+
+How this one works:
+
+* dump — ``mongodump --db=<name> --archive=<stem>.archive.gz --gzip``: one gzipped
+  archive file, written by mongodump itself (created 0600 before it starts).
+* verify — ``gzip -t`` (the whole file, no server needed), then ``mongorestore
+  --dryRun --archive=<file> --gzip``, which parses the archive without writing.
+* check — the tools are on PATH and the server's port answers. The login is not
+  checked (that needs ``mongosh``, which is not always installed): the line is a warning.
+* decompress — ``x.archive.gz`` → ``x.archive`` next to it (``mongorestore
+  --archive=x.archive`` without ``--gzip`` reads it); the ``.gz`` stays.
+* restore guide — ``mongorestore ... --nsFrom='<db>.*' --nsTo='<db>_restored.*'``.
+
+The password reaches the tools only through ``--config=<file>``: a YAML file holding
+``password: ...``, created 0600 in the temp folder and removed as soon as the tool
+exits. User, host, port and database are on argv, which is fine; the password never is.
+Users authenticate against the ``admin`` database (``--authenticationDatabase``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+from backupctl_core import (
+    CheckResult,
+    DumpArtifact,
+    PluginError,
+    PluginType,
+    VerifyResult,
+    hookimpl,
+)
+from backupctl_core.domain.settings import MASK, DatabaseSettings, GlobalSettings, ProjectSettings
+
+TYPE = "mongo"
+FORMAT = "mongo-archive-gzip"
+EXTENSION = ".archive.gz"
+DEFAULT_PORT = 27017
+AUTH_DATABASE = "admin"
+CONNECT_TIMEOUT_SECONDS = 10
+
+# Substrings of the tools' errors, checked in this order: an authentication failure
+# also mentions the connection handshake, and it must not be retried.
+PERMANENT_ERRORS = (
+    "authentication failed",
+    "auth error",
+    "not authorized",
+    "unauthorized",
+    "requires authentication",
+)
+CONNECTIVITY_ERRORS = (
+    "server selection",  # "server selection error/timeout": nothing answered in time
+    "no reachable servers",
+    "connection refused",
+    "no such host",
+    "i/o timeout",
+    "context deadline exceeded",
+    "connection reset",
+    "could not connect",
+)
+
+
+# -- hooks ---------------------------------------------------------------------
+
+
+@hookimpl
+def backupctl_plugin_types() -> list[PluginType]:
+    return [PluginType("database", TYPE)]
+
+
+@hookimpl
+def backupctl_validate_config(project: ProjectSettings, settings: GlobalSettings) -> list[str]:
+    db = project.database
+    if db is None or db.type != TYPE:
+        return []
+    problems = []
+    if not db.host:
+        problems.append("database.host is required")
+    if not db.name:
+        problems.append("database.name is required")
+    if db.user and db.password is None:
+        # mongodump would try to prompt for it, and no one is at the terminal.
+        problems.append("database.password is required when database.user is set")
+    if db.port is not None and not 0 < db.port < 65536:
+        problems.append(f"database.port must be between 1 and 65535, got {db.port}")
+    return problems
+
+
+@hookimpl
+def backupctl_dump(
+    project: ProjectSettings, settings: GlobalSettings, target_stem: Path
+) -> DumpArtifact:
+    db = _database(project)
+    path = target_stem.with_name(target_stem.name + EXTENSION)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with _private_file(path):
+            pass  # mongodump truncates the file and keeps its mode
+        _run("mongodump", [f"--db={db.name}", f"--archive={path}", "--gzip"], db)
+        path.chmod(0o600)  # in case the tool replaced the file
+    except BaseException:
+        path.unlink(missing_ok=True)  # never leave a partial dump behind
+        raise
+    return DumpArtifact(path=path, size_bytes=path.stat().st_size, format=FORMAT)
+
+
+@hookimpl
+def backupctl_verify(
+    project: ProjectSettings, settings: GlobalSettings, artifact: DumpArtifact
+) -> VerifyResult:
+    db = _database(project)
+    path = Path(artifact.path)
+    if not path.is_file():
+        return VerifyResult(False, f"dump file missing: {path}")
+    try:
+        _gunzip(path, None)
+        _run("mongorestore", ["--dryRun", f"--archive={path}", "--gzip"], db)
+    except PluginError as exc:
+        return VerifyResult(False, exc.message)
+    return VerifyResult(True, "gzip intact, mongorestore --dryRun read the archive")
+
+
+@hookimpl
+def backupctl_check(project: ProjectSettings, settings: GlobalSettings) -> list[CheckResult]:
+    db = project.database
+    if db is None or db.type != TYPE:
+        return []
+    missing = [tool for tool in ("mongodump", "mongorestore") if shutil.which(tool) is None]
+    if missing:
+        tools = ", ".join(missing)
+        return [CheckResult("database", "fail", f"not on PATH: {tools} (MongoDB Database Tools)")]
+    where = f"{db.host}:{db.port or DEFAULT_PORT}"
+    try:
+        with socket.create_connection(
+            (str(db.host), db.port or DEFAULT_PORT), timeout=CONNECT_TIMEOUT_SECONDS
+        ):
+            pass
+    except OSError as exc:
+        return [CheckResult("database", "fail", f"mongo {where} unreachable: {exc}")]
+    return [
+        CheckResult("database", "warn", f"mongo {where} reachable; login not checked before dump")
+    ]
+
+
+@hookimpl
+def backupctl_decompress(
+    project: ProjectSettings, settings: GlobalSettings, path: Path
+) -> Path | None:
+    """``x.archive.gz`` → ``x.archive`` next to it (0600); other files: None."""
+    if not path.name.endswith(EXTENSION):
+        return None
+    plain = path.with_name(path.name.removesuffix(".gz"))
+    try:
+        with _private_file(plain) as out:
+            _gunzip(path, out)
+    except BaseException:
+        plain.unlink(missing_ok=True)
+        raise
+    return plain
+
+
+@hookimpl
+def backupctl_restore_guide(
+    project: ProjectSettings, settings: GlobalSettings, dump_file: Path
+) -> list[str]:
+    """mongorestore into a fresh database; it asks for the password."""
+    db = _database(project)
+    if dump_file.name.endswith(EXTENSION):
+        archive = [f"--archive={dump_file}", "--gzip"]
+    elif dump_file.name.endswith(".archive"):
+        archive = [f"--archive={dump_file}"]
+    else:
+        return []
+    new = f"{db.name}_restored"
+    command = [
+        "mongorestore",
+        *_connection_args(db),
+        f"--nsInclude={db.name}.*",
+        f"--nsFrom={db.name}.*",
+        f"--nsTo={new}.*",
+        *archive,
+    ]
+    return [
+        f"# Restore into a new database {new} (any name will do); mongorestore asks for "
+        "the password.",
+        shlex.join(command),
+        f"# To restore into {db.name} itself, leave out --nsFrom and --nsTo; add --drop to "
+        "replace its collections.",
+    ]
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def _database(project: ProjectSettings) -> DatabaseSettings:
+    if project.database is None or project.database.type != TYPE:
+        raise PluginError(f"project {project.name} has no mongo database", retryable=False)
+    return project.database
+
+
+def _connection_args(db: DatabaseSettings) -> list[str]:
+    """Where to connect and as whom — everything except the password."""
+    args = [f"--host={db.host}", f"--port={db.port or DEFAULT_PORT}"]
+    if db.user:
+        args += [f"--username={db.user}", f"--authenticationDatabase={AUTH_DATABASE}"]
+    return args
+
+
+@contextmanager
+def _config_file(db: DatabaseSettings) -> Iterator[list[str]]:
+    """``--config=<file>``: a 0600 YAML file with the password, removed afterwards."""
+    if db.password is None:
+        yield []
+        return
+    fd, name = tempfile.mkstemp(prefix="backupctl-mongo-", suffix=".yaml")  # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as config:
+            # A JSON string is a YAML double-quoted scalar: quotes, backslashes and
+            # control characters stay intact.
+            config.write(f"password: {json.dumps(db.password.reveal(), ensure_ascii=False)}\n")
+        yield [f"--config={name}"]
+    finally:
+        os.unlink(name)
+
+
+def _run(tool: str, args: list[str], db: DatabaseSettings) -> None:
+    """Run mongodump/mongorestore with the credentials; PluginError unless it exits 0."""
+    with _config_file(db) as config, tempfile.TemporaryFile() as errors:
+        argv = [tool, *config, *_connection_args(db), *args]
+        try:
+            code = subprocess.run(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors
+            ).returncode
+        except FileNotFoundError:
+            raise PluginError(
+                f"{tool} not found on PATH (install the MongoDB Database Tools)", retryable=False
+            ) from None
+        if code != 0:
+            raise _error(tool, code, _read(errors), db)
+
+
+def _gunzip(path: Path, out: IO[bytes] | None) -> None:
+    """Decompress ``path`` into ``out``, or only test it (``gzip -t``) when ``out`` is None."""
+    argv = ["gzip", "-dc" if out is not None else "-t", "--", str(path)]
+    with tempfile.TemporaryFile() as errors:
+        code = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, stdout=out or subprocess.DEVNULL, stderr=errors
+        ).returncode
+        if code != 0:
+            problem = _first_error_line(_read(errors)) or f"gzip exited with code {code}"
+            raise PluginError(f"{path.name} is not a valid gzip file: {problem}", retryable=False)
+
+
+@contextmanager
+def _private_file(path: Path) -> Iterator[IO[bytes]]:
+    """Open ``path`` for writing, created (or truncated) with mode 0600."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # also when it existed with a looser mode
+    with os.fdopen(fd, "wb") as file:
+        yield file
+
+
+def _read(file: IO[bytes]) -> str:
+    file.seek(0)
+    return file.read().decode(errors="replace")
+
+
+def _first_error_line(stderr: str) -> str:
+    """The most telling line of the tool's log, without its timestamp."""
+    lines = [" ".join(line.split()) for line in stderr.splitlines() if line.strip()]
+    for line in lines:
+        if "Failed:" in line:
+            return line[line.index("Failed:") :]
+    for line in lines:
+        if "error" in line.lower():
+            return line
+    return lines[-1] if lines else ""
+
+
+def _error(tool: str, returncode: int, stderr: str, db: DatabaseSettings) -> PluginError:
+    detail = _first_error_line(stderr) or f"exited with code {returncode}"
+    message = f"{tool}: {detail}"
+    if db.password is not None and db.password.reveal():
+        message = message.replace(db.password.reveal(), MASK)
+    lowered = message.lower()
+    if any(text in lowered for text in PERMANENT_ERRORS):
+        return PluginError(message, retryable=False)
+    if any(text in lowered for text in CONNECTIVITY_ERRORS):
+        return PluginError(message, retryable=True, connectivity=True)
+    return PluginError(message, retryable=True)

@@ -1,0 +1,410 @@
+"""MySQL and MariaDB dumper for backupctl.
+
+How this one works:
+
+* dump — ``mysqldump <options> <database> | gzip > <stem>.sql.gz``: two processes
+  joined by a pipe, so no dump byte passes through Python and no uncompressed copy
+  touches the disk. The dump counts only if mysqldump AND gzip exit 0 AND the
+  uncompressed stream ends with mysqldump's ``-- Dump completed`` trailer: a
+  mysqldump that dies half-way still leaves a perfectly valid gzip file.
+* verify — ``gzip -dc <file> | tail -c 512``: gzip checks every block and the
+  length/CRC trailer (what ``gunzip -t`` checks), ``tail`` hands us the end of the
+  SQL, where the ``-- Dump completed`` line must be.
+* check — ``mysql --execute='SELECT 1' <database>`` with the real credentials.
+* decompress — ``x.sql.gz`` → ``x.sql`` next to it; the ``.gz`` stays.
+* restore guide — ``CREATE DATABASE``, then ``gunzip -c x.sql.gz | mysql ... <new db>``.
+
+The dump holds one database's tables, views, routines, triggers and events but no
+``CREATE DATABASE``/``USE`` (mysqldump without ``--databases``): the operator names
+the database it goes into, so importing into a fresh database under another name is
+as easy as importing over the original.
+
+Credentials (host, port, user, password) reach the tools as an option file read from
+an inherited pipe, ``--defaults-file=/dev/fd/N``: never on argv, never in
+``MYSQL_PWD`` (deprecated), never on disk. It must be the first option. We use
+``--defaults-file`` rather than ``--defaults-extra-file`` on purpose: with the latter
+the client reads ``~/.my.cnf`` afterwards, and a password there wins over ours.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from backupctl_core import (
+    CheckResult,
+    DumpArtifact,
+    PluginError,
+    PluginType,
+    VerifyResult,
+    hookimpl,
+)
+from backupctl_core.domain.settings import MASK, DatabaseSettings, GlobalSettings, ProjectSettings
+
+TYPE = "mysql"
+FORMAT = "mysql-sql-gzip"
+EXTENSION = ".sql.gz"
+DEFAULT_PORT = 3306
+CONNECT_TIMEOUT_SECONDS = 10
+TRAILER = b"-- Dump completed"
+TAIL_BYTES = 512
+
+DUMP_OPTIONS = (
+    "--single-transaction",  # one consistent InnoDB snapshot, without locking tables
+    "--quick",  # stream rows instead of buffering each table in mysqldump's memory
+    "--routines",
+    "--triggers",
+    "--events",
+    "--hex-blob",  # binary columns as 0x... literals, safe in any client character set
+    "--default-character-set=utf8mb4",  # emoji survive
+    "--no-tablespaces",  # one database needs none; MySQL 8 wants PROCESS privilege for them
+    "--comments",  # writes the "-- Dump completed" trailer that proves the dump finished
+)
+# Options only MySQL's mysqldump knows (MariaDB's rejects them): added when --help lists them.
+IF_SUPPORTED = {
+    "--set-gtid-purged": "--set-gtid-purged=OFF",  # no GTID_PURGED: imports on any server
+    "--column-statistics": "--column-statistics=0",  # a MariaDB server has no histograms table
+}
+
+# Substrings of client errors, checked in this order.
+PERMANENT_ERRORS = (
+    "access denied",  # 1045 wrong password, 1044 no rights on the database
+    "unknown database",  # 1049
+    "is not allowed to connect",  # 1130
+    "authentication plugin",
+)
+CONNECTIVITY_ERRORS = (
+    "can't connect",  # 2002/2003: refused, no socket, timeout
+    "unknown server host",  # 2005 (MariaDB)
+    "unknown mysql server host",  # 2005 (MySQL)
+    "lost connection",  # 2013
+    "server has gone away",  # 2006
+)
+
+
+# -- hooks ---------------------------------------------------------------------
+
+
+@hookimpl
+def backupctl_plugin_types() -> list[PluginType]:
+    return [PluginType("database", TYPE)]
+
+
+@hookimpl
+def backupctl_validate_config(project: ProjectSettings, settings: GlobalSettings) -> list[str]:
+    db = project.database
+    if db is None or db.type != TYPE:
+        return []
+    problems = []
+    if not db.host:
+        problems.append("database.host is required")
+    if not db.name:
+        problems.append("database.name is required")
+    elif db.name.startswith("-"):
+        problems.append("database.name must not start with '-'")
+    if not db.user:
+        problems.append("database.user is required")
+    if db.port is not None and not 0 < db.port < 65536:
+        problems.append(f"database.port must be between 1 and 65535, got {db.port}")
+    return problems
+
+
+@hookimpl
+def backupctl_dump(
+    project: ProjectSettings, settings: GlobalSettings, target_stem: Path
+) -> DumpArtifact:
+    db = _database(project)
+    path = target_stem.with_name(target_stem.name + EXTENSION)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    argv = ["mysqldump", *DUMP_OPTIONS, *_version_specific_options(), str(db.name)]
+    try:
+        _dump_through_gzip(argv, db, path)
+        _dump_trailer(path)  # raises when the SQL does not end with "-- Dump completed"
+    except BaseException:
+        path.unlink(missing_ok=True)  # never leave a partial dump behind
+        raise
+    return DumpArtifact(path=path, size_bytes=path.stat().st_size, format=FORMAT)
+
+
+@hookimpl
+def backupctl_verify(
+    project: ProjectSettings, settings: GlobalSettings, artifact: DumpArtifact
+) -> VerifyResult:
+    path = Path(artifact.path)
+    if not path.is_file():
+        return VerifyResult(False, f"dump file missing: {path}")
+    try:
+        trailer = _dump_trailer(path)
+    except PluginError as exc:
+        return VerifyResult(False, exc.message)
+    return VerifyResult(True, f"gzip intact, ends with '{trailer}'")
+
+
+@hookimpl
+def backupctl_check(project: ProjectSettings, settings: GlobalSettings) -> list[CheckResult]:
+    db = project.database
+    if db is None or db.type != TYPE:
+        return []
+    missing = [tool for tool in ("mysqldump", "mysql", "gzip") if shutil.which(tool) is None]
+    if missing:
+        return [CheckResult("database", "fail", f"not on PATH: {', '.join(missing)}")]
+    argv = [
+        "mysql",
+        f"--connect-timeout={CONNECT_TIMEOUT_SECONDS}",
+        "--batch",
+        "--skip-column-names",
+        "--execute=SELECT 1",
+        str(db.name),
+    ]
+    try:
+        with _credentials(db) as fd, tempfile.TemporaryFile() as errors:
+            proc = _start(argv, fd, stdout=subprocess.DEVNULL, stderr=errors)
+            try:
+                code = proc.wait(timeout=3 * CONNECT_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                raise PluginError("mysql timed out", connectivity=True) from None
+            if code != 0:
+                raise _error("mysql", code, _read(errors), db)
+    except PluginError as exc:
+        return [CheckResult("database", "fail", exc.message)]
+    where = f"{db.user}@{db.host}:{db.port or DEFAULT_PORT}/{db.name}"
+    return [CheckResult("database", "pass", f"mysql {where} reachable, login ok")]
+
+
+@hookimpl
+def backupctl_decompress(
+    project: ProjectSettings, settings: GlobalSettings, path: Path
+) -> Path | None:
+    """``x.sql.gz`` → ``x.sql`` next to it (streamed by gzip, 0600); other files: None."""
+    if not path.name.endswith(EXTENSION):
+        return None
+    plain = path.with_name(path.name.removesuffix(".gz"))
+    try:
+        with _private_file(plain) as out, tempfile.TemporaryFile() as errors:
+            proc = _start(["gzip", "-dc", "--", str(path)], stdout=out, stderr=errors)
+            if proc.wait() != 0:
+                problem = _first_error_line(_read(errors))
+                raise PluginError(f"gunzip {path.name}: {problem}", retryable=False)
+    except BaseException:
+        plain.unlink(missing_ok=True)
+        raise
+    return plain
+
+
+@hookimpl
+def backupctl_restore_guide(
+    project: ProjectSettings, settings: GlobalSettings, dump_file: Path
+) -> list[str]:
+    """Create a fresh database and import the dump into it; mysql prompts for the password."""
+    db = _database(project)
+    if dump_file.name.endswith(EXTENSION):
+        feed, redirect = f"gunzip -c {shlex.quote(str(dump_file))} | ", ""
+    elif dump_file.name.endswith(".sql"):
+        feed, redirect = "", f" < {shlex.quote(str(dump_file))}"
+    else:
+        return []
+    new = f"{db.name}_restored"
+    mysql = shlex.join(
+        [
+            "mysql",
+            f"--host={db.host}",
+            f"--port={db.port or DEFAULT_PORT}",
+            f"--user={db.user}",
+            "--password",  # asks on the terminal; the dump still comes through stdin
+        ]
+    )
+    create = f"CREATE DATABASE {_quote_name(new)} CHARACTER SET utf8mb4"
+    return [
+        f"# Import into a new database {new} (any name will do); mysql asks for the password.",
+        f"{mysql} --execute={shlex.quote(create)}",
+        f"{feed}{mysql} --default-character-set=utf8mb4 {shlex.quote(new)}{redirect}",
+        f"# To overwrite {db.name} itself instead, skip CREATE DATABASE and name {db.name}: "
+        "its tables, views and routines are dropped and recreated.",
+    ]
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def _database(project: ProjectSettings) -> DatabaseSettings:
+    if project.database is None or project.database.type != TYPE:
+        raise PluginError(f"project {project.name} has no mysql database", retryable=False)
+    return project.database
+
+
+def _option_file(db: DatabaseSettings) -> str:
+    """A ``[client]`` option file with the connection and the password, values quoted."""
+    values = {
+        "host": db.host,
+        "port": str(db.port or DEFAULT_PORT),
+        "user": db.user,
+        "password": db.password.reveal() if db.password is not None else None,
+    }
+    lines = ["[client]"]
+    for key, value in values.items():
+        if value is not None:
+            escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+            escaped = escaped.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+            lines.append(f'{key}="{escaped}"')
+    return "\n".join(lines) + "\n"
+
+
+@contextmanager
+def _credentials(db: DatabaseSettings) -> Iterator[int]:
+    """The read end of a pipe holding the option file, for one child to inherit.
+
+    The whole file is written (it fits in the pipe's buffer) and the write end closed
+    before the child starts, so the child reads it to EOF like a file on disk.
+    """
+    read_fd, write_fd = os.pipe()
+    try:
+        with os.fdopen(write_fd, "wb") as pipe:
+            pipe.write(_option_file(db).encode())
+        yield read_fd
+    finally:
+        os.close(read_fd)
+
+
+def _start(
+    argv: list[str], credentials: int | None = None, **kwargs: Any
+) -> subprocess.Popen[bytes]:
+    """Start a client tool; with ``credentials`` (a pipe from ``_credentials``) the tool
+    inherits it and reads it through ``--defaults-file=/dev/fd/N``, its first option."""
+    env = {key: value for key, value in os.environ.items() if key != "MYSQL_PWD"}
+    if credentials is not None:
+        argv = [argv[0], f"--defaults-file=/dev/fd/{credentials}", *argv[1:]]
+        kwargs["pass_fds"] = (credentials,)
+    kwargs.setdefault("stdin", subprocess.DEVNULL)
+    try:
+        return subprocess.Popen(argv, env=env, **kwargs)
+    except FileNotFoundError:
+        raise PluginError(
+            f"{argv[0]} not found on PATH (Debian: apt-get install mariadb-client gzip)",
+            retryable=False,
+        ) from None
+
+
+def _dump_through_gzip(argv: list[str], db: DatabaseSettings, path: Path) -> None:
+    """``argv | gzip > path``; raises PluginError unless both exit 0."""
+    with (
+        _credentials(db) as credentials,
+        _private_file(path) as out,
+        tempfile.TemporaryFile() as dump_errors,
+        tempfile.TemporaryFile() as gzip_errors,
+    ):
+        running: list[subprocess.Popen[bytes]] = []
+        try:
+            dump = _start(argv, credentials, stdout=subprocess.PIPE, stderr=dump_errors)
+            running.append(dump)
+            assert dump.stdout is not None
+            gzip = _start(["gzip", "-c"], stdin=dump.stdout, stdout=out, stderr=gzip_errors)
+            running.append(gzip)
+            dump.stdout.close()  # gzip holds the read end: if it dies, mysqldump gets SIGPIPE
+            gzip_code, dump_code = gzip.wait(), dump.wait()
+        finally:
+            for proc in running:  # interrupted: stop the children
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        if dump_code != 0:
+            raise _error("mysqldump", dump_code, _read(dump_errors), db)
+        if gzip_code != 0:
+            raise PluginError(f"gzip failed: {_first_error_line(_read(gzip_errors))}")
+
+
+def _dump_trailer(path: Path) -> str:
+    """The ``-- Dump completed`` line that ends the SQL in ``path``; PluginError if none.
+
+    ``gzip -dc`` reads the whole file (checking it like ``gunzip -t``) and ``tail``
+    keeps only the last bytes, so the SQL never passes through Python.
+    """
+    with tempfile.TemporaryFile() as errors:
+        gunzip = _start(["gzip", "-dc", "--", str(path)], stdout=subprocess.PIPE, stderr=errors)
+        try:
+            tail = subprocess.run(
+                ["tail", "-c", str(TAIL_BYTES)], stdin=gunzip.stdout, capture_output=True
+            )
+        finally:
+            assert gunzip.stdout is not None
+            gunzip.stdout.close()
+            code = gunzip.wait()
+        if code != 0:
+            problem = _first_error_line(_read(errors)) or f"gzip exited with code {code}"
+            raise PluginError(f"{path.name} is not a valid gzip file: {problem}")
+    last_line = tail.stdout.rstrip().rsplit(b"\n", 1)[-1]
+    if tail.returncode != 0 or not last_line.startswith(TRAILER):
+        raise PluginError(
+            f"{path.name} does not end with '-- Dump completed': mysqldump stopped early"
+        )
+    return last_line.decode(errors="replace")
+
+
+def _version_specific_options() -> list[str]:
+    """The ``IF_SUPPORTED`` options this mysqldump lists in its ``--help``."""
+    try:
+        help_text = subprocess.run(
+            ["mysqldump", "--no-defaults", "--help"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=30,
+            check=False,
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []  # the dump itself reports a missing mysqldump
+    return [option for flag, option in IF_SUPPORTED.items() if flag in help_text]
+
+
+@contextmanager
+def _private_file(path: Path) -> Iterator[IO[bytes]]:
+    """Open ``path`` for writing, created (or truncated) with mode 0600."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # also when it existed with a looser mode
+    with os.fdopen(fd, "wb") as file:
+        yield file
+
+
+def _quote_name(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _read(file: IO[bytes]) -> str:
+    file.seek(0)
+    return file.read().decode(errors="replace")
+
+
+def _first_error_line(stderr: str) -> str:
+    """The most telling line of a tool's stderr, whitespace collapsed."""
+    lines = [" ".join(line.split()) for line in stderr.splitlines() if line.strip()]
+    for line in lines:
+        if "error" in line.lower():
+            return line
+    return lines[0] if lines else ""
+
+
+def _error(tool: str, returncode: int, stderr: str, db: DatabaseSettings) -> PluginError:
+    message = _first_error_line(stderr)
+    if not message:
+        message = (
+            f"{tool} killed by signal {-returncode}"
+            if returncode < 0
+            else f"{tool} exited with code {returncode}"
+        )
+    if db.password is not None and db.password.reveal():
+        message = message.replace(db.password.reveal(), MASK)
+    lowered = message.lower()
+    if any(text in lowered for text in PERMANENT_ERRORS):
+        return PluginError(message, retryable=False)
+    if any(text in lowered for text in CONNECTIVITY_ERRORS):
+        return PluginError(message, retryable=True, connectivity=True)
+    return PluginError(message, retryable=True)

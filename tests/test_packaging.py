@@ -1,0 +1,71 @@
+"""What can be checked of the Docker setup without a Docker engine, and the
+distribution layout: one installable distribution per plugin."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+from ruamel.yaml import YAML
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def compose() -> dict:  # type: ignore[type-arg]
+    return dict(YAML(typ="safe").load((ROOT / "docker-compose.yml").read_text()))
+
+
+def test_compose_has_the_two_containers_of_spec() -> None:
+    services = compose()["services"]
+    assert set(services) == {"backupctl", "backupctl-audit-db"}
+    app, db = services["backupctl"], services["backupctl-audit-db"]
+    assert db["image"].startswith("postgres:16")
+    assert "ports" not in db  # the audit DB is not published to the host
+    assert app["env_file"] == ".env"
+    assert app["environment"]["AUDIT_DB_HOST"] == "backupctl-audit-db"
+    assert app["networks"] == db["networks"] == ["backupctl-network"]
+    mounts = {}
+    for volume in app["volumes"]:  # host[:container[:mode]]; the host may hold ${X:-y}
+        host_and_container, _, mode = volume.rpartition(":")
+        if mode in ("ro", "rw"):
+            mounts[host_and_container.rpartition(":")[2]] = mode
+        else:
+            mounts[mode] = "rw"
+    assert mounts == {"/data/backups": "rw", "/app/config": "ro", "/root/.ssh": "ro",
+                      "/app/gpg-keys": "ro"}  # fmt: skip
+
+
+def test_compose_references_only_files_that_exist() -> None:
+    app = compose()["services"]["backupctl"]
+    assert (ROOT / app["build"] / "Dockerfile").is_file()
+    for volume in app["volumes"]:
+        host = volume.split(":")[0]
+        if host.startswith("./"):
+            assert (ROOT / host).exists(), host
+    assert (ROOT / "config" / ".env.example").is_file()
+
+
+def test_dockerfile_installs_the_same_packages_and_every_plugin() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "COPY scripts/packages.txt" in dockerfile  # the list the install script uses
+    assert "scripts/packages.txt" in (ROOT / "scripts" / "install.sh").read_text()
+    installed = set(re.findall(r"plugins/(backupctl-[a-z]+)", dockerfile))
+    on_disk = {p.name for p in (ROOT / "plugins").iterdir() if (p / "pyproject.toml").exists()}
+    assert installed == on_disk
+    assert re.search(r"HEALTHCHECK .*\n.*/health", dockerfile)
+    assert dockerfile.rstrip().endswith('CMD ["backupctl", "serve"]')
+
+
+def test_every_plugin_is_a_distribution_with_an_entry_point() -> None:
+    core = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert core["project"]["name"] == "backupctl-core"
+    assert core["project"]["scripts"]["backupctl"] == "backupctl_core.cli.main:main"
+    for folder in sorted((ROOT / "plugins").iterdir()):
+        meta = tomllib.loads((folder / "pyproject.toml").read_text())["project"]
+        assert meta["name"] == folder.name
+        assert any(dep.startswith("backupctl-core") for dep in meta["dependencies"])
+        (target,) = meta["entry-points"]["backupctl"].values()
+        package = target.split(":")[0].split(".")[0]
+        assert (folder / package).is_dir() and (folder / "README.md").is_file()
+        assert list((folder / "tests").glob("test_*.py")), f"{folder.name} has no tests"
