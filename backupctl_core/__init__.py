@@ -5,6 +5,7 @@ value types their hooks take and return.
 """
 
 from backupctl_core.domain.artifacts import (
+    CacheInfo,
     CheckResult,
     DumpArtifact,
     PluginType,
@@ -19,6 +20,7 @@ from backupctl_core.hookspecs import hookimpl
 __version__ = "0.1.0"
 
 __all__ = [
+    "CacheInfo",
     "CheckResult",
     "DumpArtifact",
     "PluginError",

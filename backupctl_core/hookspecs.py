@@ -84,8 +84,8 @@ def backupctl_decompress(project: Any, settings: Any, path: Path) -> Any:
 
 @hookspec(firstresult=True)
 def backupctl_restore_guide(project: Any, settings: Any, dump_file: Path) -> Any:
-    """Return the shell commands (strings) that import ``dump_file`` into the project's
-    database, with ``<password>`` where the operator supplies the password."""
+    """Return the shell commands (strings) that import ``dump_file`` into a fresh
+    database; the operator supplies the password (the tool's prompt, never a value)."""
 
 
 @hookspec(firstresult=True)
@@ -103,3 +103,16 @@ def backupctl_notify(project: Any, settings: Any, event: Any, notification: Any)
 @hookspec
 def backupctl_check(project: Any, settings: Any) -> Any:
     """Return ``CheckResult``s for dry run and health (reachability, credentials)."""
+
+
+@hookspec(firstresult=True)
+def backupctl_cache(project: Any, settings: Any, clear: bool) -> Any:
+    """Return the project's local storage cache as a ``CacheInfo`` (path and size);
+    with ``clear``, remove that cache (only the project's own) and say so in ``cleared``."""
+
+
+@hookspec(firstresult=True)
+def backupctl_passthrough(project: Any, settings: Any) -> Any:
+    """Return ``(env, argv)``: the environment (``dict[str, str]``, secrets only here)
+    and base argv (no secrets) to run the storage tool on the project's repository;
+    the caller appends the tool's command and arguments to ``argv``."""

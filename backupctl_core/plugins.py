@@ -36,7 +36,7 @@ log = logging.getLogger("backupctl.plugins")
 
 ENTRY_POINT_GROUP = "backupctl"
 # Modules inside backupctl-core registered like any third-party plugin.
-BUILTIN_PLUGINS: tuple[str, ...] = ()
+BUILTIN_PLUGINS: tuple[str, ...] = ("backupctl_core.builtin.gpg",)
 
 # Which distribution to install for a type nobody provides yet.
 KNOWN_DISTRIBUTIONS = {

@@ -155,23 +155,30 @@ def test_missing_variable_exits_3(ws: Workspace, tmp_path: Path) -> None:
     assert "projects[0].restic.password: ${RESTIC_PASSWORD} is not set" in result.stderr
 
 
-def test_type_without_plugin_names_the_distribution(ws: Workspace, tmp_path: Path) -> None:
+def test_type_without_plugin_is_a_config_error(ws: Workspace, tmp_path: Path) -> None:
     ws.write_config(
-        [
-            {
-                "name": "m",
-                "database": {"type": "mysql", "name": "x"},
-                "restic": {"repository_path": "/r"},
-            }
-        ]
-    )
+        [{"name": "m", "database": {"type": "oracle", "name": "x"},
+          "restic": {"repository_path": "/r"}}]
+    )  # fmt: skip
     for args in (["config", "validate"], ["run", "m"]):
         result = executable(ws, *args)
         assert result.returncode == 3
-        assert (
-            "no installed plugin provides database type 'mysql'; pip install backupctl-mysql"
-            in result.stderr
-        )
+        assert "no installed plugin provides database type 'oracle'" in result.stderr
+        assert "(available: mongo, mysql, postgres, sqlite)" in result.stderr
+
+
+def test_missing_known_plugin_names_its_distribution() -> None:
+    """The core alone (no entry points): each type names the package to install."""
+    from backupctl_core.domain.errors import ConfigError
+    from backupctl_core.plugins import get_plugin_manager
+
+    registry = get_plugin_manager([], builtins=())
+    for kind, name, dist in [("database", "mysql", "backupctl-mysql"),
+                             ("storage", "restic", "backupctl-restic"),
+                             ("notification", "slack", "backupctl-slack")]:  # fmt: skip
+        with pytest.raises(ConfigError) as caught:
+            registry.require(kind, name, "projects[m]")
+        assert f"pip install {dist} (available: none installed)" in caught.value.message
 
 
 def test_plugin_config_problems_fail_validation(ws: Workspace) -> None:

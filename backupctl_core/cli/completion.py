@@ -77,7 +77,5 @@ def complete_projects(
     except Exception:
         return []
     return [
-        click.shell_completion.CompletionItem(name)
-        for name in names
-        if name.startswith(incomplete)
+        click.shell_completion.CompletionItem(name) for name in names if name.startswith(incomplete)
     ]

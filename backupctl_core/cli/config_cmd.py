@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from backupctl_core.cli.completion import complete_projects
 from backupctl_core.cli.context import CliContext
 from backupctl_core.domain.errors import ConfigError
 
@@ -52,7 +53,7 @@ def reload(context: CliContext) -> None:
 
 
 @config.command()
-@click.argument("project")
+@click.argument("project", shell_complete=complete_projects)
 @click.pass_obj
 def show(context: CliContext, project: str) -> None:
     """PROJECT's resolved settings, secrets masked."""

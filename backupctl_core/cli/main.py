@@ -115,11 +115,14 @@ def cli(ctx: click.Context, config_path: Path, env_path: Path | None, verbose: i
 
 def _register() -> None:
     from backupctl_core.cli import (
+        cache_cmd,
         config_cmd,
         db_cmd,
         health_cmd,
         plugins_cmd,
+        prune_cmd,
         recover_cmd,
+        restic_cmd,
         restore_cmd,
         run_cmd,
         serve_cmd,
@@ -137,6 +140,9 @@ def _register() -> None:
     cli.add_command(recover_cmd.recover)
     cli.add_command(health_cmd.health)
     cli.add_command(serve_cmd.serve)
+    cli.add_command(prune_cmd.prune)
+    cli.add_command(cache_cmd.cache)
+    cli.add_command(restic_cmd.restic)
     cli.add_command(plugins_cmd.plugins)
     cli.add_command(config_cmd.config)
     cli.add_command(db_cmd.db)

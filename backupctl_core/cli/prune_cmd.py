@@ -62,7 +62,7 @@ def prune(ctx: click.Context, context: CliContext, project: str | None, prune_al
         try:
             removed = prune_project(context, settings.name)
         except BackupctlError as error:  # this project fails, the rest are still pruned
-            log.warning("%s: prune failed: %s", settings.name, error.message)
+            log.info("%s: prune failed: %s", settings.name, error.message)
             click.echo(f"{settings.name}: FAILED: {' '.join(error.message.split())}")
             continue
         succeeded += 1

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from backupctl_core.cli.completion import complete_projects
 from backupctl_core.cli.context import CliContext
 from backupctl_core.domain.errors import BackupctlError
 from backupctl_core.domain.restore import is_dump_path, plan_restore
@@ -30,7 +31,7 @@ def _inside(path: Path, target: Path) -> Path:
 
 
 @click.command()
-@click.argument("project")
+@click.argument("project", shell_complete=complete_projects)
 @click.argument("snapshot")
 @click.argument("target", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--only", type=click.Choice(["db", "assets"]), help="Only the dump or the assets.")

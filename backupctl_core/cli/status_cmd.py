@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from backupctl_core.cli.completion import complete_projects
 from backupctl_core.cli.context import CliContext
 from backupctl_core.cli.output import echo_json, local_time, table
 from backupctl_core.domain.events import human_duration, human_size
@@ -20,7 +21,7 @@ def _stage(record: RunRecord) -> str:
 
 
 @click.command()
-@click.argument("project", required=False)
+@click.argument("project", required=False, shell_complete=complete_projects)
 @click.option("--last", default=10, show_default=True, type=click.IntRange(min=1))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
@@ -81,7 +82,7 @@ def status(context: CliContext, project: str | None, last: int, as_json: bool) -
 
 
 @click.command()
-@click.argument("project")
+@click.argument("project", shell_complete=complete_projects)
 @click.option("--last", default=10, show_default=True, type=click.IntRange(min=1))
 @click.option("--failed", is_flag=True, help="Only failed runs.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")

@@ -130,6 +130,7 @@ def global_settings(env: Environment) -> GlobalSettings:
         encryption_type=env.text("ENCRYPTION_TYPE", "gpg"),
         gpg_recipient=env.get("GPG_RECIPIENT"),
         gpg_keys_dir=env.file_path("GPG_KEYS_DIR"),
+        gpg_home=env.file_path("GPG_HOME"),
         daily_summary_cron=env.text("DAILY_SUMMARY_CRON", "0 8 * * *"),
         health_disk_min_free_gb=env.decimal("HEALTH_DISK_MIN_FREE_GB", 5),
         log_level=env.text("LOG_LEVEL", "INFO").upper(),

@@ -161,6 +161,7 @@ class GlobalSettings:
     encryption_type: str = "gpg"
     gpg_recipient: str | None = None
     gpg_keys_dir: Path | None = None
+    gpg_home: Path | None = None
     daily_summary_cron: str = "0 8 * * *"
     health_disk_min_free_gb: float = 5
     log_level: str = "INFO"

@@ -23,7 +23,7 @@ from backupctl_core.plugins import PluginRegistry
 
 # A failing check of these kinds means "cannot reach it": exit code 4.
 CONNECTIVITY_CHECKS = frozenset({"database", "restic repository", "ssh", "audit database"})
-CONFIG_CHECKS = frozenset({"config", "plugins"})
+CONFIG_CHECKS = frozenset({"config", "plugins", "gpg key"})
 
 
 def exit_code(results: list[CheckResult]) -> int:

@@ -119,6 +119,14 @@ class Recovery:
             f" notifications: {notes[0]} delivered, {notes[1]} pending"
         )
 
+    def import_gpg_keys(self) -> str:
+        if self.settings.gpg_keys_dir is None:
+            return "GPG_KEYS_DIR not set: nothing to import"
+        from backupctl_core.builtin.gpg import import_keys_from_dir
+
+        keys = import_keys_from_dir(self.settings)
+        return f"{len(keys)} key(s) imported from {self.settings.gpg_keys_dir}"
+
     def steps(self) -> list[tuple[str, Callable[[], str]]]:
         # Replay first so replayed rows are not mistaken for orphans, nor
         # their dumps for orphaned files.
@@ -130,6 +138,7 @@ class Recovery:
             ("orphaned runs", self.orphaned_rows),
             ("orphaned dumps", self.orphaned_dumps),
             ("restic unlock", self.unlock_repositories),
+            ("gpg keys", self.import_gpg_keys),
         ]
 
     def run(self) -> list[StepReport]:

@@ -1,6 +1,6 @@
 """The long-running service (``backupctl serve``, the container's command).
 
-Start: migrations, crash recovery, GPG key import, then the scheduler and
+Start: migrations, crash recovery (which imports the GPG keys), then the scheduler and
 the HTTP endpoints. SIGHUP (sent by ``backupctl config reload``) re-reads the
 config and re-registers the schedules; SIGTERM/SIGINT stop scheduling, let
 running backups finish, and exit.
@@ -74,20 +74,8 @@ class BackupService:
         for report in Recovery(self.config, self.registry, self.store).run():
             level = logging.INFO if report.ok else logging.WARNING
             log.log(level, "recovery %s: %s", report.step, report.detail)
-        self._import_gpg_keys()
         self._schedule()
         pid_file(self.config).write_text(f"{os.getpid()}\n")
-
-    def _import_gpg_keys(self) -> None:
-        if self.config.settings.gpg_keys_dir is None:
-            return
-        try:
-            from backupctl_core.builtin.gpg import import_keys_from_dir
-
-            keys = import_keys_from_dir(self.config.settings)
-            log.info("imported %d GPG key(s) from %s", len(keys), self.config.settings.gpg_keys_dir)
-        except Exception as error:
-            log.warning("GPG key import failed: %s", error)
 
     def _worker(self, project: ProjectSettings) -> ProjectWorker:
         name = project.name

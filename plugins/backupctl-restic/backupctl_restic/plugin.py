@@ -13,11 +13,16 @@ one repository without seeing or pruning each other's snapshots.
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from backupctl_core import (
+    CacheInfo,
     CheckResult,
     PluginError,
     PluginType,
@@ -32,8 +37,9 @@ from backupctl_restic.output import (
     describe_json_error,
     parse_snapshots,
 )
-from backupctl_restic.repository import is_sftp, restic_password
+from backupctl_restic.repository import cache_dir, is_sftp, restic_environment, restic_password
 from backupctl_restic.runner import EXIT_INCOMPLETE, Restic, classify
+from backupctl_restic.runner import _json_document as json_document
 
 CHECK_NAME = "restic repository"
 
@@ -132,8 +138,15 @@ def backupctl_prune(project: Any, settings: Any) -> PruneResult:
     # removed. Not by host: a container's hostname changes when it is recreated.
     # So the tags the pipeline passes must be the same on every run.
     forget = ["forget", "--json", "--quiet", "--prune", "--group-by", "tags"]
-    groups = Restic(project, settings).json([*forget, "--tag", project_tag(project), *policy])
-    return PruneResult(snapshots_removed=count_removed(groups))
+    restic = Restic(project, settings)
+    run = restic.run([*forget, "--tag", project_tag(project), *policy])
+    if not run.ok:
+        raise restic.error(run)
+    if not any(line.strip() for line in run.stdout):
+        # No snapshot has the project's tag (never backed up, or a shared repository
+        # used by others only): restic prints nothing at all, not an empty list.
+        return PruneResult(snapshots_removed=0)
+    return PruneResult(snapshots_removed=count_removed(json_document(run.stdout, "forget")))
 
 
 @hookimpl
@@ -188,3 +201,74 @@ def backupctl_check(project: Any, settings: Any) -> list[CheckResult]:
         detail = f"{restic.repository} does not exist yet; the first backup creates it"
         return [CheckResult(CHECK_NAME, "warn", detail)]
     return [CheckResult(CHECK_NAME, "fail", restic.error(run).message)]
+
+
+# -- cache and passthrough ----------------------------------------------------------------
+
+_REPOSITORY_ID = re.compile(r"^[0-9a-f]{64}$")
+
+
+def repository_id(restic: Restic) -> str:
+    """The repository's id (``restic cat config``), which names its cache folder.
+
+    ``--no-cache`` so that asking does not create the cache it asks about.
+    """
+    run = restic.run(["cat", "config", "--no-cache"])
+    if not run.ok:
+        if classify(run).kind == "no-repository":
+            raise PluginError(
+                f"{restic.repository} does not exist yet, so it has no cache", retryable=False
+            )
+        raise restic.error(run)
+    config = json_document(run.stdout, "cat")
+    found = config.get("id") if isinstance(config, dict) else None
+    if not isinstance(found, str) or not _REPOSITORY_ID.match(found):
+        raise PluginError(
+            f"restic cat config: no valid repository id in the output ({found!r})",
+            retryable=False,
+        )
+    return found
+
+
+def tree_size(path: Path) -> int:
+    """Bytes in the files below ``path`` (symlinks not followed, not counted)."""
+    total = 0
+    for folder, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                info = os.lstat(os.path.join(folder, name))
+            except OSError:  # removed meanwhile
+                continue
+            if not stat.S_ISLNK(info.st_mode):
+                total += info.st_size
+    return total
+
+
+@hookimpl
+def backupctl_cache(project: Any, settings: Any, clear: bool) -> CacheInfo:
+    """The project's restic cache: ``{cache_dir}/{repository id}``, as restic lays it out.
+
+    Only that folder is measured or removed: never the shared cache folder, never
+    the cache of another repository. Projects sharing one repository share its cache.
+    """
+    restic = Restic(project, settings)
+    root = cache_dir(settings)
+    path = root / repository_id(restic)
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise PluginError(f"{path} is not a restic cache folder; not touching it", retryable=False)
+    if not path.exists():
+        return CacheInfo(path=path, size_bytes=0, cleared=False)
+    size = tree_size(path)
+    if not clear:
+        return CacheInfo(path=path, size_bytes=size, cleared=False)
+    try:
+        shutil.rmtree(path)
+    except OSError as error:
+        raise PluginError(f"cannot remove {path}: {error}", retryable=False) from error
+    return CacheInfo(path=path, size_bytes=size, cleared=True)
+
+
+@hookimpl
+def backupctl_passthrough(project: Any, settings: Any) -> tuple[dict[str, str], list[str]]:
+    """restic's environment (repository, password, cache) and argv (program, SFTP command)."""
+    return restic_environment(project, settings)

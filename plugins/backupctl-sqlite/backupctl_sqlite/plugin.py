@@ -102,7 +102,10 @@ def backupctl_dump(
         target.unlink(missing_ok=True)  # never leave a partial dump behind
         raise
     finally:
-        copy.unlink(missing_ok=True)
+        # The copy, and the journal SQLite keeps beside it while writing (it stays
+        # behind when the disk fills up mid-copy).
+        for leftover in (copy, *(copy.with_name(copy.name + s) for s in ("-journal", "-wal"))):
+            leftover.unlink(missing_ok=True)
     return DumpArtifact(path=target, size_bytes=target.stat().st_size, format=FORMAT)
 
 

@@ -1,0 +1,119 @@
+"""More fault injection: the storage box going away, a full disk and a
+read-only backup folder. A clear failure, nothing partial left, nothing synced."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.sftp import SftpServer
+from tests.support.sqlite_demo import make_sqlite_db, sqlite_project
+from tests.support.workspace import Workspace
+
+BACKUPCTL = str(Path(sys.executable).with_name("backupctl"))
+
+
+def backupctl(ws: Workspace, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [BACKUPCTL, *ws.cli_args(), *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def last_row(ws: Workspace) -> dict[str, object]:
+    rows = json.loads(backupctl(ws, "logs", "shop", "--json", "--last", "1").stdout)
+    return dict(rows[0])
+
+
+def test_storage_box_down_retries_then_exit_4_and_recovers(
+    tmp_path: Path, sftp_server: SftpServer
+) -> None:
+    ws = Workspace(tmp_path)
+    ssh = sftp_server
+    ws.write_env(
+        RESTIC_PASSWORD="faults-pw", BACKUP_RETRY_COUNT="2", BACKUP_RETRY_DELAY_MS="300",
+        HETZNER_SSH_HOST=ssh.host, HETZNER_SSH_USER=ssh.user, HETZNER_SSH_PORT=str(ssh.port),
+        HETZNER_SSH_KEY_PATH=str(ssh.key_path),
+    )  # fmt: skip
+    make_sqlite_db(tmp_path / "shop.sqlite")
+    ws.write_config(
+        [sqlite_project("shop", tmp_path / "shop.sqlite", Path(ssh.new_repo_path("faults")))]
+    )
+    assert backupctl(ws, "db", "migrate").returncode == 0
+    with ssh.stopped():
+        started = time.monotonic()
+        result = backupctl(ws, "run", "shop")
+        elapsed = time.monotonic() - started
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "retry 1/2" in result.stderr and "retry 2/2" in result.stderr
+    assert elapsed >= 0.3 + 0.6  # backoff: 300 ms, then 600 ms
+    row = last_row(ws)
+    assert row["error_stage"] == "sync" and row["retry_count"] == 2
+    assert "faults-pw" not in result.stdout + result.stderr + json.dumps(row)
+    again = backupctl(ws, "run", "shop")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert last_row(ws)["status"] == "success"
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MB tmpfs for the backup folder (root may mount; CI runs as root)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True
+    )
+    assert result.returncode == 0, f"cannot mount a tmpfs: {result.stderr!r}"
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def big_db(path: Path) -> None:
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE blobs (id INTEGER PRIMARY KEY, data BLOB)")
+        db.executemany("INSERT INTO blobs (data) VALUES (?)", [(os.urandom(64 * 1024),)] * 80)
+
+
+def test_full_disk_fails_cleanly(tmp_path: Path, small_disk: Path) -> None:
+    ws = Workspace(tmp_path)
+    ws.write_env(
+        RESTIC_PASSWORD="disk-pw", BACKUP_BASE_DIR=str(small_disk), BACKUP_RETRY_COUNT="1",
+        BACKUP_RETRY_DELAY_MS="0", AUDIT_DB_SQLITE_PATH=str(tmp_path / "audit.db"),
+    )  # fmt: skip
+    big_db(tmp_path / "big.sqlite")  # ~5 MB of random data: does not fit in 2 MB
+    ws.write_config([sqlite_project("shop", tmp_path / "big.sqlite", tmp_path / "repo")])
+    assert backupctl(ws, "db", "migrate").returncode == 0
+    result = backupctl(ws, "run", "shop")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAILED at Dump" in result.stdout and "disk is full" in result.stdout
+    assert "Traceback" not in result.stderr
+    assert not list((small_disk / "shop").glob("shop_backup_*"))  # no partial dump
+    assert not (tmp_path / "repo").exists()  # nothing synced
+    assert last_row(ws)["error_stage"] == "dump"
+
+
+def test_read_only_backup_folder_fails_cleanly(tmp_path: Path, small_disk: Path) -> None:
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    ws = Workspace(tmp_path)
+    ws.write_env(
+        RESTIC_PASSWORD="ro-pw", BACKUP_BASE_DIR=str(small_disk), BACKUP_RETRY_COUNT="0",
+        AUDIT_DB_SQLITE_PATH=str(tmp_path / "audit.db"),
+    )  # fmt: skip
+    make_sqlite_db(tmp_path / "shop.sqlite")
+    ws.write_config([sqlite_project("shop", tmp_path / "shop.sqlite", tmp_path / "repo")])
+    assert backupctl(ws, "db", "migrate").returncode == 0
+    result = backupctl(ws, "run", "shop")
+    assert result.returncode == 1
+    assert "Read-only file system" in result.stderr
+    assert result.stderr.count("\n") <= 3 and "Traceback" not in result.stderr
+    assert not (tmp_path / "repo").exists()
