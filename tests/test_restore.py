@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import stat
 import subprocess
 from pathlib import Path
 
@@ -17,37 +15,9 @@ from backupctl_core.cli.main import cli
 from backupctl_core.domain.artifacts import Snapshot
 from backupctl_core.domain.errors import BackupctlError
 from backupctl_core.domain.restore import RestoreStep, plan_restore
+from tests.support.assets import make_assets, tree
 from tests.support.sqlite_demo import make_sqlite_db, sqlite_project
 from tests.support.workspace import Workspace
-
-
-def make_assets(root: Path) -> Path:
-    assets = root / "assets"
-    (assets / "empty-dir").mkdir(parents=True)
-    (assets / "docs").mkdir()
-    secret = assets / "docs" / "contract ü.txt"
-    secret.write_text("signed ✓\n")
-    secret.chmod(0o640)
-    script = assets / "run.sh"
-    script.write_text("#!/bin/sh\necho hi\n")
-    script.chmod(0o755)
-    (assets / "latest").symlink_to("docs/contract ü.txt")
-    return assets
-
-
-def tree(root: Path) -> dict[str, tuple[str, int, str]]:
-    """relative path → (kind, mode, content or link target)."""
-    found = {}
-    for path in sorted(root.rglob("*")):
-        rel = str(path.relative_to(root))
-        if path.is_symlink():
-            found[rel] = ("link", 0, os.readlink(path))
-        elif path.is_dir():
-            found[rel] = ("dir", stat.S_IMODE(path.stat().st_mode), "")
-        else:
-            found[rel] = ("file", stat.S_IMODE(path.stat().st_mode), path.read_text())
-    return found
-
 
 # Same-day runs: keep_daily would keep only the newest of the day.
 KEEP_ALL = {"keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0}
@@ -188,6 +158,10 @@ def test_plan_restore_rules() -> None:
     assert [s.snapshot_id for s in plan_restore(newest_first, "latest", "assets", "p")] == [
         "a2", "b1",
     ]  # fmt: skip
+    twins = [snap("ab12cd34", "backupctl:db"), snap("ab99ef00", "backupctl:db")]
+    with pytest.raises(BackupctlError, match="'ab' is ambiguous .ab12cd34, ab99ef00."):
+        plan_restore(twins, "ab", None, "p")
+    assert plan_restore(twins, "ab9", None, "p") == [RestoreStep("ab99ef00", None)]
     with pytest.raises(BackupctlError, match="has no snapshots yet"):
         plan_restore([], "latest", None, "p")
     with pytest.raises(BackupctlError, match="no db snapshots"):

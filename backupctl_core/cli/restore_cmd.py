@@ -56,6 +56,7 @@ def restore(
     for step in steps:
         click.echo(f"restoring snapshot {step.snapshot_id} into {target}")
         restored += plugins.restore(step.snapshot_id, target, step.include)
+    restored = sorted(set(restored))  # a plugin may report a file twice; handle it once
     dumps = [p for p in restored if is_dump_path(p.name, project)]
     click.echo(f"{len(restored)} file(s) restored, {len(dumps)} dump(s)")
     for dump in dumps:

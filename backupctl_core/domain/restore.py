@@ -46,6 +46,9 @@ def _find(snapshots: Sequence[Snapshot], ref: str) -> Snapshot:
     matches = [s for s in snapshots if s.id.startswith(ref) or ref.startswith(s.id)]
     if not matches:
         raise BackupctlError(f"no snapshot '{ref}' for this project (see `backupctl snapshots`)")
+    if len({s.id for s in matches}) > 1:
+        ids = ", ".join(s.id for s in matches)
+        raise BackupctlError(f"snapshot id '{ref}' is ambiguous ({ids}): give more characters")
     return matches[0]
 
 

@@ -5,12 +5,8 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import pty
-import select
-import signal
 import stat
 import sys
-import time
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -29,6 +25,7 @@ from backupctl_core.domain.settings import (
 )
 from tests.support.mariadb import MariaDb, MysqlDatabase, quote_string
 from tests.support.pgcluster import free_port
+from tests.support.terminal import follow_guide
 
 # Created by the database's own user over TCP, so routines, triggers, views and events
 # have that user as DEFINER, as an application's objects would.
@@ -147,51 +144,6 @@ def fingerprint(server: MariaDb, database: str) -> dict[str, Any]:
             f"WHERE table_schema = {schema} AND table_type = 'BASE TABLE' ORDER BY 1"
         ),
     }
-
-
-def run_answering_password_prompts(command: str, password: str, timeout: float = 120) -> str:
-    """Run ``command`` with bash on a terminal, typing ``password`` at every prompt.
-
-    The guide's commands are meant for an operator at a terminal: ``mysql --password``
-    asks on the terminal while the dump arrives on stdin. This runs them verbatim.
-    """
-    pid, terminal = pty.fork()
-    if pid == 0:  # the child: bash on the new terminal
-        try:
-            os.execvp("bash", ["bash", "-c", command])
-        finally:
-            os._exit(127)
-    output, answered = b"", 0
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            ready, _, _ = select.select([terminal], [], [], max(0, deadline - time.monotonic()))
-            if not ready:
-                os.kill(pid, signal.SIGKILL)
-                raise AssertionError(f"timed out: {command}\n{output.decode(errors='replace')}")
-            try:
-                chunk = os.read(terminal, 4096)
-            except OSError:  # EIO: the command finished and closed the terminal
-                break
-            if not chunk:
-                break
-            output += chunk
-            if output.count(b"Enter password:") > answered:
-                os.write(terminal, password.encode() + b"\n")
-                answered += 1
-    finally:
-        os.close(terminal)
-    _, status = os.waitpid(pid, 0)
-    text = output.decode(errors="replace")
-    assert os.waitstatus_to_exitcode(status) == 0, f"{command}\n{text}"
-    assert answered == 1, f"expected one password prompt: {command}\n{text}"
-    return text
-
-
-def follow_guide(guide: list[str], password: str) -> None:
-    for command in guide:
-        if not command.startswith("#"):
-            run_answering_password_prompts(command, password)
 
 
 def mode(path: Path) -> int:

@@ -180,11 +180,16 @@ def backupctl_restore(
     args = ["restore", snapshot_id, "--target", str(target)]
     for path in include or ():
         args += ["--include", path]
+    before = _regular_files(Path(target))  # earlier snapshots of the same restore
     restic = Restic(project, settings)
     run = restic.run(args)
     if not run.ok:
         raise restic.error(run)
-    return sorted(path for path in Path(target).rglob("*") if path.is_file())
+    return sorted(_regular_files(Path(target)) - before)
+
+
+def _regular_files(folder: Path) -> set[Path]:
+    return {p for p in folder.rglob("*") if p.is_file() and not p.is_symlink()}
 
 
 @hookimpl

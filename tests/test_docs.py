@@ -1,0 +1,109 @@
+"""docs/cli.md cannot drift from the CLI: every registered command has a section
+with every one of its options, and the ``--help`` blocks in it are the CLI's own.
+
+The help blocks sit between ``<!-- help: <command path> -->`` and ``<!-- /help -->``.
+After changing a command, regenerate them with::
+
+    .venv/bin/python -m tests.test_docs
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+import click
+from click.testing import CliRunner
+
+from backupctl_core.cli.main import cli
+from backupctl_core.domain.records import RunRecord
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI_MD = ROOT / "docs" / "cli.md"
+HELP_BLOCK = re.compile(r"(<!-- help: (?P<path>[a-z -]*?) -->\n```text\n)(?P<body>.*?)(```\n<!-- /help -->)", re.S)  # fmt: skip
+WIDTH = 80  # help text is wrapped to this, whatever the terminal
+
+
+def commands(
+    group: click.Group = cli, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], click.Command]]:
+    """Every command, groups included, depth first: ``((), cli), (("cache",), ...)``."""
+    yield path, group
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            yield from commands(command, (*path, name))
+        else:
+            yield (*path, name), command
+
+
+def option_names(command: click.Command) -> list[str]:
+    names = []
+    for param in command.get_params(click.Context(command)):
+        if isinstance(param, click.Option):
+            names += [*param.opts, *param.secondary_opts]
+    return names
+
+
+def help_text(path: tuple[str, ...]) -> str:
+    result = CliRunner().invoke(
+        cli, [*path, "--help"], prog_name="backupctl", terminal_width=WIDTH
+    )
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def heading(path: tuple[str, ...]) -> str:
+    return "## " + " ".join(("backupctl", *path))
+
+
+def sections(text: str) -> dict[str, str]:
+    """``## heading`` → its text, up to the next ``## `` heading."""
+    parts = re.split(r"^(## .*)$", text, flags=re.M)
+    return {parts[i].strip(): parts[i + 1] for i in range(1, len(parts), 2)}
+
+
+def regenerate(text: str) -> str:
+    def fill(match: re.Match[str]) -> str:
+        path = tuple(match["path"].split()[1:])  # "backupctl db migrate" -> ("db", "migrate")
+        return match.group(1) + help_text(path) + match.group(4)
+
+    return HELP_BLOCK.sub(fill, text)
+
+
+def test_every_command_has_a_section_with_every_option() -> None:
+    found = sections(CLI_MD.read_text())
+    missing = []
+    for path, command in commands():
+        title = heading(path) if path else "## Global options"
+        if title not in found:
+            missing.append(f"no section '{title}'")
+            continue
+        for option in option_names(command):
+            if not re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", found[title]):
+                missing.append(f"'{title}' does not mention {option}")
+    assert not missing, "docs/cli.md is out of date:\n" + "\n".join(missing)
+
+
+def test_the_help_blocks_are_the_cli_s_own_help() -> None:
+    text = CLI_MD.read_text()
+    documented = [tuple(m["path"].split()[1:]) for m in HELP_BLOCK.finditer(text)]
+    assert sorted(documented) == sorted(path for path, _ in commands())
+    assert text == regenerate(text), (
+        "the --help blocks in docs/cli.md differ from the CLI's; regenerate them with"
+        " `.venv/bin/python -m tests.test_docs` and check the prose around them"
+    )
+
+
+def test_the_documented_run_record_has_the_record_s_fields() -> None:
+    """``status --json`` and ``logs --json`` print ``RunRecord.to_json()``."""
+    match = re.search(r"<!-- json: run record -->\n```json\n(.*?)```", CLI_MD.read_text(), re.S)
+    assert match, "docs/cli.md has no run record example"
+    assert list(json.loads(match.group(1))) == [f.name for f in attrs.fields(RunRecord)]
+
+
+if __name__ == "__main__":
+    CLI_MD.write_text(regenerate(CLI_MD.read_text()))
+    print(f"regenerated the --help blocks in {CLI_MD}")
