@@ -273,3 +273,39 @@ def test_broken_plugins_are_reported_and_do_not_break_other_commands(
     assert "plugin ghost (broken_import) is broken" in result.stderr
     validate = executable(ws, "config", "validate", env=env)
     assert validate.returncode == 0, validate.stderr
+
+
+def test_dry_run_checks_everything_and_writes_nothing(ws: Workspace, tmp_path: Path) -> None:
+    ws.write_config(
+        [sqlite_project("shop", tmp_path / "shop.sqlite", tmp_path / "repo",
+                        assets={"paths": [str(tmp_path / "nope")]})]
+    )  # fmt: skip
+    result = executable(ws, "run", "shop", "--dry-run")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "shop: dry run" and lines[-1] == "shop: ready"
+    assert any(line.startswith("PASS  database: SQLite database") for line in lines)
+    assert any(line.startswith("WARN  restic repository:") for line in lines)  # not created yet
+    assert any(line.startswith("WARN  asset path:") for line in lines)
+    assert any(line.startswith("PASS  disk space:") for line in lines)
+    assert not ws.base_dir.exists()  # no audit row, no lock, no cache, no log
+    assert not (tmp_path / "repo").exists()
+    report = json.loads(executable(ws, "run", "shop", "--dry-run", "--json").stdout)
+    assert report["ready"] is True and report["exit_code"] == 0
+    ws.write_config([sqlite_project("shop", tmp_path / "gone.sqlite", tmp_path / "repo")])
+    failing = executable(ws, "run", "shop", "--dry-run")
+    assert failing.returncode == 4 and failing.stdout.splitlines()[-1].startswith("shop: NOT READY")
+
+
+def test_health_reports_and_exits_4_when_unreachable(ws: Workspace, tmp_path: Path) -> None:
+    migrated(ws)
+    assert invoke(ws, "run", "shop")[0] == 0
+    code, out, _ = invoke(ws, "health", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["healthy"] is True
+    assert {c["name"] for c in report["checks"]} == {"audit database", "disk space",
+                                                      "restic repository"}  # fmt: skip
+    ws.write_env(RESTIC_PASSWORD="wrong-password")
+    code, out, _ = invoke(ws, "health")
+    assert code == 4 and out.strip().endswith("UNHEALTHY")
+    assert "wrong-password" not in out
