@@ -23,34 +23,44 @@ from backupctl_core.domain.records import RunRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI_MD = ROOT / "docs" / "cli.md"
-HELP_BLOCK = re.compile(r"(<!-- help: (?P<path>[a-z -]*?) -->\n```text\n)(?P<body>.*?)(```\n<!-- /help -->)", re.S)  # fmt: skip
+HELP_BLOCK = re.compile(
+    r"(<!-- help: (?P<path>[a-z -]*?) -->\n```text\n)(?P<body>.*?)(```\n<!-- /help -->)", re.S
+)
 WIDTH = 80  # help text is wrapped to this, whatever the terminal
 
 
 def commands(
-    group: click.Group = cli, path: tuple[str, ...] = ()
-) -> Iterator[tuple[tuple[str, ...], click.Command]]:
-    """Every command, groups included, depth first: ``((), cli), (("cache",), ...)``."""
-    yield path, group
-    for name, command in sorted(group.commands.items()):
-        if isinstance(command, click.Group):
-            yield from commands(command, (*path, name))
-        else:
-            yield (*path, name), command
+    ctx: click.Context | None = None,
+) -> Iterator[tuple[tuple[str, ...], click.Context]]:
+    """Every command, groups included, depth first, in a context whose parents are
+    its groups' (so it inherits ``-h``): ``((), <cli>), (("cache",), <cache>), ...``."""
+    if ctx is None:
+        ctx = click.Context(cli, info_name="backupctl", **cli.context_settings)
+    path = tuple(c.info_name or "" for c in reversed(list(_lineage(ctx))))[1:]
+    yield path, ctx
+    command = ctx.command
+    if isinstance(command, click.Group):
+        for name, sub in sorted(command.commands.items()):
+            yield from commands(click.Context(sub, parent=ctx, info_name=name))
 
 
-def option_names(command: click.Command) -> list[str]:
+def _lineage(ctx: click.Context) -> Iterator[click.Context]:
+    current: click.Context | None = ctx
+    while current is not None:
+        yield current
+        current = current.parent
+
+
+def option_names(ctx: click.Context) -> list[str]:
     names = []
-    for param in command.get_params(click.Context(command)):
+    for param in ctx.command.get_params(ctx):
         if isinstance(param, click.Option):
             names += [*param.opts, *param.secondary_opts]
     return names
 
 
 def help_text(path: tuple[str, ...]) -> str:
-    result = CliRunner().invoke(
-        cli, [*path, "--help"], prog_name="backupctl", terminal_width=WIDTH
-    )
+    result = CliRunner().invoke(cli, [*path, "--help"], prog_name="backupctl", terminal_width=WIDTH)
     assert result.exit_code == 0, result.output
     return result.stdout
 
@@ -76,12 +86,12 @@ def regenerate(text: str) -> str:
 def test_every_command_has_a_section_with_every_option() -> None:
     found = sections(CLI_MD.read_text())
     missing = []
-    for path, command in commands():
+    for path, ctx in commands():
         title = heading(path) if path else "## Global options"
         if title not in found:
             missing.append(f"no section '{title}'")
             continue
-        for option in option_names(command):
+        for option in option_names(ctx):
             if not re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", found[title]):
                 missing.append(f"'{title}' does not mention {option}")
     assert not missing, "docs/cli.md is out of date:\n" + "\n".join(missing)

@@ -165,3 +165,35 @@ def test_audit_db_down_in_the_middle_of_a_run(ws: Workspace, audit_pg: PgCluster
     assert row.status.value == "success" and row.id == outcome.record.id
     Recovery(config, recording_registry(), store).run()
     assert len(store.history("app")) == 1
+
+
+def test_service_starts_without_the_audit_db_and_catches_up(
+    ws: Workspace, audit_pg: PgCluster
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from backupctl_core.plugins import get_plugin_manager
+    from backupctl_core.runtime.service import BackupService
+
+    store = use_pg_audit(ws, audit_pg)
+    ws.write_config(
+        [sqlite_project("shop", ws.root / "shop.sqlite", ws.root / "repo", cron="0 * * * *")]
+    )
+    audit_pg.pause()
+    clock = [datetime(2026, 3, 18, 10, 30, tzinfo=UTC)]
+    service = BackupService(ws.config_path, ws.env_path, get_plugin_manager(), now=lambda: clock[0])
+    service.start_up()  # no exception: the service runs without its audit DB
+    clock[0] += timedelta(minutes=30)
+    service.tick()
+    service.workers["shop"].join(120)
+    fallback = FallbackLog(ws.load().settings.fallback_file)
+    assert [e["op"] for e in fallback.entries("audit")] == ["start", "finish"]
+    service.replay_pending()  # still down: nothing lost, nothing raised
+    assert len(fallback.entries("audit")) == 2
+
+    audit_pg.resume()
+    service.replay_pending()
+    assert fallback.entries("audit") == []
+    (row,) = store.history("shop")
+    assert row.status.value == "success"
+    service.shutdown()

@@ -107,9 +107,11 @@ def test_backup_and_restore_through_the_third_party_plugin(
     assert snapshot["id"] == record["snapshot_id"]
 
     target = tmp_path / "restored"
-    restore = backupctl("restore", "site", "latest", str(target), "--guide")
+    restore = backupctl("restore", "site", "latest", str(target), "--decompress", "--guide")
     assert "1 file(s) restored, 1 dump(s)" in restore.stdout
     (dump,) = target.rglob("site_backup_*.tar.gz")
+    assert f"decompressed: {dump.with_suffix('')}" in restore.stdout  # the plugin's .tar
+    assert dump.with_suffix("").stat().st_size > dump.stat().st_size
     listing = subprocess.run(
         ["tar", "-tzf", str(dump)], capture_output=True, text=True, check=True
     ).stdout.splitlines()

@@ -90,7 +90,7 @@ def _setup_logging(verbose: int) -> None:
     envvar="BACKUPCTL_CONFIG",
     default=Path("config/projects.yml"),
     show_default=True,
-    help="Projects file.",
+    help="Projects file. [env BACKUPCTL_CONFIG]",
 )
 @click.option(
     "--env-file",

@@ -64,14 +64,17 @@ def _audit_store(context: CliContext) -> AuditStore:
         return context.store(migrated=False)
 
 
-def _dry_run(ctx: click.Context, context: CliContext, names: list[str], as_json: bool) -> None:
+def _dry_run(
+    ctx: click.Context, context: CliContext, names: list[str] | None, as_json: bool
+) -> None:
     """Check everything a run needs; change nothing (no audit row, no lock, no dump)."""
     from backupctl_core.cli.health_cmd import checks_json, print_checks
     from backupctl_core.runtime.checks import exit_code, project_checks
 
     reports = []
     worst = EXIT_OK
-    for name in names:
+    run_all = names is None
+    for name in names or [p.name for p in context.config.enabled_projects]:
         results = project_checks(context.config, context.config.project(name), context.registry)
         code = exit_code(results)
         worst = max(worst, code)
@@ -83,7 +86,7 @@ def _dry_run(ctx: click.Context, context: CliContext, names: list[str], as_json:
             verdict = "ready" if code == EXIT_OK else f"NOT READY (exit {code})"
             click.echo(f"{name}: {verdict}")
     if as_json:
-        echo_json(reports if len(reports) != 1 else reports[0])
+        echo_json(reports if run_all else reports[0])  # --all: always a list
     ctx.exit(worst)
 
 
@@ -111,8 +114,7 @@ def run(
     if as_json and not dry_run:
         raise UsageError("--json goes with --dry-run")
     if dry_run:
-        names = [project] if project else [p.name for p in context.config.enabled_projects]
-        _dry_run(ctx, context, names, as_json)
+        _dry_run(ctx, context, [project] if project else None, as_json)
         return
     context.enable_file_log()
     if project is not None:

@@ -22,7 +22,9 @@ def _stage(record: RunRecord) -> str:
 
 @click.command()
 @click.argument("project", required=False, shell_complete=complete_projects)
-@click.option("--last", default=10, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--last", default=10, show_default=True, type=click.IntRange(min=1), help="How many runs."
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
 def status(context: CliContext, project: str | None, last: int, as_json: bool) -> None:
@@ -83,7 +85,9 @@ def status(context: CliContext, project: str | None, last: int, as_json: bool) -
 
 @click.command()
 @click.argument("project", shell_complete=complete_projects)
-@click.option("--last", default=10, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--last", default=10, show_default=True, type=click.IntRange(min=1), help="How many runs."
+)
 @click.option("--failed", is_flag=True, help="Only failed runs.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj

@@ -91,6 +91,8 @@ class BackupPipeline:
         self.zone = ZoneInfo(timezone)
         self.secrets = list(secrets)
         self.on_stage = on_stage
+        self._progress_warned = False
+        self.connectivity_failure = False
 
     # -- steps 0 and 12: the lock wraps everything; ``with`` releases it always
     def run(self) -> RunRecord:
@@ -218,7 +220,9 @@ class BackupPipeline:
             try:
                 self.audit.track_progress(record.id, stage)
             except Exception as error:  # progress is informative; never fail a run on it
-                log.warning("%s: could not record stage %s: %s", record.project_name, stage, error)
+                if not self._progress_warned:
+                    log.warning("%s: stage progress not recorded: %s", record.project_name, error)
+                    self._progress_warned = True
         self.on_stage(stage)
 
     def _stage(
@@ -273,5 +277,3 @@ class BackupPipeline:
             self.notify(event)
         except Exception as error:  # a notification failure is never a backup failure
             log.warning("%s: notification failed: %s", self.project.name, error)
-
-    connectivity_failure = False

@@ -36,10 +36,8 @@ class ResilientAuditLog:
             self._keep("start", record, error)
 
     def track_progress(self, run_id: str, stage: Stage) -> None:
-        try:
-            self.store.track_progress(run_id, stage)
-        except ConnectivityError as error:  # transient by nature; the finish row has it all
-            log.warning("audit progress %s not written: %s", stage.value, error)
+        # Raises on an outage; the pipeline warns once per run. The finish row has it all.
+        self.store.track_progress(run_id, stage)
 
     def finish_run(self, record: RunRecord) -> None:
         try:

@@ -105,5 +105,7 @@ class FallbackLog:
     def _locked(self) -> Iterator[None]:
         """A lock file beside the log serialises appends and rewrites across processes."""
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with portalocker.Lock(str(self.path) + ".lock", mode="a", timeout=60):
+        lock_path = str(self.path) + ".lock"
+        os.close(os.open(lock_path, os.O_WRONLY | os.O_CREAT, 0o600))
+        with portalocker.Lock(lock_path, mode="a", timeout=60):
             yield

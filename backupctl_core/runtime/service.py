@@ -23,11 +23,13 @@ from zoneinfo import ZoneInfo
 
 from backupctl_core.audit.store import AuditStore
 from backupctl_core.config.loader import AppConfig, load_config
-from backupctl_core.domain.errors import BackupctlError
+from backupctl_core.domain.errors import BackupctlError, ConnectivityError
 from backupctl_core.domain.events import daily_summary_event
 from backupctl_core.domain.settings import ProjectSettings
 from backupctl_core.plugins import PluginRegistry
+from backupctl_core.runtime.audit_log import replay_audit
 from backupctl_core.runtime.checks import disk_check
+from backupctl_core.runtime.fallback import FallbackLog
 from backupctl_core.runtime.http_api import HttpApi
 from backupctl_core.runtime.notifier import Notifier
 from backupctl_core.runtime.recovery import Recovery
@@ -36,6 +38,7 @@ from backupctl_core.runtime.scheduler import CronScheduler, ProjectWorker
 
 log = logging.getLogger("backupctl.service")
 SUMMARY_JOB = "daily-summary"
+REPLAY_INTERVAL_SECONDS = 60.0
 
 
 def pid_file(config: AppConfig) -> Path:
@@ -64,18 +67,47 @@ class BackupService:
         self._stopping = False
         self._reload_wanted = False
         self.http: HttpApi | None = None
+        self._migrated = False
+        self._last_replay = time.monotonic()
 
     # -- start-up
     def start_up(self) -> None:
         settings = self.config.settings
         settings.backup_base_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        applied = self.store.migrate()
-        log.info("audit store %s: %s", self.store.description, applied or "up to date")
+        self._migrate()
         for report in Recovery(self.config, self.registry, self.store).run():
             level = logging.INFO if report.ok else logging.WARNING
             log.log(level, "recovery %s: %s", report.step, report.detail)
         self._schedule()
         pid_file(self.config).write_text(f"{os.getpid()}\n")
+
+    def _migrate(self) -> bool:
+        """Apply migrations; an unreachable audit DB does not stop the service:
+        runs go to the fallback file until it is back (see ``replay_pending``)."""
+        try:
+            applied = self.store.migrate()
+        except ConnectivityError as error:
+            log.warning("%s; runs are kept in the fallback file until it is back", error.message)
+            self._migrated = False
+            return False
+        log.info("audit store %s: %s", self.store.description, applied or "up to date")
+        self._migrated = True
+        return True
+
+    def replay_pending(self) -> None:
+        """While running: once the audit DB is reachable again, write what the
+        fallback file holds (and deliver pending notifications)."""
+        fallback = FallbackLog(self.config.settings.fallback_file)
+        if not fallback.entries():
+            return
+        if not self._migrated and not self._migrate():
+            return
+        try:
+            audit = replay_audit(self.store, fallback)
+        except ConnectivityError:
+            return
+        notes = Notifier(self.config, self.registry).replay()
+        log.info("fallback replayed: audit %s, notifications %s", audit, notes)
 
     def _worker(self, project: ProjectSettings) -> ProjectWorker:
         name = project.name
@@ -142,6 +174,9 @@ class BackupService:
         now = self.now()
         for job in self.scheduler.due(now):
             job.action()
+        if time.monotonic() - self._last_replay >= REPLAY_INTERVAL_SECONDS:
+            self._last_replay = time.monotonic()
+            self.replay_pending()
         return self.scheduler.seconds_until_next(self.now())
 
     def serve_forever(self, with_http: bool = True) -> None:
