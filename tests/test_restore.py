@@ -159,7 +159,7 @@ def test_plan_restore_rules() -> None:
         "a2", "b1",
     ]  # fmt: skip
     twins = [snap("ab12cd34", "backupctl:db"), snap("ab99ef00", "backupctl:db")]
-    with pytest.raises(BackupctlError, match="'ab' is ambiguous .ab12cd34, ab99ef00."):
+    with pytest.raises(BackupctlError, match=r"'ab' is ambiguous \(ab12cd34, ab99ef00\)"):
         plan_restore(twins, "ab", None, "p")
     assert plan_restore(twins, "ab9", None, "p") == [RestoreStep("ab99ef00", None)]
     with pytest.raises(BackupctlError, match="has no snapshots yet"):
