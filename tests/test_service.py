@@ -206,3 +206,41 @@ def test_config_reload_without_a_service(ws: Workspace) -> None:
         env={**os.environ},
     )  # fmt: skip
     assert "is not running" in result.stderr
+
+
+def test_sigterm_during_a_scheduled_run_lets_it_finish(ws: Workspace) -> None:
+    """Cron every minute; the run's pre-hook holds it ~4 s; SIGTERM arrives meanwhile."""
+    port = free_port()
+    ws.write_env(APP_PORT=str(port))
+    ws.write_config(
+        [sqlite_project("shop", ws.root / "shop.sqlite", ws.root / "repo", cron="* * * * *",
+                        hooks={"pre_backup": "sleep 4"})]
+    )  # fmt: skip
+    service = subprocess.Popen(
+        [BACKUPCTL, *ws.cli_args(), "serve"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120  # the next minute boundary, then the run starts
+        while True:
+            try:
+                projects = get(port, "/status")[1]["projects"]
+                if projects[0]["running"]:
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            assert service.poll() is None, service.communicate()
+            assert time.monotonic() < deadline, "the scheduled run never started"
+            time.sleep(0.2)
+        service.send_signal(signal.SIGTERM)
+        assert service.wait(60) == 0
+    finally:
+        if service.poll() is None:
+            service.kill()
+            service.wait()
+    logs = subprocess.run(
+        [BACKUPCTL, *ws.cli_args(), "logs", "shop", "--json"], capture_output=True, text=True
+    )
+    (row,) = json.loads(logs.stdout)
+    assert row["status"] == "success"  # finished, not cut off
+    assert not (ws.base_dir / "shop" / ".lock").exists()
