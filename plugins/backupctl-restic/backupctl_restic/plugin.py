@@ -199,7 +199,7 @@ def backupctl_check(project: Any, settings: Any) -> list[CheckResult]:
         restic = Restic(project, settings)
     except PluginError as error:
         return [CheckResult(CHECK_NAME, "fail", error.message)]
-    run = restic.run(["--no-cache", "cat", "config"])  # read-only: no cache either
+    run = restic.run(["cat", "config", "--no-cache"])  # read-only: no cache either
     if run.ok:
         return [CheckResult(CHECK_NAME, "pass", restic.repository)]
     if classify(run).kind == "no-repository":
