@@ -34,6 +34,7 @@ from backupctl_core import (
     hookimpl,
 )
 from backupctl_core.domain.settings import ProjectSettings
+from backupctl_core.plugin_kit import open_private_file, removed_on_failure
 
 TYPE = "tarfiles"  # the database.type this plugin answers to
 FORMAT = "tar-gzip"  # recorded in the audit log with each dump
@@ -80,24 +81,19 @@ def backupctl_dump(project: ProjectSettings, target_stem: Path) -> DumpArtifact:
     # Argument list, no shell; the archive streams from tar's stdout into a file
     # that is 0600 before the first byte is written.
     argv = ["tar", "--create", "--gzip", "--file=-", f"--directory={folder}", "."]
-    try:
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            done = subprocess.run(argv, stdout=out, stderr=subprocess.PIPE, check=False)
-    except FileNotFoundError:
-        target.unlink(missing_ok=True)
-        raise PluginError("tar is not installed (not on PATH)", retryable=False) from None
-    except BaseException:
-        target.unlink(missing_ok=True)  # never leave a partial dump behind
-        raise
-    if done.returncode != 0:
-        target.unlink(missing_ok=True)
-        # GNU tar: 1 = a file changed while it was read (worth another try),
-        # 2 = fatal (unreadable file, ...), which retrying cannot fix.
-        raise PluginError(
-            f"tar of {folder} failed (exit {done.returncode}): {_last_line(done.stderr)}",
-            retryable=done.returncode == 1,
-        )
+    with removed_on_failure(target):  # never leave a partial dump behind
+        try:
+            with open_private_file(target) as out:
+                done = subprocess.run(argv, stdout=out, stderr=subprocess.PIPE, check=False)
+        except FileNotFoundError:
+            raise PluginError("tar is not installed (not on PATH)", retryable=False) from None
+        if done.returncode != 0:
+            # GNU tar: 1 = a file changed while it was read (worth another try),
+            # 2 = fatal (unreadable file, ...), which retrying cannot fix.
+            raise PluginError(
+                f"tar of {folder} failed (exit {done.returncode}): {_last_line(done.stderr)}",
+                retryable=done.returncode == 1,
+            )
     return DumpArtifact(path=target, size_bytes=target.stat().st_size, format=FORMAT)
 
 
@@ -129,8 +125,7 @@ def backupctl_decompress(path: Path) -> Path | None:
     if not path.name.endswith(EXTENSION):
         return None  # not ours
     plain = path.with_name(path.name.removesuffix(".gz"))
-    fd = os.open(plain, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with gzip.open(path, "rb") as packed, os.fdopen(fd, "wb") as out:
+    with open_private_file(plain) as out, gzip.open(path, "rb") as packed:
         shutil.copyfileobj(packed, out, 1024 * 1024)
     return plain
 

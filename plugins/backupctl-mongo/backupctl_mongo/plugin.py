@@ -40,7 +40,20 @@ from backupctl_core import (
     VerifyResult,
     hookimpl,
 )
-from backupctl_core.domain.settings import MASK, DatabaseSettings, GlobalSettings, ProjectSettings
+from backupctl_core.domain.settings import DatabaseSettings, GlobalSettings, ProjectSettings
+from backupctl_core.plugin_kit import (
+    classify_failure,
+    create_private_file,
+    database_of,
+    mask,
+    missing_keys,
+    open_private_file,
+    port_problems,
+    read_captured,
+    removed_on_failure,
+    require_database,
+    stderr_lines,
+)
 
 TYPE = "mongo"
 FORMAT = "mongo-archive-gzip"
@@ -80,37 +93,27 @@ def backupctl_plugin_types() -> list[PluginType]:
 
 @hookimpl
 def backupctl_validate_config(project: ProjectSettings, settings: GlobalSettings) -> list[str]:
-    db = project.database
-    if db is None or db.type != TYPE:
+    db = database_of(project, TYPE)
+    if db is None:
         return []
-    problems = []
-    if not db.host:
-        problems.append("database.host is required")
-    if not db.name:
-        problems.append("database.name is required")
+    problems = missing_keys(db, ("host", "name"))  # no user: a server without auth is fine
     if db.user and db.password is None:
         # mongodump would try to prompt for it, and no one is at the terminal.
         problems.append("database.password is required when database.user is set")
-    if db.port is not None and not 0 < db.port < 65536:
-        problems.append(f"database.port must be between 1 and 65535, got {db.port}")
-    return problems
+    return problems + port_problems(db)
 
 
 @hookimpl
 def backupctl_dump(
     project: ProjectSettings, settings: GlobalSettings, target_stem: Path
 ) -> DumpArtifact:
-    db = _database(project)
+    db = require_database(project, TYPE)
     path = target_stem.with_name(target_stem.name + EXTENSION)
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with _private_file(path):
-            pass  # mongodump truncates the file and keeps its mode
+    with removed_on_failure(path):  # never leave a partial dump behind
+        create_private_file(path)  # mongodump truncates the file and keeps its mode
         _run("mongodump", [f"--db={db.name}", f"--archive={path}", "--gzip"], db)
         path.chmod(0o600)  # in case the tool replaced the file
-    except BaseException:
-        path.unlink(missing_ok=True)  # never leave a partial dump behind
-        raise
     return DumpArtifact(path=path, size_bytes=path.stat().st_size, format=FORMAT)
 
 
@@ -118,7 +121,7 @@ def backupctl_dump(
 def backupctl_verify(
     project: ProjectSettings, settings: GlobalSettings, artifact: DumpArtifact
 ) -> VerifyResult:
-    db = _database(project)
+    db = require_database(project, TYPE)
     path = Path(artifact.path)
     if not path.is_file():
         return VerifyResult(False, f"dump file missing: {path}")
@@ -132,8 +135,8 @@ def backupctl_verify(
 
 @hookimpl
 def backupctl_check(project: ProjectSettings, settings: GlobalSettings) -> list[CheckResult]:
-    db = project.database
-    if db is None or db.type != TYPE:
+    db = database_of(project, TYPE)
+    if db is None:
         return []
     missing = [tool for tool in ("mongodump", "mongorestore") if shutil.which(tool) is None]
     if missing:
@@ -160,12 +163,8 @@ def backupctl_decompress(
     if not path.name.endswith(EXTENSION):
         return None
     plain = path.with_name(path.name.removesuffix(".gz"))
-    try:
-        with _private_file(plain) as out:
-            _gunzip(path, out)
-    except BaseException:
-        plain.unlink(missing_ok=True)
-        raise
+    with removed_on_failure(plain), open_private_file(plain) as out:
+        _gunzip(path, out)
     return plain
 
 
@@ -174,7 +173,7 @@ def backupctl_restore_guide(
     project: ProjectSettings, settings: GlobalSettings, dump_file: Path
 ) -> list[str]:
     """mongorestore into a fresh database; it asks for the password."""
-    db = _database(project)
+    db = require_database(project, TYPE)
     if dump_file.name.endswith(EXTENSION):
         archive = [f"--archive={dump_file}", "--gzip"]
     elif dump_file.name.endswith(".archive"):
@@ -200,12 +199,6 @@ def backupctl_restore_guide(
 
 
 # -- helpers -------------------------------------------------------------------
-
-
-def _database(project: ProjectSettings) -> DatabaseSettings:
-    if project.database is None or project.database.type != TYPE:
-        raise PluginError(f"project {project.name} has no mongo database", retryable=False)
-    return project.database
 
 
 def _connection_args(db: DatabaseSettings) -> list[str]:
@@ -246,7 +239,7 @@ def _run(tool: str, args: list[str], db: DatabaseSettings) -> None:
                 f"{tool} not found on PATH (install the MongoDB Database Tools)", retryable=False
             ) from None
         if code != 0:
-            raise _error(tool, code, _read(errors), db)
+            raise _error(tool, code, read_captured(errors), db)
 
 
 def _gunzip(path: Path, out: IO[bytes] | None) -> None:
@@ -257,27 +250,17 @@ def _gunzip(path: Path, out: IO[bytes] | None) -> None:
             argv, stdin=subprocess.DEVNULL, stdout=out or subprocess.DEVNULL, stderr=errors
         ).returncode
         if code != 0:
-            problem = _first_error_line(_read(errors)) or f"gzip exited with code {code}"
+            problem = _first_error_line(read_captured(errors)) or f"gzip exited with code {code}"
             raise PluginError(f"{path.name} is not a valid gzip file: {problem}", retryable=False)
 
 
-@contextmanager
-def _private_file(path: Path) -> Iterator[IO[bytes]]:
-    """Open ``path`` for writing, created (or truncated) with mode 0600."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # also when it existed with a looser mode
-    with os.fdopen(fd, "wb") as file:
-        yield file
-
-
-def _read(file: IO[bytes]) -> str:
-    file.seek(0)
-    return file.read().decode(errors="replace")
-
-
 def _first_error_line(stderr: str) -> str:
-    """The most telling line of the tool's log, without its timestamp."""
-    lines = [" ".join(line.split()) for line in stderr.splitlines() if line.strip()]
+    """The most telling line of the tool's log, without its timestamp.
+
+    Not the kit's ``first_error_line``: the tools log progress first and the
+    ``Failed: ...`` summary last, so the fallback is the last line, not the first.
+    """
+    lines = stderr_lines(stderr)
     for line in lines:
         if "Failed:" in line:
             return line[line.index("Failed:") :]
@@ -289,12 +272,8 @@ def _first_error_line(stderr: str) -> str:
 
 def _error(tool: str, returncode: int, stderr: str, db: DatabaseSettings) -> PluginError:
     detail = _first_error_line(stderr) or f"exited with code {returncode}"
-    message = f"{tool}: {detail}"
-    if db.password is not None and db.password.reveal():
-        message = message.replace(db.password.reveal(), MASK)
-    lowered = message.lower()
-    if any(text in lowered for text in PERMANENT_ERRORS):
-        return PluginError(message, retryable=False)
-    if any(text in lowered for text in CONNECTIVITY_ERRORS):
-        return PluginError(message, retryable=True, connectivity=True)
-    return PluginError(message, retryable=True)
+    return classify_failure(
+        mask(f"{tool}: {detail}", [db.password]),
+        permanent=PERMANENT_ERRORS,
+        connectivity=CONNECTIVITY_ERRORS,
+    )

@@ -36,7 +36,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from backupctl_core import (
     CheckResult,
@@ -46,7 +46,19 @@ from backupctl_core import (
     VerifyResult,
     hookimpl,
 )
-from backupctl_core.domain.settings import MASK, DatabaseSettings, GlobalSettings, ProjectSettings
+from backupctl_core.domain.settings import DatabaseSettings, GlobalSettings, ProjectSettings
+from backupctl_core.plugin_kit import (
+    classify_failure,
+    database_of,
+    first_error_line,
+    mask,
+    missing_keys,
+    open_private_file,
+    port_problems,
+    read_captured,
+    removed_on_failure,
+    require_database,
+)
 
 TYPE = "mysql"
 FORMAT = "mysql-sql-gzip"
@@ -99,37 +111,26 @@ def backupctl_plugin_types() -> list[PluginType]:
 
 @hookimpl
 def backupctl_validate_config(project: ProjectSettings, settings: GlobalSettings) -> list[str]:
-    db = project.database
-    if db is None or db.type != TYPE:
+    db = database_of(project, TYPE)
+    if db is None:
         return []
-    problems = []
-    if not db.host:
-        problems.append("database.host is required")
-    if not db.name:
-        problems.append("database.name is required")
-    elif db.name.startswith("-"):
+    problems = missing_keys(db, ("host", "name"))
+    if db.name and db.name.startswith("-"):  # mysqldump would read it as an option
         problems.append("database.name must not start with '-'")
-    if not db.user:
-        problems.append("database.user is required")
-    if db.port is not None and not 0 < db.port < 65536:
-        problems.append(f"database.port must be between 1 and 65535, got {db.port}")
-    return problems
+    return problems + missing_keys(db, ("user",)) + port_problems(db)
 
 
 @hookimpl
 def backupctl_dump(
     project: ProjectSettings, settings: GlobalSettings, target_stem: Path
 ) -> DumpArtifact:
-    db = _database(project)
+    db = require_database(project, TYPE)
     path = target_stem.with_name(target_stem.name + EXTENSION)
     path.parent.mkdir(parents=True, exist_ok=True)
     argv = ["mysqldump", *DUMP_OPTIONS, *_version_specific_options(), str(db.name)]
-    try:
+    with removed_on_failure(path):  # never leave a partial dump behind
         _dump_through_gzip(argv, db, path)
         _dump_trailer(path)  # raises when the SQL does not end with "-- Dump completed"
-    except BaseException:
-        path.unlink(missing_ok=True)  # never leave a partial dump behind
-        raise
     return DumpArtifact(path=path, size_bytes=path.stat().st_size, format=FORMAT)
 
 
@@ -149,8 +150,8 @@ def backupctl_verify(
 
 @hookimpl
 def backupctl_check(project: ProjectSettings, settings: GlobalSettings) -> list[CheckResult]:
-    db = project.database
-    if db is None or db.type != TYPE:
+    db = database_of(project, TYPE)
+    if db is None:
         return []
     missing = [tool for tool in ("mysqldump", "mysql", "gzip") if shutil.which(tool) is None]
     if missing:
@@ -173,7 +174,7 @@ def backupctl_check(project: ProjectSettings, settings: GlobalSettings) -> list[
                 proc.wait()
                 raise PluginError("mysql timed out", connectivity=True) from None
             if code != 0:
-                raise _error("mysql", code, _read(errors), db)
+                raise _error("mysql", code, read_captured(errors), db)
     except PluginError as exc:
         return [CheckResult("database", "fail", exc.message)]
     where = f"{db.user}@{db.host}:{db.port or DEFAULT_PORT}/{db.name}"
@@ -188,15 +189,15 @@ def backupctl_decompress(
     if not path.name.endswith(EXTENSION):
         return None
     plain = path.with_name(path.name.removesuffix(".gz"))
-    try:
-        with _private_file(plain) as out, tempfile.TemporaryFile() as errors:
-            proc = _start(["gzip", "-dc", "--", str(path)], stdout=out, stderr=errors)
-            if proc.wait() != 0:
-                problem = _first_error_line(_read(errors))
-                raise PluginError(f"gunzip {path.name}: {problem}", retryable=False)
-    except BaseException:
-        plain.unlink(missing_ok=True)
-        raise
+    with (
+        removed_on_failure(plain),
+        open_private_file(plain) as out,
+        tempfile.TemporaryFile() as errors,
+    ):
+        proc = _start(["gzip", "-dc", "--", str(path)], stdout=out, stderr=errors)
+        if proc.wait() != 0:
+            problem = first_error_line(read_captured(errors))
+            raise PluginError(f"gunzip {path.name}: {problem}", retryable=False)
     return plain
 
 
@@ -205,7 +206,7 @@ def backupctl_restore_guide(
     project: ProjectSettings, settings: GlobalSettings, dump_file: Path
 ) -> list[str]:
     """Create a fresh database and import the dump into it; mysql prompts for the password."""
-    db = _database(project)
+    db = require_database(project, TYPE)
     if dump_file.name.endswith(EXTENSION):
         feed, redirect = f"gunzip -c {shlex.quote(str(dump_file))} | ", ""
     elif dump_file.name.endswith(".sql"):
@@ -233,12 +234,6 @@ def backupctl_restore_guide(
 
 
 # -- helpers -------------------------------------------------------------------
-
-
-def _database(project: ProjectSettings) -> DatabaseSettings:
-    if project.database is None or project.database.type != TYPE:
-        raise PluginError(f"project {project.name} has no mysql database", retryable=False)
-    return project.database
 
 
 def _option_file(db: DatabaseSettings) -> str:
@@ -297,7 +292,7 @@ def _dump_through_gzip(argv: list[str], db: DatabaseSettings, path: Path) -> Non
     """``argv | gzip > path``; raises PluginError unless both exit 0."""
     with (
         _credentials(db) as credentials,
-        _private_file(path) as out,
+        open_private_file(path) as out,
         tempfile.TemporaryFile() as dump_errors,
         tempfile.TemporaryFile() as gzip_errors,
     ):
@@ -316,9 +311,9 @@ def _dump_through_gzip(argv: list[str], db: DatabaseSettings, path: Path) -> Non
                     proc.kill()
                     proc.wait()
         if dump_code != 0:
-            raise _error("mysqldump", dump_code, _read(dump_errors), db)
+            raise _error("mysqldump", dump_code, read_captured(dump_errors), db)
         if gzip_code != 0:
-            raise PluginError(f"gzip failed: {_first_error_line(_read(gzip_errors))}")
+            raise PluginError(f"gzip failed: {first_error_line(read_captured(gzip_errors))}")
 
 
 def _dump_trailer(path: Path) -> str:
@@ -338,7 +333,7 @@ def _dump_trailer(path: Path) -> str:
             gunzip.stdout.close()
             code = gunzip.wait()
         if code != 0:
-            problem = _first_error_line(_read(errors)) or f"gzip exited with code {code}"
+            problem = first_error_line(read_captured(errors)) or f"gzip exited with code {code}"
             raise PluginError(f"{path.name} is not a valid gzip file: {problem}")
     last_line = tail.stdout.rstrip().rsplit(b"\n", 1)[-1]
     if tail.returncode != 0 or not last_line.startswith(TRAILER):
@@ -365,46 +360,19 @@ def _version_specific_options() -> list[str]:
     return [option for flag, option in IF_SUPPORTED.items() if flag in help_text]
 
 
-@contextmanager
-def _private_file(path: Path) -> Iterator[IO[bytes]]:
-    """Open ``path`` for writing, created (or truncated) with mode 0600."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # also when it existed with a looser mode
-    with os.fdopen(fd, "wb") as file:
-        yield file
-
-
 def _quote_name(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def _read(file: IO[bytes]) -> str:
-    file.seek(0)
-    return file.read().decode(errors="replace")
-
-
-def _first_error_line(stderr: str) -> str:
-    """The most telling line of a tool's stderr, whitespace collapsed."""
-    lines = [" ".join(line.split()) for line in stderr.splitlines() if line.strip()]
-    for line in lines:
-        if "error" in line.lower():
-            return line
-    return lines[0] if lines else ""
-
-
 def _error(tool: str, returncode: int, stderr: str, db: DatabaseSettings) -> PluginError:
-    message = _first_error_line(stderr)
+    """A one-line PluginError without the password, permanent or retryable by its text."""
+    message = first_error_line(stderr)  # the first line saying "error", else the first line
     if not message:
         message = (
             f"{tool} killed by signal {-returncode}"
             if returncode < 0
             else f"{tool} exited with code {returncode}"
         )
-    if db.password is not None and db.password.reveal():
-        message = message.replace(db.password.reveal(), MASK)
-    lowered = message.lower()
-    if any(text in lowered for text in PERMANENT_ERRORS):
-        return PluginError(message, retryable=False)
-    if any(text in lowered for text in CONNECTIVITY_ERRORS):
-        return PluginError(message, retryable=True, connectivity=True)
-    return PluginError(message, retryable=True)
+    return classify_failure(
+        mask(message, [db.password]), permanent=PERMANENT_ERRORS, connectivity=CONNECTIVITY_ERRORS
+    )

@@ -39,7 +39,19 @@ from backupctl_core import (
     VerifyResult,
     hookimpl,
 )
-from backupctl_core.domain.settings import MASK, DatabaseSettings, GlobalSettings, ProjectSettings
+from backupctl_core.domain.settings import DatabaseSettings, GlobalSettings, ProjectSettings
+from backupctl_core.plugin_kit import (
+    classify_failure,
+    create_private_file,
+    database_of,
+    first_error_line,
+    mask,
+    missing_keys,
+    port_problems,
+    read_captured,
+    removed_on_failure,
+    require_database,
+)
 
 TYPE = "postgres"
 FORMAT = "postgres-custom"
@@ -79,38 +91,25 @@ def backupctl_plugin_types() -> list[PluginType]:
 
 @hookimpl
 def backupctl_validate_config(project: ProjectSettings, settings: GlobalSettings) -> list[str]:
-    db = project.database
-    if db is None or db.type != TYPE:
+    db = database_of(project, TYPE)
+    if db is None:
         return []
-    problems = []
-    if not db.host:
-        problems.append("database.host is required")
-    if not db.name:
-        problems.append("database.name is required")
-    if not db.user:
-        problems.append("database.user is required")
-    if db.port is not None and not 0 < db.port < 65536:
-        problems.append(f"database.port must be between 1 and 65535, got {db.port}")
-    return problems
+    return missing_keys(db, ("host", "name", "user")) + port_problems(db)
 
 
 @hookimpl
 def backupctl_dump(
     project: ProjectSettings, settings: GlobalSettings, target_stem: Path
 ) -> DumpArtifact:
-    db = _database(project)
+    db = require_database(project, TYPE)
     path = target_stem.with_name(target_stem.name + EXTENSION)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _create_private_file(path)  # pg_dump --file truncates it and keeps the mode
+    create_private_file(path)  # pg_dump --file truncates it and keeps the mode
     argv = ["pg_dump", "--format=custom", f"--file={path}", *_connection_args(db)]
-    try:
+    with removed_on_failure(path):
         result = _run(argv, db, stdout=subprocess.DEVNULL)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    if result.returncode != 0:
-        path.unlink(missing_ok=True)
-        raise _error("pg_dump", result.returncode, result.stderr, db)
+        if result.returncode != 0:
+            raise _error("pg_dump", result.returncode, result.stderr, db)
     return DumpArtifact(path=path, size_bytes=path.stat().st_size, format=FORMAT)
 
 
@@ -138,8 +137,7 @@ def backupctl_verify(
             if line.strip() and not line.startswith(b";"):
                 entries += 1
         returncode = proc.wait()
-        stderr.seek(0)
-        errors = stderr.read().decode(errors="replace")
+        errors = read_captured(stderr)
     if returncode != 0:
         return VerifyResult(False, _first_error_line(errors) or f"pg_restore exited {returncode}")
     # 2. Every data block: restore into /dev/null.
@@ -161,8 +159,8 @@ def backupctl_verify(
 
 @hookimpl
 def backupctl_check(project: ProjectSettings, settings: GlobalSettings) -> list[CheckResult]:
-    db = project.database
-    if db is None or db.type != TYPE:
+    db = database_of(project, TYPE)
+    if db is None:
         return []
     where = f"{db.user}@{db.host}:{db.port or DEFAULT_PORT}/{db.name}"
     argv = ["psql", "--no-psqlrc", "--quiet", "--tuples-only", "--command=select 1"]
@@ -195,30 +193,26 @@ def backupctl_decompress(
     if path.suffix != EXTENSION:
         return None
     plain = path.with_suffix(".sql")
-    _create_private_file(plain)  # pg_restore --file truncates it and keeps the mode
+    create_private_file(plain)  # pg_restore --file truncates it and keeps the mode
     argv = ["pg_restore", "--no-owner", f"--file={plain}", str(path)]
-    try:
-        result = subprocess.run(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            errors="replace",
-            check=False,
-        )
-    except FileNotFoundError:
-        plain.unlink(missing_ok=True)
-        raise PluginError(
-            "pg_restore not found on PATH (install postgresql-client)", retryable=False
-        ) from None
-    except BaseException:
-        plain.unlink(missing_ok=True)
-        raise
-    if result.returncode != 0:
-        plain.unlink(missing_ok=True)
-        message = _first_error_line(result.stderr) or f"pg_restore exited {result.returncode}"
-        raise PluginError(message, retryable=False)
+    with removed_on_failure(plain):
+        try:
+            result = subprocess.run(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                errors="replace",
+                check=False,
+            )
+        except FileNotFoundError:
+            raise PluginError(
+                "pg_restore not found on PATH (install postgresql-client)", retryable=False
+            ) from None
+        if result.returncode != 0:
+            message = _first_error_line(result.stderr) or f"pg_restore exited {result.returncode}"
+            raise PluginError(message, retryable=False)
     return plain
 
 
@@ -227,7 +221,7 @@ def backupctl_restore_guide(
     project: ProjectSettings, settings: GlobalSettings, dump_file: Path
 ) -> list[str]:
     """createdb, then pg_restore (or psql for the plain SQL); the tools ask for the password."""
-    db = _database(project)
+    db = require_database(project, TYPE)
     new = f"{db.name}_restored"
     login = [f"--host={db.host}", f"--port={db.port or DEFAULT_PORT}", f"--username={db.user}"]
     if dump_file.suffix == EXTENSION:
@@ -247,12 +241,6 @@ def backupctl_restore_guide(
 
 
 # -- helpers -------------------------------------------------------------------
-
-
-def _database(project: ProjectSettings) -> DatabaseSettings:
-    if project.database is None or project.database.type != TYPE:
-        raise PluginError(f"project {project.name} has no postgres database", retryable=False)
-    return project.database
 
 
 def _connection_args(db: DatabaseSettings) -> list[str]:
@@ -299,30 +287,14 @@ def _run(
         raise PluginError(f"{argv[0]} timed out after {timeout:g}s", connectivity=True) from None
 
 
-def _create_private_file(path: Path) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # also when the file already existed
-    finally:
-        os.close(fd)
-
-
 def _first_error_line(stderr: str) -> str:
-    """The most telling line of a tool's stderr, whitespace collapsed."""
-    lines = [" ".join(line.split()) for line in stderr.splitlines() if line.strip()]
-    for line in lines:
-        if "error:" in line or "FATAL:" in line:
-            return line
-    return lines[0] if lines else ""
+    """The ``pg_dump: error: ...`` or ``FATAL: ...`` line of a tool's stderr, else its first."""
+    return first_error_line(stderr, ("error:", "FATAL:"), ignore_case=False)
 
 
 def _error(tool: str, returncode: int, stderr: str, db: DatabaseSettings) -> PluginError:
+    """A one-line PluginError without the password, permanent or retryable by its text."""
     message = _first_error_line(stderr) or f"{tool} exited with code {returncode}"
-    if db.password is not None and db.password.reveal():
-        message = message.replace(db.password.reveal(), MASK)
-    lowered = message.lower()
-    if any(text in lowered for text in PERMANENT_ERRORS):
-        return PluginError(message, retryable=False)
-    if any(text in lowered for text in CONNECTIVITY_ERRORS):
-        return PluginError(message, retryable=True, connectivity=True)
-    return PluginError(message, retryable=True)
+    return classify_failure(
+        mask(message, [db.password]), permanent=PERMANENT_ERRORS, connectivity=CONNECTIVITY_ERRORS
+    )

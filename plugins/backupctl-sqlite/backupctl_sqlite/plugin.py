@@ -13,7 +13,9 @@ and calls it only for projects whose config says ``database.type: sqlite``::
       name: /var/lib/app/app.db      # the path of the SQLite file
 
 Each hook may take any subset of the arguments the hookspec names (project,
-settings, target_stem, artifact); call them with keyword arguments.
+settings, target_stem, artifact); call them with keyword arguments. The helpers
+every dumper needs (0600 files, removing a partial dump, one-line errors without
+secrets) are in ``backupctl_core.plugin_kit``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from backupctl_core import (
     hookimpl,
 )
 from backupctl_core.domain.settings import GlobalSettings, ProjectSettings
+from backupctl_core.plugin_kit import create_private_file, database_of, removed_on_failure
 
 TYPE = "sqlite"  # the database.type this plugin answers to
 FORMAT = "sqlite-gzip"  # recorded in the audit log with each dump
@@ -51,9 +54,10 @@ def backupctl_plugin_types() -> list[PluginType]:
 @hookimpl
 def backupctl_validate_config(project: ProjectSettings, settings: GlobalSettings) -> list[str]:
     """Return one string per problem; ``config validate`` prints them. Only our type."""
-    if project.database is None or project.database.type != TYPE:
+    db = database_of(project, TYPE)  # None when the project's database is not ours
+    if db is None:
         return []
-    if not project.database.name:
+    if not db.name:
         return ["database.name is required (the path of the SQLite file)"]
     return []
 
@@ -76,31 +80,28 @@ def backupctl_dump(
     target.parent.mkdir(parents=True, exist_ok=True)
     copy = target.with_name(target.name + ".tmp")  # next to the target: same disk
     try:
-        _create_private_file(copy)  # sqlite3 would create it world-readable
-        # mode=rw never creates a missing file and falls back to read-only on a
-        # write-protected one. Not mode=ro: a read-only connection to a WAL database
-        # leaves -wal/-shm files (owned by us) next to the application's database.
-        src = sqlite3.connect(f"{source.resolve().as_uri()}?mode=rw", uri=True)
-        dst = sqlite3.connect(copy)
-        try:
-            src.backup(dst)
-        finally:
-            dst.close()
-            src.close()
-        # Stream through gzip in chunks; never read a whole dump into memory.
-        _create_private_file(target)
-        with copy.open("rb") as raw, gzip.open(target, "wb") as packed:
-            shutil.copyfileobj(raw, packed, 1024 * 1024)
+        with removed_on_failure(target):  # never leave a partial dump behind
+            create_private_file(copy)  # sqlite3 would create it world-readable
+            # mode=rw never creates a missing file and falls back to read-only on a
+            # write-protected one. Not mode=ro: a read-only connection to a WAL database
+            # leaves -wal/-shm files (owned by us) next to the application's database.
+            src = sqlite3.connect(f"{source.resolve().as_uri()}?mode=rw", uri=True)
+            dst = sqlite3.connect(copy)
+            try:
+                src.backup(dst)
+            finally:
+                dst.close()
+                src.close()
+            # Stream through gzip in chunks; never read a whole dump into memory.
+            create_private_file(target)
+            with copy.open("rb") as raw, gzip.open(target, "wb") as packed:
+                shutil.copyfileobj(raw, packed, 1024 * 1024)
     except sqlite3.Error as exc:
-        target.unlink(missing_ok=True)
         # "file is not a database" is permanent; "database is locked" may pass.
         raise PluginError(
             f"SQLite backup of {source} failed: {exc}",
             retryable="not a database" not in str(exc),
         ) from exc
-    except BaseException:
-        target.unlink(missing_ok=True)  # never leave a partial dump behind
-        raise
     finally:
         # The copy, and the journal SQLite keeps beside it while writing (it stays
         # behind when the disk fills up mid-copy).
@@ -143,7 +144,7 @@ def backupctl_verify(
 @hookimpl
 def backupctl_check(project: ProjectSettings, settings: GlobalSettings) -> list[CheckResult]:
     """One line for ``run --dry-run`` and ``health``: can we read the database?"""
-    if project.database is None or project.database.type != TYPE:
+    if database_of(project, TYPE) is None:
         return []
     source = _source_path(project)
     if not source.is_file():
@@ -161,7 +162,7 @@ def backupctl_decompress(
     if not path.name.endswith(EXTENSION):
         return None  # not ours: another plugin may know the file
     plain = path.with_name(path.name.removesuffix(".gz"))
-    _create_private_file(plain)
+    create_private_file(plain)  # 0600 before plain.open() writes to it
     with gzip.open(path, "rb") as source, plain.open("wb") as target:
         shutil.copyfileobj(source, target, 1024 * 1024)
     return plain
@@ -185,10 +186,3 @@ def _source_path(project: ProjectSettings) -> Path:
     if project.database is None or not project.database.name:
         raise PluginError("database.name (the SQLite file) is not set", retryable=False)
     return Path(project.database.name).expanduser()
-
-
-def _create_private_file(path: Path) -> None:
-    """Create (or empty) ``path`` with mode 0600 before anything is written to it."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # in case it already existed with a looser mode
-    os.close(fd)

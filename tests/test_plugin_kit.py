@@ -1,0 +1,349 @@
+"""backupctl_core.plugin_kit, helper by helper, without any plugin or tool."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import stat
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backupctl_core import plugin_kit
+from backupctl_core.domain.errors import EXIT_CONNECTIVITY, EXIT_FAILURE, PluginError
+from backupctl_core.domain.settings import (
+    MASK,
+    DatabaseSettings,
+    ProjectSettings,
+    ResticSettings,
+    Secret,
+)
+from backupctl_core.plugin_kit import (
+    classify_failure,
+    create_private_file,
+    database_of,
+    first_error_line,
+    mask,
+    missing_keys,
+    open_private_file,
+    port_problems,
+    read_captured,
+    removed_on_failure,
+    require_database,
+    stderr_lines,
+)
+
+KIT = Path(plugin_kit.__file__)
+
+
+def project(database: DatabaseSettings | None) -> ProjectSettings:
+    return ProjectSettings(
+        name="shop", restic=ResticSettings(repository_path="/x"), database=database
+    )
+
+
+@pytest.fixture
+def open_umask() -> Iterator[None]:
+    """umask 0: a file not made private explicitly would come out 0666."""
+    old = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+# -- which project is ours -------------------------------------------------------
+
+
+def test_database_of_answers_only_for_its_type() -> None:
+    db = DatabaseSettings(type="postgres", host="h", name="n")
+    assert database_of(project(db), "postgres") is db
+    assert database_of(project(db), "mysql") is None
+    assert database_of(project(None), "postgres") is None
+
+
+def test_require_database_returns_it_or_raises_a_permanent_error() -> None:
+    db = DatabaseSettings(type="mongo", host="h")
+    assert require_database(project(db), "mongo") is db
+    for other in (project(db), project(None)):
+        with pytest.raises(PluginError) as raised:
+            require_database(other, "mysql")
+        assert raised.value.message == "project shop has no mysql database"
+        assert raised.value.retryable is False
+        assert raised.value.connectivity is False
+
+
+# -- config validation -----------------------------------------------------------
+
+
+def test_missing_keys_names_each_unset_or_empty_key_in_order() -> None:
+    empty = DatabaseSettings(type="x", host="", name=None, user=None)
+    assert missing_keys(empty) == [
+        "database.host is required",
+        "database.name is required",
+        "database.user is required",
+    ]
+    assert missing_keys(empty, ("user", "host")) == [
+        "database.user is required",
+        "database.host is required",
+    ]
+    assert missing_keys(empty, ()) == []
+    full = DatabaseSettings(type="x", host="h", name="n", user="u")
+    assert missing_keys(full) == []
+    assert missing_keys(full, ("host", "port", "password")) == [
+        "database.port is required",
+        "database.password is required",
+    ]
+    assert missing_keys(DatabaseSettings(type="x", name="n"), ("host", "name")) == [
+        "database.host is required"
+    ]
+
+
+@pytest.mark.parametrize("port", [None, 1, 5432, 65535])
+def test_a_valid_or_unset_port_is_no_problem(port: int | None) -> None:
+    assert port_problems(DatabaseSettings(type="x", port=port)) == []
+
+
+@pytest.mark.parametrize("port", [0, -1, 65536, 100000])
+def test_a_port_outside_1_to_65535_is_one_problem(port: int) -> None:
+    assert port_problems(DatabaseSettings(type="x", port=port)) == [
+        f"database.port must be between 1 and 65535, got {port}"
+    ]
+
+
+# -- files -----------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("open_umask")
+def test_open_private_file_creates_a_0600_file_for_writing(tmp_path: Path) -> None:
+    path = tmp_path / "dump.gz"
+    with open_private_file(path) as out:
+        assert mode(path) == 0o600  # before the first byte
+        out.write(b"data")
+    assert path.read_bytes() == b"data"
+    assert mode(path) == 0o600
+
+
+@pytest.mark.usefixtures("open_umask")
+def test_open_private_file_truncates_an_existing_file_and_tightens_its_mode(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "dump.gz"
+    path.write_bytes(b"an old, longer dump")
+    path.chmod(0o644)
+    with open_private_file(path) as out:
+        assert mode(path) == 0o600
+        out.write(b"new")
+    assert path.read_bytes() == b"new"
+    assert mode(path) == 0o600
+
+
+def test_open_private_file_leaves_no_descriptor_behind_when_it_fails(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        open_private_file(tmp_path / "no such folder" / "dump")
+
+
+@pytest.mark.usefixtures("open_umask")
+def test_create_private_file_creates_an_empty_0600_file(tmp_path: Path) -> None:
+    path = tmp_path / "new.dump"
+    create_private_file(path)
+    assert path.read_bytes() == b""
+    assert mode(path) == 0o600
+
+
+@pytest.mark.usefixtures("open_umask")
+def test_create_private_file_empties_an_existing_file_and_tightens_its_mode(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.dump"
+    path.write_bytes(b"secret rows")
+    path.chmod(0o666)
+    create_private_file(path)
+    assert path.read_bytes() == b""
+    assert mode(path) == 0o600
+
+
+def test_removed_on_failure_removes_the_paths_and_reraises(tmp_path: Path) -> None:
+    dump, other, never_made = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    error = PluginError("boom", retryable=False)
+    with pytest.raises(PluginError) as raised, removed_on_failure(dump, other, never_made):
+        dump.write_text("partial")
+        other.write_text("partial")
+        raise error
+    assert raised.value is error
+    assert not dump.exists() and not other.exists() and not never_made.exists()
+
+
+def test_removed_on_failure_counts_an_interrupt_as_a_failure(tmp_path: Path) -> None:
+    dump = tmp_path / "a"
+    with pytest.raises(KeyboardInterrupt), removed_on_failure(dump):
+        dump.write_text("partial")
+        raise KeyboardInterrupt
+    assert not dump.exists()
+
+
+def test_removed_on_failure_keeps_the_paths_on_success(tmp_path: Path) -> None:
+    dump = tmp_path / "a"
+    with removed_on_failure(dump):
+        dump.write_text("complete")
+    assert dump.read_text() == "complete"
+
+
+def test_removed_on_failure_keeps_an_explicit_cause(tmp_path: Path) -> None:
+    dump = tmp_path / "a"
+    with pytest.raises(PluginError) as raised, removed_on_failure(dump):
+        dump.write_text("partial")
+        try:
+            raise FileNotFoundError("tool")
+        except FileNotFoundError:
+            raise PluginError("tool not found", retryable=False) from None
+    assert raised.value.__suppress_context__ is True
+    assert not dump.exists()
+
+
+def test_read_captured_reads_from_the_start_and_replaces_bad_bytes() -> None:
+    with tempfile.TemporaryFile() as file:
+        file.write(b"first\n\xff second\n")
+        assert read_captured(file) == "first\n\ufffd second\n"
+        assert read_captured(file) == "first\n\ufffd second\n"  # again: seeks back
+    with tempfile.TemporaryFile() as file:
+        assert read_captured(file) == ""
+
+
+# -- error messages --------------------------------------------------------------
+
+
+def test_stderr_lines_drops_blank_lines_and_collapses_whitespace() -> None:
+    assert stderr_lines("  a \t b  \n\n   \r\nc\r\n") == ["a b", "c"]
+    assert stderr_lines("") == []
+
+
+def test_first_error_line_prefers_a_line_saying_error_ignoring_case() -> None:
+    stderr = "mysqldump: starting\n  ERROR 1045 (28000):   Access denied\nmore error\n"
+    assert first_error_line(stderr) == "ERROR 1045 (28000): Access denied"
+    assert first_error_line("Warning: x\nGot error: 2013\n") == "Got error: 2013"
+
+
+def test_first_error_line_falls_back_to_the_first_line_then_to_nothing() -> None:
+    assert first_error_line("\n  something   odd\nanother\n") == "something odd"
+    assert first_error_line("") == ""
+    assert first_error_line(" \n\t\n") == ""
+
+
+def test_first_error_line_takes_markers_and_can_match_case() -> None:
+    stderr = "pg_dump: ERROR nothing\npsql: FATAL: role x\npg_dump: error: query failed\n"
+    assert first_error_line(stderr, ("error:", "FATAL:"), ignore_case=False) == (
+        "psql: FATAL: role x"
+    )
+    assert first_error_line(stderr, ("fatal:",), ignore_case=False) == "pg_dump: ERROR nothing"
+    assert first_error_line(stderr, ("fatal:",)) == "psql: FATAL: role x"
+    assert first_error_line(stderr, ()) == "pg_dump: ERROR nothing"
+
+
+def test_mask_replaces_every_secret_everywhere() -> None:
+    text = "login hunter2 failed; password=hunter2 for token abc"
+    assert mask(text, [Secret("hunter2"), "abc"]) == (
+        f"login {MASK} failed; password={MASK} for token {MASK}"
+    )
+
+
+def test_mask_skips_unset_and_empty_secrets() -> None:
+    text = "nothing to hide"
+    assert mask(text, [None, "", Secret("")]) == text
+    assert mask(text, []) == text
+
+
+def test_mask_hides_the_longer_of_overlapping_secrets_whole() -> None:
+    assert mask("key=abcdef", ["abc", Secret("abcdef")]) == f"key={MASK}"
+    assert mask("key=abcdef", ["abcdef", "abc"]) == f"key={MASK}"
+
+
+PERMANENT = ("authentication failed", "Access Denied")
+CONNECTIVITY = ("Could Not Connect", "timeout")
+
+
+def test_classify_failure_permanent_wins_over_connectivity() -> None:
+    error = classify_failure(
+        "could not connect: FATAL: password authentication failed",
+        permanent=PERMANENT,
+        connectivity=CONNECTIVITY,
+    )
+    assert isinstance(error, PluginError)
+    assert error.message == "could not connect: FATAL: password authentication failed"
+    assert (error.retryable, error.connectivity, error.exit_code) == (False, False, EXIT_FAILURE)
+
+
+def test_classify_failure_marks_connectivity_as_retryable() -> None:
+    error = classify_failure(
+        "could not connect to server", permanent=PERMANENT, connectivity=CONNECTIVITY
+    )
+    assert (error.retryable, error.connectivity) == (True, True)
+    assert error.exit_code == EXIT_CONNECTIVITY
+
+
+def test_classify_failure_compares_ignoring_case_on_both_sides() -> None:
+    error = classify_failure("ERROR 1045: access denied for user", permanent=PERMANENT)
+    assert error.retryable is False
+
+
+def test_classify_failure_anything_else_is_retryable() -> None:
+    error = classify_failure("disk full", permanent=PERMANENT, connectivity=CONNECTIVITY)
+    assert (error.retryable, error.connectivity, error.message) == (True, False, "disk full")
+    assert classify_failure("whatever").retryable is True
+
+
+def test_classify_failure_makes_the_message_one_line() -> None:
+    error = classify_failure("first line\n  second\tline \n", connectivity=CONNECTIVITY)
+    assert error.message == "first line second line"
+
+
+# -- what the kit may import -----------------------------------------------------
+
+
+def test_the_kit_imports_only_the_standard_library_and_the_domain() -> None:
+    for node in ast.walk(ast.parse(KIT.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module]
+        else:
+            continue
+        for name in names:
+            top = name.split(".")[0]
+            assert top in sys.stdlib_module_names or name.startswith("backupctl_core.domain"), (
+                f"plugin_kit imports {name}"
+            )
+
+
+def test_importing_the_kit_loads_no_infrastructure() -> None:
+    """In a fresh interpreter, without the package __init__ (which loads pluggy)."""
+    code = (
+        "import types, sys, json\n"
+        "pkg = types.ModuleType('backupctl_core')\n"
+        f"pkg.__path__ = [{str(KIT.parent)!r}]\n"
+        "sys.modules['backupctl_core'] = pkg\n"
+        "import backupctl_core.plugin_kit\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    loaded = set(
+        json.loads(
+            subprocess.run(
+                [sys.executable, "-c", code], check=True, capture_output=True, text=True
+            ).stdout
+        )
+    )
+    assert "backupctl_core.plugin_kit" in loaded
+    forbidden = {"pluggy", "click", "peewee", "playhouse", "psycopg", "ruamel", "cattrs"}
+    assert {m.split(".")[0] for m in loaded} & forbidden == set()
+    assert not {m for m in loaded if m.startswith("backupctl_core.")} - {
+        m for m in loaded if m.startswith(("backupctl_core.domain", "backupctl_core.plugin_kit"))
+    }
