@@ -28,7 +28,7 @@ plugins=()
 for dir in plugins/*/; do
   [ -f "$dir/pyproject.toml" ] && plugins+=(-e "$dir")
 done
-echo "==> pip install backupctl-core and ${#plugins[@]} plugin(s)"
+echo "==> pip install backupctl-core and $(( ${#plugins[@]} / 2 )) plugin(s)"
 .venv/bin/pip install -q --disable-pip-version-check -e ".[test]" "${plugins[@]}" 2>&1 \
   | grep -v -e "is ignored: it is neither a file nor a directory" || true
 .venv/bin/backupctl --version
