@@ -1,6 +1,6 @@
 """Repository growth over 10 daily backups of a database that changes 1% a day.
 
-    .venv/bin/python bench/storage.py                      # 1M orders, 10 days, 2 patterns
+    .venv/bin/python bench/storage.py                      # 1M orders, 10 days, 3 patterns
     .venv/bin/python bench/storage.py --rows 200000 --days 5 --patterns scattered
 
 A PostgreSQL database on the machine's server (127.0.0.1:5432, trust auth):
@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import shutil
 import sys
 import tempfile
@@ -201,7 +202,8 @@ def one_pattern(root: Path, pattern: str, rows: int, days: int) -> dict:
     dump_s: dict[str, list[float]] = defaultdict(list)
     local: dict[str, list[int]] = defaultdict(list)
     count = rows // 100
-    rng_start = [((day * 7_919_993) % (rows - count)) + 1 for day in range(days + 1)]
+    rng = random.Random(42)  # the clustered pattern's first id, day by day
+    rng_start = [rng.randrange(1, rows - count) for _ in range(days + 1)]
     for day in range(1, days + 1):
         if day > 1:
             psql(f"SELECT setseed(0.{day:02d});" + CHANGE[pattern].format(
@@ -242,7 +244,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=10)
     parser.add_argument(
         "--patterns",
-        default="scattered,clustered",
+        default="scattered,clustered,append",
         help="comma separated: scattered, clustered, append",
     )
     args = parser.parse_args()
@@ -260,20 +262,24 @@ def main() -> None:
             rows = []
             for v in VARIANTS:
                 later = result["added"][v][1:]
+                mean = sum(later) / len(later) if later else 0
                 rows.append([
                     v, human(result["local"][v][0]), human(result["added"][v][0]),
                     human(median(later)) if later else "-",
-                    f"{median(later) / result['local'][v][-1]:.0%}" if later else "-",
+                    human(mean) if later else "-",
+                    f"{mean / result['local'][v][-1]:.0%}" if later else "-",
                     human(result["total"][v]),
                     f"{median(result['dump_s'][v]):.1f}" if result["dump_s"][v] else "-",
                     f"{median(result['backup_s'][v]):.1f}",
                 ])  # fmt: skip
-            print_table(["variant", "dump file", "day 1 added", "later: added/day",
-                         "of dump", f"repo after {args.days}", "dump s", "backup s"],
-                        rows, "lrrrrrrr")  # fmt: skip
-            print("(dump s: pg_dump [+ gzip] of the raw variants; backup s: restic backup,"
-                  " for backupctl the whole `backupctl run` incl. pg_dump and verify;"
-                  " medians over the days)")  # fmt: skip
+            print_table(["variant", "dump file", "day 1 added", "later: median",
+                         "mean", "mean/dump", f"repo after {args.days}", "dump s",
+                         "backup s"], rows, "lrrrrrrrr")  # fmt: skip
+            print(
+                "(later: bytes added per backup on days 2..N, median and mean; dump s:"
+                " pg_dump [+ gzip] of the raw variants; backup s: restic backup, for"
+                " backupctl the whole `backupctl run` incl. pg_dump and verify; medians)"
+            )
             shutil.rmtree(root / pattern, ignore_errors=True)
     finally:
         try:
