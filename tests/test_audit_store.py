@@ -3,6 +3,9 @@ password auth), migrations explicit and versioned."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -115,3 +118,56 @@ def test_wrong_postgres_password_fails_without_echoing_it(pg_scram_db) -> None: 
         AuditStore.open(settings).migrate()
     assert "password authentication failed" in caught.value.message
     assert "definitely-wrong" not in caught.value.message
+
+
+# A fresh interpreter: the test process itself has psycopg loaded by the fixtures.
+_FRESH_PROCESS = """
+import json, sys
+from pathlib import Path
+from datetime import UTC, datetime
+from backupctl_core.audit.store import AuditStore
+from backupctl_core.domain.records import RunRecord
+from backupctl_core.domain.settings import AuditDbSettings, Secret
+
+def record(project):
+    return RunRecord(project_name=project, started_at=datetime.now(UTC), snapshot_mode="combined")
+
+host, port, name, user, password, sqlite_path = sys.argv[1:]
+out = {}
+lite = AuditStore.open(AuditDbSettings(sqlite_path=Path(sqlite_path)))
+lite.migrate()
+lite.start_run(record("lite"))
+out["sqlite_rows"] = len(lite.history("lite"))
+out["psycopg_after_sqlite"] = "psycopg" in sys.modules
+pg = AuditStore.open(AuditDbSettings(
+    host=host, port=int(port), name=name, user=user, password=Secret(password)))
+out["migrated"] = pg.migrate()
+pg.start_run(record("pg"))
+with pg.database.atomic():
+    pg.start_run(record("pg"))
+out["pg_rows"] = len(pg.history("pg"))
+out["psycopg_after_postgres"] = "psycopg" in sys.modules
+print(json.dumps(out))
+"""
+
+
+def test_sqlite_never_loads_psycopg_and_postgres_still_works_after(  # type: ignore[no-untyped-def]
+    pg_scram_db, tmp_path: Path
+) -> None:
+    db = pg_scram_db
+    argv = [db.host, str(db.port), db.name, db.user, db.password, str(tmp_path / "a.db")]
+    done = subprocess.run(
+        [sys.executable, "-c", _FRESH_PROCESS, *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "sqlite_rows": 1,
+        "psycopg_after_sqlite": False,
+        "migrated": ["0001_initial", "0002_dump_file"],
+        "pg_rows": 2,
+        "psycopg_after_postgres": True,
+    }

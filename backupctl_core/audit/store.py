@@ -13,24 +13,34 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import peewee
-from playhouse.migrations import Runner
 
+from backupctl_core.audit import import_without_psycopg
 from backupctl_core.audit.models import BackupLog
+from backupctl_core.audit.postgres_driver import PostgresDatabase
 from backupctl_core.domain.errors import BackupctlError, ConnectivityError
 from backupctl_core.domain.records import RunRecord, RunStatus
 from backupctl_core.domain.settings import AuditDbSettings
 from backupctl_core.domain.stages import Stage
 
+if TYPE_CHECKING:
+    from playhouse.migrations import Runner
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+MIGRATION_TABLE = "schema_migration"  # playhouse.migrations.Runner's history table
 _FIELDS = [
     "project_name", "status", "current_stage", "started_at", "completed_at",
     "dump_size_bytes", "encrypted", "verified", "snapshot_id", "snapshot_mode",
     "files_new", "files_changed", "bytes_added", "prune_snapshots_removed",
     "local_files_cleaned", "error_stage", "error_message", "retry_count", "duration_ms",
 ]  # fmt: skip
+
+
+def _migration_names() -> list[str]:
+    """The migration files, in order (the names Runner records when it applies them)."""
+    return sorted(path.stem for path in MIGRATIONS_DIR.glob("[0-9]*.py"))
 
 
 def _to_db_time(moment: datetime | None) -> datetime | None:
@@ -60,14 +70,13 @@ class AuditStore:
     @classmethod
     def open(cls, settings: AuditDbSettings) -> AuditStore:
         if settings.host:
-            database: peewee.Database = peewee.PostgresqlDatabase(
+            database: peewee.Database = PostgresDatabase(
                 settings.name,
                 host=settings.host,
                 port=settings.port,
                 user=settings.user,
                 password=settings.password.reveal() if settings.password else None,
                 connect_timeout=10,
-                prefer_psycopg3=True,
             )
             where = f"PostgreSQL {settings.user}@{settings.host}:{settings.port}/{settings.name}"
         else:
@@ -104,7 +113,12 @@ class AuditStore:
 
     # -- migrations
     def _runner(self) -> Runner:
-        return Runner(self.database, str(MIGRATIONS_DIR))
+        # playhouse.migrations (and what it imports) only for `db migrate` / `db status`.
+        migrations = import_without_psycopg("playhouse.migrations")
+        runner: Runner = migrations.Runner(
+            self.database, str(MIGRATIONS_DIR), table_name=MIGRATION_TABLE
+        )
+        return runner
 
     def migrate(self) -> list[str]:
         """Apply pending migrations (the only place tables are created)."""
@@ -121,12 +135,22 @@ class AuditStore:
             return [(m.name, m.applied) for m in self._runner().status()]
 
     def ensure_migrated(self) -> None:
-        pending = [name for name, applied in self.migration_status() if applied is None]
+        """Every command checks this: one query, without loading the migration runner."""
+        pending = [name for name in _migration_names() if name not in self._applied_names()]
         if pending:
             raise BackupctlError(
                 f"audit database {self.description} is not migrated"
                 f" (pending: {', '.join(pending)}); run `backupctl db migrate`"
             )
+
+    def _applied_names(self) -> set[str]:
+        if self.sqlite_path is not None and not self.sqlite_path.exists():
+            return set()  # do not create the file
+        with self._connected():
+            if not self.database.table_exists(MIGRATION_TABLE):
+                return set()
+            cursor = self.database.execute_sql(f"SELECT name FROM {MIGRATION_TABLE}")
+            return {str(name) for (name,) in cursor.fetchall()}
 
     # -- the run lifecycle (the pipeline's AuditLog port)
     def start_run(self, record: RunRecord) -> None:
