@@ -7,7 +7,6 @@ import time
 from importlib.metadata import entry_points
 from typing import Any
 
-import httpx
 import pluggy
 import pytest
 from backupctl_slack import plugin
@@ -142,7 +141,8 @@ def test_unresolvable_host_names_no_path() -> None:
 
 
 def test_slow_endpoint_times_out(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(plugin, "TIMEOUT", httpx.Timeout(0.3))
+    monkeypatch.setattr(plugin, "CONNECT_TIMEOUT", 0.3)
+    monkeypatch.setattr(plugin, "READ_TIMEOUT", 0.3)
     with stalled_endpoint(httpserver, PATH):
         began = time.monotonic()
         error = refused(lambda: notify(httpserver.url_for(PATH)))
@@ -152,7 +152,8 @@ def test_slow_endpoint_times_out(httpserver: HTTPServer, monkeypatch: pytest.Mon
 
 
 def test_endpoint_that_never_answers_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(plugin, "TIMEOUT", httpx.Timeout(0.3))
+    monkeypatch.setattr(plugin, "CONNECT_TIMEOUT", 0.3)
+    monkeypatch.setattr(plugin, "READ_TIMEOUT", 0.3)
     with hung_listener() as port:
         began = time.monotonic()
         error = refused(lambda: notify(f"http://127.0.0.1:{port}{PATH}"))
@@ -161,8 +162,8 @@ def test_endpoint_that_never_answers_times_out(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_default_timeouts_are_bounded() -> None:
-    assert plugin.TIMEOUT.connect == 5.0
-    assert plugin.TIMEOUT.connect + plugin.TIMEOUT.read <= 15.0  # type: ignore[operator]
+    assert plugin.CONNECT_TIMEOUT == 5.0
+    assert plugin.CONNECT_TIMEOUT + plugin.READ_TIMEOUT <= 15.0
 
 
 def test_ignores_other_channels(httpserver: HTTPServer) -> None:

@@ -1,0 +1,197 @@
+"""Small helpers for plugin authors: the code every database dumper would otherwise repeat.
+
+Import what you need::
+
+    from backupctl_core.plugin_kit import classify_failure, first_error_line, mask
+
+Nothing here is required: a plugin may do the same by hand. The helpers keep the
+rules of docs/plugins.md — dumps are 0600, partial output is removed, an error is
+one line without secrets and says whether retrying could help — in one place.
+
+Pure standard library plus ``backupctl_core.domain``: importing the kit pulls in no
+plugin manager, CLI or database driver.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+from backupctl_core.domain.errors import PluginError
+from backupctl_core.domain.settings import MASK, DatabaseSettings, ProjectSettings, Secret
+
+__all__ = [
+    "classify_failure",
+    "create_private_file",
+    "database_of",
+    "first_error_line",
+    "mask",
+    "missing_keys",
+    "open_private_file",
+    "port_problems",
+    "read_captured",
+    "removed_on_failure",
+    "require_database",
+    "stderr_lines",
+]
+
+# -- which project is ours -------------------------------------------------------
+
+
+def database_of(project: ProjectSettings, type_name: str) -> DatabaseSettings | None:
+    """The project's database settings if its ``database.type`` is ``type_name``, else None.
+
+    For hooks that answer only for their own type (validate, check)::
+
+        db = database_of(project, TYPE)
+        if db is None:
+            return []
+    """
+    db = project.database
+    if db is None or db.type != type_name:
+        return None
+    return db
+
+
+def require_database(project: ProjectSettings, type_name: str) -> DatabaseSettings:
+    """The project's ``type_name`` database settings; a permanent PluginError if it has none."""
+    db = database_of(project, type_name)
+    if db is None:
+        raise PluginError(f"project {project.name} has no {type_name} database", retryable=False)
+    return db
+
+
+# -- config validation -----------------------------------------------------------
+
+
+def missing_keys(
+    database: DatabaseSettings, required: Iterable[str] = ("host", "name", "user")
+) -> list[str]:
+    """``"database.<key> is required"`` for each key in ``required`` that is unset or empty.
+
+    In the order given, so a plugin can put its own checks between two calls.
+    """
+    return [f"database.{key} is required" for key in required if not getattr(database, key)]
+
+
+def port_problems(database: DatabaseSettings) -> list[str]:
+    """One problem if ``database.port`` is set but not a TCP port (1-65535), else none."""
+    port = database.port
+    if port is not None and not 0 < port < 65536:
+        return [f"database.port must be between 1 and 65535, got {port}"]
+    return []
+
+
+# -- files -----------------------------------------------------------------------
+
+
+def open_private_file(path: Path) -> IO[bytes]:
+    """Open ``path`` for binary writing, created or truncated, with mode 0600.
+
+    The mode is set on the open file also when ``path`` already existed with a looser
+    one: a dump is never readable by others, not even for a moment. Use it like
+    ``open``: ``with open_private_file(path) as out: ...``.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # O_CREAT's mode applies only to a new file
+        return os.fdopen(fd, "wb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def create_private_file(path: Path) -> None:
+    """Create (or empty) ``path`` with mode 0600, for a tool that then writes into it.
+
+    Tools that truncate an existing file keep its mode (``pg_dump --file``,
+    ``mongodump --archive``, ``sqlite3``), so the dump never exists world-readable.
+    """
+    with open_private_file(path):
+        pass
+
+
+@contextmanager
+def removed_on_failure(*paths: Path) -> Iterator[None]:
+    """Remove ``paths`` (those that exist) when the block raises, then re-raise.
+
+    Anything counts, KeyboardInterrupt too: never leave a partial dump behind::
+
+        with removed_on_failure(path):
+            run_the_tool(path)
+    """
+    try:
+        yield
+    except BaseException:
+        for path in paths:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def read_captured(file: IO[bytes]) -> str:
+    """All a tool wrote into ``file`` (e.g. a ``tempfile.TemporaryFile`` given as its
+    stderr), read from the start and decoded, undecodable bytes replaced."""
+    file.seek(0)
+    return file.read().decode(errors="replace")
+
+
+# -- error messages --------------------------------------------------------------
+
+
+def stderr_lines(stderr: str) -> list[str]:
+    """The non-blank lines of a tool's stderr, each with its whitespace collapsed."""
+    return [" ".join(line.split()) for line in stderr.splitlines() if line.strip()]
+
+
+def first_error_line(
+    stderr: str, markers: Iterable[str] = ("error",), *, ignore_case: bool = True
+) -> str:
+    """The most telling line of a tool's stderr, whitespace collapsed.
+
+    The first line holding one of ``markers`` (compared ignoring case unless
+    ``ignore_case=False``); failing that the first non-blank line; ``""`` for an
+    empty stderr, so a caller can add its own ``or f"{tool} exited with code {n}"``.
+    """
+    lines = stderr_lines(stderr)
+    wanted = [marker.lower() for marker in markers] if ignore_case else list(markers)
+    for line in lines:
+        haystack = line.lower() if ignore_case else line
+        if any(marker in haystack for marker in wanted):
+            return line
+    return lines[0] if lines else ""
+
+
+def mask(text: str, secrets: Iterable[Secret | str | None]) -> str:
+    """``text`` with every occurrence of each non-empty secret replaced by ``********``.
+
+    Tools echo connection strings and option values in their errors: pass every
+    message that may hold a password through this before it leaves the plugin.
+    """
+    values = {s.reveal() if isinstance(s, Secret) else s for s in secrets if s is not None}
+    for value in sorted(values - {""}, key=len, reverse=True):  # "abcd" before "ab"
+        text = text.replace(value, MASK)
+    return text
+
+
+def classify_failure(
+    message: str, *, permanent: Iterable[str] = (), connectivity: Iterable[str] = ()
+) -> PluginError:
+    """A PluginError for a tool's failure, on one line, its kind read from the message.
+
+    ``permanent`` and ``connectivity`` are substrings of the tool's errors, compared
+    ignoring case and checked in that order: a failed login that also says "could not
+    connect" must not be retried. A permanent one is ``retryable=False`` (wrong
+    password, no such database); a connectivity one is retryable with
+    ``connectivity=True`` (the CLI exits 4); anything else is retryable. Mask secrets
+    before calling this: the message is used as it is, only made one line.
+    """
+    message = " ".join(message.split())
+    lowered = message.lower()
+    if any(text.lower() in lowered for text in permanent):
+        return PluginError(message, retryable=False)
+    if any(text.lower() in lowered for text in connectivity):
+        return PluginError(message, retryable=True, connectivity=True)
+    return PluginError(message, retryable=True)
