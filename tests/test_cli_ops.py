@@ -455,6 +455,12 @@ def _completion_context(params: Mapping[str, object], command: click.Command) ->
     return click.Context(command, parent=root, info_name=command.name)
 
 
+def _command(name: str) -> click.Command:
+    command = cli.get_command(click.Context(cli), name)
+    assert command is not None
+    return command
+
+
 def _names(ctx: click.Context, incomplete: str) -> list[str]:
     param = ctx.command.params[0]
     return [item.value for item in complete_projects(ctx, param, incomplete)]
@@ -466,7 +472,7 @@ def test_completion_of_project_names(
     ws.write_config([shop(tmp_path), shop(tmp_path, "blog"), shop(tmp_path, "shed")])
     files = {"config_path": ws.config_path, "env_path": ws.env_path}
     for name in ("prune", "cache", "restic"):
-        ctx = _completion_context(files, cli.commands[name])
+        ctx = _completion_context(files, _command(name))
         assert _names(ctx, "") == ["shop", "blog", "shed"]
         assert _names(ctx, "sh") == ["shop", "shed"]
         assert _names(ctx, "x") == []
@@ -474,17 +480,17 @@ def test_completion_of_project_names(
     # From BACKUPCTL_CONFIG / BACKUPCTL_ENV_FILE when the command line names nothing.
     monkeypatch.setenv("BACKUPCTL_CONFIG", str(ws.config_path))
     monkeypatch.setenv("BACKUPCTL_ENV_FILE", str(ws.env_path))
-    assert _names(_completion_context({}, cli.commands["prune"]), "b") == ["blog"]
+    assert _names(_completion_context({}, _command("prune")), "b") == ["blog"]
 
     # A config that does not load (a ${VAR} not set) still completes...
     ws.env.pop("RESTIC_PASSWORD")
     ws.write_env()
-    assert _names(_completion_context(files, cli.commands["cache"]), "") == ["shop", "blog", "shed"]
+    assert _names(_completion_context(files, _command("cache")), "") == ["shop", "blog", "shed"]
     # ...and no config, or garbage, completes nothing, without raising.
     nothing = {"config_path": tmp_path / "none.yml", "env_path": ws.env_path}
-    assert _names(_completion_context(nothing, cli.commands["cache"]), "") == []
+    assert _names(_completion_context(nothing, _command("cache")), "") == []
     ws.config_path.write_text("projects: [unclosed\n")
-    assert _names(_completion_context(files, cli.commands["cache"]), "") == []
+    assert _names(_completion_context(files, _command("cache")), "") == []
 
 
 def test_completion_through_click(ws: Workspace, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -14,6 +15,27 @@ from backupctl_core.cli.context import CliContext
 from backupctl_core.domain.errors import EXIT_FAILURE, BackupctlError
 
 log = logging.getLogger("backupctl")
+
+# Command name -> "module:attribute" under backupctl_core.cli. A command's module is
+# imported only when that command runs (or --help lists them all): each pulls in its
+# own part of the runtime, and start-up time is paid on every call.
+COMMANDS = {
+    "cache": "cache_cmd:cache",
+    "config": "config_cmd:config",
+    "db": "db_cmd:db",
+    "health": "health_cmd:health",
+    "logs": "status_cmd:logs",
+    "plugins": "plugins_cmd:plugins",
+    "prune": "prune_cmd:prune",
+    "recover": "recover_cmd:recover",
+    "restic": "restic_cmd:restic",
+    "restore": "restore_cmd:restore",
+    "run": "run_cmd:run",
+    "serve": "serve_cmd:serve",
+    "snapshots": "snapshots_cmd:snapshots",
+    "status": "status_cmd:status",
+    "summary": "summary_cmd:summary",
+}
 
 
 class BackupctlGroup(click.Group):
@@ -46,6 +68,19 @@ class BackupctlGroup(click.Group):
         if standalone_mode:
             sys.exit(code)
         return code
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, attribute = target.split(":")
+        command: click.Command = getattr(
+            importlib.import_module(f"backupctl_core.cli.{module}"), attribute
+        )
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -111,44 +146,6 @@ def cli(ctx: click.Context, config_path: Path, env_path: Path | None, verbose: i
     context = CliContext(config_path, env_path, explicit)
     ctx.obj = context
     ctx.call_on_close(context.close)
-
-
-def _register() -> None:
-    from backupctl_core.cli import (
-        cache_cmd,
-        config_cmd,
-        db_cmd,
-        health_cmd,
-        plugins_cmd,
-        prune_cmd,
-        recover_cmd,
-        restic_cmd,
-        restore_cmd,
-        run_cmd,
-        serve_cmd,
-        snapshots_cmd,
-        status_cmd,
-        summary_cmd,
-    )
-
-    cli.add_command(run_cmd.run)
-    cli.add_command(status_cmd.status)
-    cli.add_command(status_cmd.logs)
-    cli.add_command(snapshots_cmd.snapshots)
-    cli.add_command(restore_cmd.restore)
-    cli.add_command(summary_cmd.summary)
-    cli.add_command(recover_cmd.recover)
-    cli.add_command(health_cmd.health)
-    cli.add_command(serve_cmd.serve)
-    cli.add_command(prune_cmd.prune)
-    cli.add_command(cache_cmd.cache)
-    cli.add_command(restic_cmd.restic)
-    cli.add_command(plugins_cmd.plugins)
-    cli.add_command(config_cmd.config)
-    cli.add_command(db_cmd.db)
-
-
-_register()
 
 
 def main() -> None:

@@ -14,7 +14,6 @@ from typing import Any
 
 import attrs
 from attrs import frozen
-from croniter import croniter
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
@@ -122,6 +121,15 @@ def _with_env_defaults(project: ProjectSettings, settings: GlobalSettings) -> Pr
     return attrs.evolve(project, **changes) if changes else project
 
 
+def _valid_cron(expression: str) -> bool:
+    # Imported here: croniter's import forks `file -b` (platform.architecture()) and
+    # loads dateutil, a cost for every command, wasted on configs without schedules.
+    from croniter import croniter
+
+    valid: bool = croniter.is_valid(expression)
+    return valid
+
+
 def _check(projects: list[ProjectSettings]) -> list[str]:
     errors: list[str] = []
     seen: set[str] = set()
@@ -132,7 +140,7 @@ def _check(projects: list[ProjectSettings]) -> list[str]:
         if project.name in seen:
             errors.append(f"{where}.name: duplicate project name {project.name!r}")
         seen.add(project.name)
-        if project.cron is not None and not croniter.is_valid(project.cron):
+        if project.cron is not None and not _valid_cron(project.cron):
             errors.append(f"{where}.cron: {project.cron!r} is not a valid cron expression")
         if project.cron is not None and len(project.cron.split()) != 5:
             errors.append(f"{where}.cron: expected 5 fields, got {project.cron!r}")
