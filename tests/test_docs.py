@@ -40,7 +40,9 @@ def commands(
     yield path, ctx
     command = ctx.command
     if isinstance(command, click.Group):
-        for name, sub in sorted(command.commands.items()):
+        for name in command.list_commands(ctx):  # the top level loads its commands lazily
+            sub = command.get_command(ctx, name)
+            assert sub is not None, name
             yield from commands(click.Context(sub, parent=ctx, info_name=name))
 
 
