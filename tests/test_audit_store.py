@@ -98,9 +98,11 @@ def test_history_latest_and_failed_filter(store: AuditStore) -> None:
     history = store.history("a", last=3)
     assert [r.started_at.day for r in history] == [5, 4, 3]
     assert [r.started_at.day for r in store.history("a", failed_only=True)] == [4, 2]
-    latest = store.latest_per_project()
+    latest = store.latest_per_project(["b", "a", "never-ran"])
     assert set(latest) == {"a", "b"}
     assert latest["a"].started_at == base + timedelta(days=4)
+    assert latest["b"].started_at == base + timedelta(days=4)
+    assert latest["a"].id != latest["b"].id
 
 
 def test_unreachable_postgres_is_a_connectivity_error() -> None:

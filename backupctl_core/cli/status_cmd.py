@@ -32,7 +32,7 @@ def status(context: CliContext, project: str | None, last: int, as_json: bool) -
     config = context.config
     tz = config.settings.timezone
     if project is None:
-        latest = context.store().latest_per_project()
+        latest = context.store().latest_per_project(config.names)
         if as_json:
             echo_json(
                 {name: r.to_json() if (r := latest.get(name)) else None for name in config.names}

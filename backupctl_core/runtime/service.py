@@ -254,7 +254,7 @@ class BackupService:
         return job.next_at.isoformat() if job else None
 
     def status(self) -> dict[str, Any]:
-        latest = self.store.latest_per_project()
+        latest = self.store.latest_per_project(self.config.names)
         return {
             "projects": [
                 {
