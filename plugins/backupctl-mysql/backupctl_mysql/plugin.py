@@ -7,12 +7,16 @@ How this one works:
   touches the disk. The dump counts only if mysqldump AND gzip exit 0 AND the
   uncompressed stream ends with mysqldump's ``-- Dump completed`` trailer: a
   mysqldump that dies half-way still leaves a perfectly valid gzip file.
+  With ``compression.enabled: false`` mysqldump writes ``<stem>.sql`` itself, no gzip:
+  plain SQL that restic can deduplicate and compress (docs/storage.md).
 * verify — ``gzip -dc <file> | tail -c 512``: gzip checks every block and the
   length/CRC trailer (what ``gunzip -t`` checks), ``tail`` hands us the end of the
-  SQL, where the ``-- Dump completed`` line must be.
+  SQL, where the ``-- Dump completed`` line must be. A plain ``.sql`` has no checksum:
+  its last 512 bytes must end with that whole line, newline included.
 * check — ``mysql --execute='SELECT 1' <database>`` with the real credentials.
-* decompress — ``x.sql.gz`` → ``x.sql`` next to it; the ``.gz`` stays.
-* restore guide — ``CREATE DATABASE``, then ``gunzip -c x.sql.gz | mysql ... <new db>``.
+* decompress — ``x.sql.gz`` → ``x.sql`` next to it; the ``.gz`` stays. A ``.sql``: None.
+* restore guide — ``CREATE DATABASE``, then ``gunzip -c x.sql.gz | mysql ... <new db>``
+  (``mysql ... <new db> < x.sql`` for a plain dump).
 
 The dump holds one database's tables, views, routines, triggers and events but no
 ``CREATE DATABASE``/``USE`` (mysqldump without ``--databases``): the operator names
@@ -63,6 +67,8 @@ from backupctl_core.plugin_kit import (
 TYPE = "mysql"
 FORMAT = "mysql-sql-gzip"
 EXTENSION = ".sql.gz"
+PLAIN_FORMAT = "mysql-sql"  # compression.enabled: false
+PLAIN_EXTENSION = ".sql"
 DEFAULT_PORT = 3306
 CONNECT_TIMEOUT_SECONDS = 10
 TRAILER = b"-- Dump completed"
@@ -125,13 +131,15 @@ def backupctl_dump(
     project: ProjectSettings, settings: GlobalSettings, target_stem: Path
 ) -> DumpArtifact:
     db = require_database(project, TYPE)
-    path = target_stem.with_name(target_stem.name + EXTENSION)
+    compress = project.compression.enabled
+    extension, format_ = (EXTENSION, FORMAT) if compress else (PLAIN_EXTENSION, PLAIN_FORMAT)
+    path = target_stem.with_name(target_stem.name + extension)
     path.parent.mkdir(parents=True, exist_ok=True)
     argv = ["mysqldump", *DUMP_OPTIONS, *_version_specific_options(), str(db.name)]
     with removed_on_failure(path):  # never leave a partial dump behind
-        _dump_through_gzip(argv, db, path)
+        _dump_through_gzip(argv, db, path, compress=compress)
         _dump_trailer(path)  # raises when the SQL does not end with "-- Dump completed"
-    return DumpArtifact(path=path, size_bytes=path.stat().st_size, format=FORMAT)
+    return DumpArtifact(path=path, size_bytes=path.stat().st_size, format=format_)
 
 
 @hookimpl
@@ -145,6 +153,8 @@ def backupctl_verify(
         trailer = _dump_trailer(path)
     except PluginError as exc:
         return VerifyResult(False, exc.message)
+    if not _is_gzip(path):
+        return VerifyResult(True, f"plain SQL, ends with '{trailer}'")
     return VerifyResult(True, f"gzip intact, ends with '{trailer}'")
 
 
@@ -153,7 +163,8 @@ def backupctl_check(project: ProjectSettings, settings: GlobalSettings) -> list[
     db = database_of(project, TYPE)
     if db is None:
         return []
-    missing = [tool for tool in ("mysqldump", "mysql", "gzip") if shutil.which(tool) is None]
+    tools = ["mysqldump", "mysql"] + (["gzip"] if project.compression.enabled else [])
+    missing = [tool for tool in tools if shutil.which(tool) is None]
     if missing:
         return [CheckResult("database", "fail", f"not on PATH: {', '.join(missing)}")]
     argv = [
@@ -185,7 +196,8 @@ def backupctl_check(project: ProjectSettings, settings: GlobalSettings) -> list[
 def backupctl_decompress(
     project: ProjectSettings, settings: GlobalSettings, path: Path
 ) -> Path | None:
-    """``x.sql.gz`` → ``x.sql`` next to it (streamed by gzip, 0600); other files: None."""
+    """``x.sql.gz`` → ``x.sql`` next to it (streamed by gzip, 0600); other files (a
+    plain ``x.sql`` dump too, which needs no decompressing): None."""
     if not path.name.endswith(EXTENSION):
         return None
     plain = path.with_name(path.name.removesuffix(".gz"))
@@ -209,7 +221,7 @@ def backupctl_restore_guide(
     db = require_database(project, TYPE)
     if dump_file.name.endswith(EXTENSION):
         feed, redirect = f"gunzip -c {shlex.quote(str(dump_file))} | ", ""
-    elif dump_file.name.endswith(".sql"):
+    elif dump_file.name.endswith(PLAIN_EXTENSION):  # a plain dump, or a decompressed one
         feed, redirect = "", f" < {shlex.quote(str(dump_file))}"
     else:
         return []
@@ -288,8 +300,13 @@ def _start(
         ) from None
 
 
-def _dump_through_gzip(argv: list[str], db: DatabaseSettings, path: Path) -> None:
-    """``argv | gzip > path``; raises PluginError unless both exit 0."""
+def _dump_through_gzip(
+    argv: list[str], db: DatabaseSettings, path: Path, *, compress: bool = True
+) -> None:
+    """``argv | gzip > path``; raises PluginError unless both exit 0.
+
+    Without ``compress``: ``argv > path``, no gzip.
+    """
     with (
         _credentials(db) as credentials,
         open_private_file(path) as out,
@@ -298,13 +315,18 @@ def _dump_through_gzip(argv: list[str], db: DatabaseSettings, path: Path) -> Non
     ):
         running: list[subprocess.Popen[bytes]] = []
         try:
-            dump = _start(argv, credentials, stdout=subprocess.PIPE, stderr=dump_errors)
-            running.append(dump)
-            assert dump.stdout is not None
-            gzip = _start(["gzip", "-c"], stdin=dump.stdout, stdout=out, stderr=gzip_errors)
-            running.append(gzip)
-            dump.stdout.close()  # gzip holds the read end: if it dies, mysqldump gets SIGPIPE
-            gzip_code, dump_code = gzip.wait(), dump.wait()
+            if not compress:
+                dump = _start(argv, credentials, stdout=out, stderr=dump_errors)
+                running.append(dump)
+                gzip_code, dump_code = 0, dump.wait()
+            else:
+                dump = _start(argv, credentials, stdout=subprocess.PIPE, stderr=dump_errors)
+                running.append(dump)
+                assert dump.stdout is not None
+                gzip = _start(["gzip", "-c"], stdin=dump.stdout, stdout=out, stderr=gzip_errors)
+                running.append(gzip)
+                dump.stdout.close()  # gzip holds the read end: if it dies, mysqldump gets SIGPIPE
+                gzip_code, dump_code = gzip.wait(), dump.wait()
         finally:
             for proc in running:  # interrupted: stop the children
                 if proc.poll() is None:
@@ -320,8 +342,16 @@ def _dump_trailer(path: Path) -> str:
     """The ``-- Dump completed`` line that ends the SQL in ``path``; PluginError if none.
 
     ``gzip -dc`` reads the whole file (checking it like ``gunzip -t``) and ``tail``
-    keeps only the last bytes, so the SQL never passes through Python.
+    keeps only the last bytes, so the SQL never passes through Python. A plain ``.sql``
+    has no checksum to catch a cut: there the trailer line must end with its newline.
     """
+    if not _is_gzip(path):
+        with path.open("rb") as sql:
+            sql.seek(max(0, sql.seek(0, os.SEEK_END) - TAIL_BYTES))
+            end = sql.read()
+        if not end.endswith(b"\n"):
+            raise PluginError(f"{path.name} ends in the middle of a line: the file is cut short")
+        return _trailer_line(path, end)
     with tempfile.TemporaryFile() as errors:
         gunzip = _start(["gzip", "-dc", "--", str(path)], stdout=subprocess.PIPE, stderr=errors)
         try:
@@ -335,12 +365,24 @@ def _dump_trailer(path: Path) -> str:
         if code != 0:
             problem = first_error_line(read_captured(errors)) or f"gzip exited with code {code}"
             raise PluginError(f"{path.name} is not a valid gzip file: {problem}")
-    last_line = tail.stdout.rstrip().rsplit(b"\n", 1)[-1]
-    if tail.returncode != 0 or not last_line.startswith(TRAILER):
+    if tail.returncode != 0:
+        raise PluginError(f"tail exited with code {tail.returncode} reading {path.name}")
+    return _trailer_line(path, tail.stdout)
+
+
+def _trailer_line(path: Path, end: bytes) -> str:
+    """The last line of ``end`` (the end of the SQL) if it is mysqldump's trailer."""
+    last_line = end.rstrip().rsplit(b"\n", 1)[-1]
+    if not last_line.startswith(TRAILER):
         raise PluginError(
             f"{path.name} does not end with '-- Dump completed': mysqldump stopped early"
         )
     return last_line.decode(errors="replace")
+
+
+def _is_gzip(path: Path) -> bool:
+    """By the name, as the dump wrote it: ``.sql.gz`` is gzip, a plain ``.sql`` is not."""
+    return path.name.endswith(EXTENSION)
 
 
 def _version_specific_options() -> list[str]:

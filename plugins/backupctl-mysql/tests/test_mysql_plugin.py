@@ -11,12 +11,14 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pluggy
 import pytest
 from backupctl_mysql import plugin
 
 from backupctl_core import DumpArtifact, PluginError, PluginType, hookspecs
 from backupctl_core.domain.settings import (
+    CompressionSettings,
     DatabaseSettings,
     GlobalSettings,
     ProjectSettings,
@@ -617,3 +619,184 @@ def test_decompress_only_handles_sql_gz_and_leaves_nothing_half_written(
         plugin.backupctl_decompress(project=project, settings=settings, path=good_dump.path)
     assert "unexpected end of file" in caught.value.message
     assert not good_dump.path.with_suffix("").exists()
+
+
+# -- compression.enabled: false: plain SQL ---------------------------------------
+
+
+def uncompressed(project: ProjectSettings) -> ProjectSettings:
+    return attrs.evolve(project, compression=CompressionSettings(enabled=False))
+
+
+def test_uncompressed_dump_verify_and_guide_round_trip(
+    mariadb: MariaDb, filled_db: MysqlDatabase, settings: GlobalSettings, stem: Path
+) -> None:
+    project = uncompressed(make_project(filled_db))
+    before = fingerprint(mariadb, filled_db.name)
+
+    artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+
+    assert artifact.path == stem.with_name(stem.name + ".sql")
+    assert artifact.format == "mysql-sql"
+    assert artifact.size_bytes == artifact.path.stat().st_size > 0
+    assert mode(artifact.path) == 0o600
+    assert sorted(p.name for p in stem.parent.iterdir()) == [artifact.path.name]
+    sql = artifact.path.read_bytes()
+    # SQL text, not gzip's magic bytes. MariaDB 10.11.8+ puts its sandbox-mode line
+    # (a /*M!...*/ comment) before the "-- MariaDB dump" header; other dumps start with it.
+    assert not sql.startswith(b"\x1f\x8b")
+    assert sql.startswith((b"-- ", b"/*M!999999\\- enable the sandbox mode */"))
+    assert b"\n-- MariaDB dump " in sql[:200] or sql.startswith(b"-- ")
+    assert sql.rstrip().rsplit(b"\n", 1)[-1].startswith(b"-- Dump completed on ")
+    assert b"CREATE DATABASE" not in sql and b"\nUSE " not in sql
+
+    verified = plugin.backupctl_verify(project=project, settings=settings, artifact=artifact)
+    assert verified.ok, verified.detail
+    assert verified.detail.startswith("plain SQL, ends with '-- Dump completed on ")
+
+    # Nothing to decompress: restore --decompress makes no file.
+    assert (
+        plugin.backupctl_decompress(project=project, settings=settings, path=artifact.path) is None
+    )
+    assert sorted(p.name for p in stem.parent.iterdir()) == [artifact.path.name]
+
+    guide = plugin.backupctl_restore_guide(
+        project=project, settings=settings, dump_file=artifact.path
+    )
+    restored = f"{filled_db.name}_restored"
+    assert not any("gunzip" in line for line in guide)
+    assert guide[2].startswith("mysql --host=127.0.0.1 ")
+    assert guide[2].endswith(f" {restored} < {artifact.path}")
+    assert all(filled_db.password not in line for line in guide)
+    follow_guide(guide, filled_db.password)
+
+    assert fingerprint(mariadb, restored) == before
+    assert mariadb.query("SELECT name, email, note FROM customers WHERE id = 3001", restored) == [
+        ("Ada 👩‍💻", None, "tab\there, line\nbreak, quote ' and backslash \\")
+    ]
+    assert mariadb.query("SELECT HEX(payload) FROM orders WHERE customer_id = 3001", restored) == [
+        ("".join(f"{i:02X}" for i in range(256)),)
+    ]
+
+
+@pytest.mark.parametrize(
+    "keep", [0.5, 0.99, -20, -1], ids=["half", "99-percent", "in-the-trailer", "last-byte"]
+)
+def test_verify_rejects_a_truncated_uncompressed_dump(
+    filled_db: MysqlDatabase, settings: GlobalSettings, stem: Path, keep: float
+) -> None:
+    project = uncompressed(make_project(filled_db))
+    artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+    data = artifact.path.read_bytes()
+    cut = len(data) + int(keep) if keep < 0 else int(len(data) * keep)
+    artifact.path.write_bytes(data[:cut])
+
+    result = plugin.backupctl_verify(project=project, settings=settings, artifact=artifact)
+
+    assert not result.ok
+    assert result.detail.startswith(artifact.path.name)
+    assert "\n" not in result.detail
+
+
+def test_uncompressed_dump_is_mysqldumps_output_unchanged(
+    stand_in_mysqldump: Path, settings: GlobalSettings, stem: Path
+) -> None:
+    project = uncompressed(STAND_IN_PROJECT)
+
+    artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+
+    assert artifact.path == stem.with_name(stem.name + ".sql")
+    assert (artifact.format, mode(artifact.path)) == ("mysql-sql", 0o600)
+    assert artifact.path.read_bytes() == (
+        b"-- MariaDB dump 10.19\n"
+        + b"INSERT INTO t VALUES (1);\n" * 5000
+        + b"\n-- Dump completed on 2024-01-01 12:00:00\n"
+    )
+    record = json.loads(stand_in_mysqldump.read_text())
+    assert record["argv"][2:] == [*plugin.DUMP_OPTIONS, "shop"]
+    assert record["is_pipe"] is True
+
+
+@pytest.mark.parametrize("stand_in_mode", ["fail", "no-trailer"])
+def test_a_failed_uncompressed_dump_leaves_nothing_behind(
+    stand_in_mysqldump: Path,
+    settings: GlobalSettings,
+    stem: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    stand_in_mode: str,
+) -> None:
+    monkeypatch.setenv("STAND_IN_MODE", stand_in_mode)
+    with pytest.raises(PluginError) as caught:
+        plugin.backupctl_dump(
+            project=uncompressed(STAND_IN_PROJECT), settings=settings, target_stem=stem
+        )
+    expected = {
+        "fail": "mysqldump: Error 2013: Lost connection to server during query",
+        "no-trailer": "does not end with '-- Dump completed': mysqldump stopped early",
+    }[stand_in_mode]
+    assert expected in caught.value.message
+    assert list(stem.parent.iterdir()) == []
+
+
+def test_check_without_compression_does_not_need_gzip(
+    tmp_path: Path, settings: GlobalSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    project = uncompressed(make_project(host="h", name="shop", user="u"))
+    [check] = plugin.backupctl_check(project=project, settings=settings)
+    assert (check.status, check.detail) == ("fail", "not on PATH: mysqldump, mysql")
+
+
+@pytest.fixture
+def good_plain_dump(tmp_path: Path) -> DumpArtifact:
+    path = tmp_path / "p_backup_20240101_120000_abcd.sql"
+    sql = b"-- MariaDB dump\n" + b"INSERT INTO t VALUES (1);\n" * 20000
+    path.write_bytes(sql + b"\n-- Dump completed on 2024-01-01 12:00:00\n")
+    return DumpArtifact(path=path, size_bytes=path.stat().st_size, format="mysql-sql")
+
+
+def test_verify_accepts_a_complete_plain_dump(
+    settings: GlobalSettings, good_plain_dump: DumpArtifact
+) -> None:
+    result = plugin.backupctl_verify(
+        project=make_project(), settings=settings, artifact=good_plain_dump
+    )
+    assert result.ok
+    assert result.detail == "plain SQL, ends with '-- Dump completed on 2024-01-01 12:00:00'"
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        (lambda data: data[: len(data) // 2], "ends in the middle of a line"),
+        (lambda data: data[:-1], "ends in the middle of a line: the file is cut short"),
+        (lambda data: data[:-12], "ends in the middle of a line: the file is cut short"),
+        (lambda data: b"", "ends in the middle of a line: the file is cut short"),
+        (lambda data: gzip.compress(data), "ends in the middle of a line"),
+        (lambda data: data.rsplit(b"\n--", 1)[0] + b"\n", "does not end with '-- Dump completed'"),
+    ],
+    ids=["half", "last-byte", "in-the-trailer", "empty", "gzip-inside", "no-trailer"],
+)
+def test_verify_rejects_a_damaged_plain_dump(
+    settings: GlobalSettings, good_plain_dump: DumpArtifact, damage: Any, expected: str
+) -> None:
+    good_plain_dump.path.write_bytes(damage(good_plain_dump.path.read_bytes()))
+    result = plugin.backupctl_verify(
+        project=make_project(), settings=settings, artifact=good_plain_dump
+    )
+    assert not result.ok
+    assert expected in result.detail
+    assert "\n" not in result.detail
+
+
+def test_decompress_leaves_a_plain_dump_alone(
+    settings: GlobalSettings, good_plain_dump: DumpArtifact
+) -> None:
+    before = sorted(good_plain_dump.path.parent.iterdir())
+    result = plugin.backupctl_decompress(
+        project=make_project(), settings=settings, path=good_plain_dump.path
+    )
+    assert result is None
+    assert sorted(good_plain_dump.path.parent.iterdir()) == before

@@ -177,14 +177,16 @@ def test_dump_verify_restore_round_trip(
         pg_scram.drop_database(restored)
 
 
+@pytest.mark.parametrize("keep", [0.5, 0.99, -1], ids=["half", "99-percent", "last-byte"])
 def test_verify_rejects_a_truncated_dump(
-    filled_db: PgDatabase, settings: GlobalSettings, stem: Path
+    filled_db: PgDatabase, settings: GlobalSettings, stem: Path, keep: float
 ) -> None:
     project = make_project(filled_db)
     artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
     data = artifact.path.read_bytes()
-    # Cut in half: the table of contents is intact (pg_restore --list passes) but data is lost.
-    artifact.path.write_bytes(data[: len(data) // 2])
+    # The table of contents is intact (pg_restore --list passes) but data is lost.
+    cut = len(data) - 1 if keep == -1 else int(len(data) * keep)
+    artifact.path.write_bytes(data[:cut])
 
     result = plugin.backupctl_verify(project=project, settings=settings, artifact=artifact)
 
@@ -515,3 +517,136 @@ def test_guide_quotes_for_the_shell(settings: GlobalSettings) -> None:
         project=project, settings=settings, dump_file=Path("/r/shop.sql.gz")
     )
     assert other == []
+
+
+# -- compression.enabled: false ------------------------------------------------
+
+
+def uncompressed(project: ProjectSettings) -> ProjectSettings:
+    """``project`` with ``compression.enabled: false``."""
+    import attrs
+
+    from backupctl_core.domain.settings import CompressionSettings
+
+    return attrs.evolve(project, compression=CompressionSettings(enabled=False))
+
+
+def archive_compression(pg_scram: PgCluster, dump: Path) -> str:
+    """The ``Compression:`` value of ``pg_restore --list``'s header: "0" in PostgreSQL
+    15 and older, "none" from 16 on (and "-1"/"gzip" for pg_dump's default)."""
+    listed = subprocess.run(
+        [pg_scram.tool("pg_restore"), "--list", str(dump)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    [line] = [line for line in listed.stdout.splitlines() if "Compression:" in line]
+    return line.split("Compression:", 1)[1].strip()
+
+
+def test_compression_disabled_passes_compress_0_to_pg_dump(
+    stand_in_pg_dump: Path, settings: GlobalSettings, stem: Path
+) -> None:
+    project = make_project(host="h", name="shop", user="backup", password=Secret("pw"))
+
+    artifact = plugin.backupctl_dump(
+        project=uncompressed(project), settings=settings, target_stem=stem
+    )
+
+    argv = json.loads(stand_in_pg_dump.read_text())["argv"]
+    assert argv[1:4] == ["--format=custom", "--compress=0", f"--file={artifact.path}"]
+    assert artifact.path == stem.with_name(stem.name + ".dump")
+
+
+def test_uncompressed_dump_verify_restore_round_trip(
+    pg_scram: PgCluster, filled_db: PgDatabase, settings: GlobalSettings, stem: Path
+) -> None:
+    project = uncompressed(make_project(filled_db))
+
+    artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+
+    assert artifact.path == stem.with_name(stem.name + ".dump")
+    assert artifact.format == "postgres-custom"
+    assert artifact.size_bytes == artifact.path.stat().st_size > 0
+    assert mode(artifact.path) == 0o600
+    assert archive_compression(pg_scram, artifact.path) in ("0", "none")
+    assert "née Murray".encode() in artifact.path.read_bytes()  # the rows, as text
+    default = plugin.backupctl_dump(
+        project=make_project(filled_db), settings=settings, target_stem=stem.with_name("default")
+    )
+    assert archive_compression(pg_scram, default.path) not in ("0", "none")
+    assert "née Murray".encode() not in default.path.read_bytes()
+
+    result = plugin.backupctl_verify(project=project, settings=settings, artifact=artifact)
+    assert result.ok, result.detail
+    assert int(result.detail.split()[0]) >= 5
+
+    restored = f"{filled_db.name}_restored"
+    pg_scram.create_database(restored, owner=filled_db.user)
+    try:
+        subprocess.run(
+            [
+                pg_scram.tool("pg_restore"),
+                "--no-owner",
+                "--exit-on-error",
+                f"--host={filled_db.host}",
+                f"--port={filled_db.port}",
+                f"--username={filled_db.user}",
+                f"--dbname={restored}",
+                "--no-password",
+                str(artifact.path),
+            ],
+            env={**os.environ, "PGPASSWORD": filled_db.password},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert pg_scram.query(restored, "SELECT * FROM people ORDER BY id") == ROWS
+        assert pg_scram.query(restored, "SELECT count(*), sum(n) FROM numbers") == [
+            (5000, 12502500)
+        ]
+        assert pg_scram.query(restored, "SELECT name FROM named ORDER BY name") == [
+            ("Grace",),
+            ("Tab\there",),
+        ]
+    finally:
+        pg_scram.drop_database(restored)
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.99, -1], ids=["half", "99-percent", "last-byte"])
+def test_verify_rejects_a_truncated_uncompressed_dump(
+    filled_db: PgDatabase, settings: GlobalSettings, stem: Path, keep: float
+) -> None:
+    project = uncompressed(make_project(filled_db))
+    artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+    data = artifact.path.read_bytes()
+    cut = len(data) - 1 if keep == -1 else int(len(data) * keep)
+    artifact.path.write_bytes(data[:cut])
+
+    result = plugin.backupctl_verify(project=project, settings=settings, artifact=artifact)
+
+    assert not result.ok
+    assert "pg_restore: error:" in result.detail
+    assert "\n" not in result.detail
+
+
+def test_guide_imports_an_uncompressed_dump(
+    pg_scram: PgCluster,
+    filled_db: PgDatabase,
+    restored_name: str,
+    settings: GlobalSettings,
+    stem: Path,
+) -> None:
+    project = uncompressed(make_project(filled_db))
+    artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+
+    guide = plugin.backupctl_restore_guide(
+        project=project, settings=settings, dump_file=artifact.path
+    )
+
+    assert guide[2].startswith("pg_restore ")
+    run_guide(guide, filled_db.password)
+    assert pg_scram.query(restored_name, "SELECT * FROM people ORDER BY id") == ROWS
+    assert pg_scram.query(restored_name, "SELECT count(*), sum(n) FROM numbers") == [
+        (5000, 12502500)
+    ]

@@ -5,16 +5,20 @@ from __future__ import annotations
 import gzip
 import sqlite3
 import stat
+import subprocess
+import zlib
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
 
+import attrs
 import pluggy
 import pytest
 from backupctl_sqlite import plugin
 
 from backupctl_core import DumpArtifact, PluginError, PluginType, hookspecs
 from backupctl_core.domain.settings import (
+    CompressionSettings,
     DatabaseSettings,
     GlobalSettings,
     ProjectSettings,
@@ -200,3 +204,127 @@ def test_check(tmp_path: Path, settings: GlobalSettings, source: Path) -> None:
     [missing] = plugin.backupctl_check(project=make_project(tmp_path / "no.db"), settings=settings)
     assert (missing.name, missing.status) == ("database", "fail")
     assert str(tmp_path / "no.db") in missing.detail
+
+
+# -- compression.enabled: false: the plain database file ---------------------------
+
+
+def uncompressed(project: ProjectSettings) -> ProjectSettings:
+    return attrs.evolve(project, compression=CompressionSettings(enabled=False))
+
+
+def test_gzip_level_6(settings: GlobalSettings, source: Path, stem: Path) -> None:
+    artifact = plugin.backupctl_dump(
+        project=make_project(source), settings=settings, target_stem=stem
+    )
+    packed = artifact.path.read_bytes()
+    assert packed[8] == 0  # gzip's XFL byte: 2 would mean level 9, 4 level 1
+    header_end = packed.index(b"\x00", 10) + 1  # 10 fixed bytes, then the file name
+    deflate = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    raw = gzip.decompress(packed)
+    assert packed[header_end:-8] == deflate.compress(raw) + deflate.flush()
+
+
+def test_uncompressed_dump_verify_and_restore(
+    tmp_path: Path, settings: GlobalSettings, source: Path, stem: Path
+) -> None:
+    project = uncompressed(make_project(source))
+
+    artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+
+    assert artifact.path == stem.with_name(stem.name + ".sqlite")
+    assert artifact.format == "sqlite"
+    assert artifact.size_bytes == artifact.path.stat().st_size > 0
+    assert stat.S_IMODE(artifact.path.stat().st_mode) == 0o600
+    assert artifact.path.read_bytes().startswith(b"SQLite format 3\x00")  # not gzip
+    assert sorted(p.name for p in artifact.path.parent.iterdir()) == [artifact.path.name]
+    assert sorted(p.name for p in source.parent.iterdir()) == ["app.db"]
+
+    result = plugin.backupctl_verify(project=project, settings=settings, artifact=artifact)
+    assert result.ok, result.detail
+    assert result.detail == "integrity ok, 2 tables"
+    assert sorted(p.name for p in artifact.path.parent.iterdir()) == [artifact.path.name]
+
+    # Nothing to decompress; the guide copies the file instead of gunzipping it.
+    assert (
+        plugin.backupctl_decompress(project=project, settings=settings, path=artifact.path) is None
+    )
+    guide = plugin.backupctl_restore_guide(
+        project=project, settings=settings, dump_file=artifact.path
+    )
+    restored = source.with_name("app.db.restored")
+    assert guide[0] == f"cp {artifact.path} {restored}"
+    for command in guide[:2]:
+        done = subprocess.run(command, shell=True, check=True, capture_output=True, text=True)
+    assert done.stdout.strip() == "ok"  # the guide's integrity_check
+    assert read_rows(restored) == ROWS
+    with sqlite3.connect(restored) as db:
+        assert db.execute("SELECT count(*), sum(i) FROM numbers").fetchone() == (10000, 50005000)
+
+
+def test_guide_gunzips_a_compressed_dump(settings: GlobalSettings, source: Path) -> None:
+    guide = plugin.backupctl_restore_guide(
+        project=make_project(source), settings=settings, dump_file=Path("/r/x.sqlite.gz")
+    )
+    assert guide[0] == f"gunzip -c /r/x.sqlite.gz > {source}.restored"
+
+
+def cut_in_half(dump: bytes) -> bytes:
+    return dump[: len(dump) // 2]
+
+
+def cut_last_page(dump: bytes) -> bytes:
+    return dump[:-4096]
+
+
+def cut_last_byte(dump: bytes) -> bytes:
+    return dump[:-1]  # integrity_check alone passes this: the last page reads as zeros
+
+
+def plain_damage_pages(dump: bytes) -> bytes:
+    return dump[:8192] + b"\xaa" * 4096 + dump[12288:]
+
+
+@pytest.mark.parametrize(
+    "corrupt", [cut_in_half, cut_last_page, cut_last_byte, plain_damage_pages, not_gzip]
+)
+def test_verify_rejects_a_corrupt_uncompressed_dump(
+    settings: GlobalSettings, source: Path, stem: Path, corrupt: Callable[[bytes], bytes]
+) -> None:
+    project = uncompressed(make_project(source))
+    artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+    artifact.path.write_bytes(corrupt(artifact.path.read_bytes()))
+
+    result = plugin.backupctl_verify(project=project, settings=settings, artifact=artifact)
+
+    assert not result.ok
+    assert result.detail
+    assert sorted(p.name for p in artifact.path.parent.iterdir()) == [artifact.path.name]
+
+
+def test_verify_rejects_a_compressed_dump_missing_its_last_byte_of_data(
+    settings: GlobalSettings, source: Path, stem: Path
+) -> None:
+    project = make_project(source)
+    artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+    artifact.path.write_bytes(
+        gzip.compress(cut_last_byte(gzip.decompress(artifact.path.read_bytes())))
+    )
+
+    result = plugin.backupctl_verify(project=project, settings=settings, artifact=artifact)
+
+    assert not result.ok
+    assert "cut short" in result.detail
+
+
+def test_a_failed_uncompressed_dump_leaves_nothing_behind(
+    tmp_path: Path, settings: GlobalSettings, stem: Path
+) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"hello, I am not SQLite" * 100)
+    with pytest.raises(PluginError) as caught:
+        plugin.backupctl_dump(
+            project=uncompressed(make_project(junk)), settings=settings, target_stem=stem
+        )
+    assert "not a database" in caught.value.message
+    assert list(stem.parent.iterdir()) == []
