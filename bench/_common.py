@@ -29,8 +29,6 @@ PYTHON = str(VENV_BIN / "python") if (VENV_BIN / "python").exists() else sys.exe
 BACKUPCTL = str(VENV_BIN / "backupctl")
 PATCHED_CLI = str(Path(__file__).resolve().parent / "_patched_cli.py")
 MIB = 1024 * 1024
-# The trial start-up fixes of bench/_patched_cli.py (for a SQLite audit store).
-FIX_PATCHES = ["no-psycopg", "lazy-croniter", "skip-notifiers"]
 
 # Children run with cached bytecode, like a pip-installed backupctl (pip compiles
 # .pyc files). This sandbox sets PYTHONDONTWRITEBYTECODE=1, with which an editable

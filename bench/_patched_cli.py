@@ -1,21 +1,10 @@
-"""``backupctl`` with measuring hooks and trial fixes applied in-process.
+"""``backupctl`` with measuring hooks, in-process.
 
-    python bench/_patched_cli.py [--patch NAME]... [--stats FILE] -- <backupctl args>
+    python bench/_patched_cli.py [--stats FILE] -- <backupctl args>
 
 Runs exactly what the ``backupctl`` console script runs (``backupctl_core.cli.
-main:main``) in this process, after applying the named patches. Used by the
-bench scripts to test a fix without editing product code, and to measure
-from inside (peak RSS of this process, time spent in child processes).
-
-Patches (trial fixes):
-  no-psycopg     import peewee without psycopg (what a SQLite-only audit store
-                 needs): ``sys.modules['psycopg'] = None`` before peewee loads.
-  no-httpx-cli   httpx without its optional CLI (``httpx._main`` pulls in rich
-                 and pygments when they are installed, as in this dev venv).
-  lazy-croniter  croniter loaded on first use instead of by config.loader.
-  skip-notifiers the slack, webhook and email plugins are not loaded: what
-                 importing httpx / smtplib inside their notify hooks would save
-                 in a run that does not notify through them (an upper bound).
+main:main``) in this process. Used by the bench scripts to measure from inside
+(peak RSS of this process, time spent in child processes).
 
 With ``--stats FILE`` a JSON object is written at exit:
   rss_peak_kib     ``getrusage(RUSAGE_SELF).ru_maxrss``: this process only
@@ -38,63 +27,10 @@ import resource
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 from typing import Any
 
 STARTED = time.perf_counter()
-
-
-def patch_no_psycopg() -> None:
-    sys.modules["psycopg"] = None  # type: ignore[assignment]
-
-
-def patch_no_httpx_cli() -> None:
-    sys.modules["httpx._main"] = None  # type: ignore[assignment]
-
-
-def patch_lazy_croniter() -> None:
-    real: list[Any] = []
-
-    def load() -> Any:
-        if not real:
-            del sys.modules["croniter"]
-            import croniter as module
-
-            real.append(module)
-            sys.modules["croniter"] = module
-        return real[0]
-
-    class LazyCroniter:
-        def __call__(self, *args: Any, **kwargs: Any) -> Any:
-            return load().croniter(*args, **kwargs)
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(load().croniter, name)
-
-    stub = types.ModuleType("croniter")
-    stub.croniter = LazyCroniter()  # type: ignore[attr-defined]
-    sys.modules["croniter"] = stub
-
-
-def patch_skip_notifiers() -> None:
-    import backupctl_core.plugins as plugins
-
-    original = plugins.entry_points
-
-    def entry_points(**kwargs: Any) -> Any:
-        return [ep for ep in original(**kwargs) if ep.name not in NOTIFIERS]
-
-    plugins.entry_points = entry_points  # type: ignore[assignment]
-
-
-NOTIFIERS = ("slack", "webhook", "email")
-PATCHES = {
-    "skip-notifiers": patch_skip_notifiers,
-    "no-psycopg": patch_no_psycopg,
-    "no-httpx-cli": patch_no_httpx_cli,
-    "lazy-croniter": patch_lazy_croniter,
-}
 
 
 class Stats:
@@ -176,9 +112,7 @@ def main() -> None:
     stats_path = None
     while ours:
         option = ours.pop(0)
-        if option == "--patch":
-            PATCHES[ours.pop(0)]()
-        elif option == "--stats":
+        if option == "--stats":
             stats_path = Path(ours.pop(0))
         else:
             raise SystemExit(f"unknown option {option}")

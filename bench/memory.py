@@ -35,7 +35,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
-    FIX_PATCHES,
     MIB,
     PATCHED_CLI,
     PYTHON,
@@ -67,14 +66,10 @@ def make_database(path: Path, size_mib: int) -> None:
         db.close()
 
 
-def backupctl_run(
-    ws: Workspace, project: str, stats: Path, patches: list[str]
-) -> tuple[float, dict]:
-    prefix = [PYTHON, PATCHED_CLI, "--stats", str(stats)]
-    for patch in patches:
-        prefix += ["--patch", patch]
+def backupctl_run(ws: Workspace, project: str, stats: Path) -> tuple[float, dict]:
+    prefix = [PYTHON, PATCHED_CLI, "--stats", str(stats), "--"]
     started = time.perf_counter()
-    ws.backupctl("run", project, prefix=[*prefix, "--"])
+    ws.backupctl("run", project, prefix=prefix)
     return time.perf_counter() - started, json.loads(stats.read_text())
 
 
@@ -82,9 +77,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1,100,1024", help="MiB, comma separated")
     parser.add_argument("--no-gpg", dest="gpg", action="store_false")
-    parser.add_argument(
-        "--fixes", action="store_true", help="also run each case with the trial start-up fixes"
-    )
     parser.add_argument("--dir", type=Path, default=None, help="where to put the files")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -112,42 +104,39 @@ def main() -> None:
         ws.write_config(projects)
         ws.backupctl("db", "migrate")
 
-        variants = [("as is", [])] + ([("trial fixes", FIX_PATCHES)] if args.fixes else [])
         results = []
         for size in sizes:
             db_path = root / f"db{size}.sqlite"
             make_database(db_path, size)
             for gpg in [False, True] if args.gpg else [False]:
                 name = f"m{size}{'-gpg' if gpg else ''}"
-                for label, patches in variants:
-                    seconds, stats = backupctl_run(ws, name, root / "stats.json", patches)
-                    folder = ws.base_dir / name
-                    dumps = sorted(folder.glob(f"{name}_backup_*"))
-                    dump_size = max((p.stat().st_size for p in dumps), default=0)
-                    results.append((size, gpg, label, dump_size, seconds, stats))
-                    print(f"# {name} ({label}): {seconds:.1f} s, peak RSS"
-                          f" {stats['rss_peak_kib'] / 1024:.1f} MiB", flush=True)  # fmt: skip
-                    shutil.rmtree(folder, ignore_errors=True)  # dumps
-                    shutil.rmtree(root / "repos", ignore_errors=True)
+                seconds, stats = backupctl_run(ws, name, root / "stats.json")
+                folder = ws.base_dir / name
+                dumps = sorted(folder.glob(f"{name}_backup_*"))
+                dump_size = max((p.stat().st_size for p in dumps), default=0)
+                results.append((size, gpg, dump_size, seconds, stats))
+                print(f"# {name}: {seconds:.1f} s, peak RSS"
+                      f" {stats['rss_peak_kib'] / 1024:.1f} MiB", flush=True)  # fmt: skip
+                shutil.rmtree(folder, ignore_errors=True)  # dumps
+                shutil.rmtree(root / "repos", ignore_errors=True)
             db_path.unlink()
 
         print("\n# backupctl run, SQLite dumper, local restic repository; peak RSS of the"
               " backupctl process (getrusage RUSAGE_SELF ru_maxrss)")  # fmt: skip
-        base = {(gpg, label): stats["rss_peak_kib"] for size, gpg, label, _, _, stats in results
-                if size == 100}  # fmt: skip
+        base = {gpg: stats["rss_peak_kib"] for size, gpg, _, _, stats in results if size == 100}
         rows = []
-        for size, gpg, label, dump_size, seconds, stats in results:
+        for size, gpg, dump_size, seconds, stats in results:
             peak = stats["rss_peak_kib"]
-            ratio = f"{peak / base[(gpg, label)]:.2f}" if (gpg, label) in base else "-"
+            ratio = f"{peak / base[gpg]:.2f}" if gpg in base else "-"
             verdict = "pass" if peak <= 64 * 1024 else "FAIL"
-            if size == 1024 and (gpg, label) in base:
-                verdict += ", pass" if peak <= 1.1 * base[(gpg, label)] else ", FAIL"
+            if size == 1024 and gpg in base:
+                verdict += ", pass" if peak <= 1.1 * base[gpg] else ", FAIL"
             rows.append([
-                f"{size} MiB", "gpg" if gpg else "-", label, human(dump_size),
+                f"{size} MiB", "gpg" if gpg else "-", human(dump_size),
                 f"{seconds:.1f}", f"{peak / 1024:.1f} MiB", ratio, verdict,
             ])  # fmt: skip
-        print_table(["database", "encryption", "variant", "dump", "seconds", "peak RSS",
-                     "vs 100 MiB", "<= 64 MiB, <= 1.1x"], rows, "lllrrrrl")  # fmt: skip
+        print_table(["database", "encryption", "dump", "seconds", "peak RSS",
+                     "vs 100 MiB", "<= 64 MiB, <= 1.1x"], rows, "llrrrrl")  # fmt: skip
     finally:
         for home in (owner, root / "ws" / "backups" / ".gnupg"):
             if home is not None and Path(home).exists():
