@@ -207,6 +207,10 @@ def test_unmigrated_audit_store_is_not_created_implicitly(ws: Workspace) -> None
     assert not (ws.base_dir / ".audit" / "audit.db").exists()
     code, out, _ = invoke(ws, "db", "status")
     assert code == 0 and "0001_initial: pending" in out
+    # health: a reachable store that is not migrated is a failure (1), not connectivity (4).
+    code, out, _ = invoke(ws, "health")
+    assert code == 1
+    assert "FAIL  audit schema: audit database SQLite" in out and "is not migrated" in out
     migrated(ws)
     code, out, _ = invoke(ws, "db", "status")
     assert code == 0 and "0001_initial: 20" in out and "0002_dump_file: 20" in out

@@ -7,7 +7,7 @@ import click
 from backupctl_core.cli.context import CliContext
 from backupctl_core.cli.output import echo_json
 from backupctl_core.domain.artifacts import CheckResult
-from backupctl_core.domain.errors import BackupctlError
+from backupctl_core.domain.errors import BackupctlError, ConnectivityError
 
 
 def print_checks(results: list[CheckResult]) -> None:
@@ -22,8 +22,10 @@ def checks_json(results: list[CheckResult]) -> list[dict[str, str]]:
 def audit_check(context: CliContext) -> CheckResult:
     try:
         store = context.store()
-    except BackupctlError as error:
+    except ConnectivityError as error:
         return CheckResult("audit database", "fail", error.message)
+    except BackupctlError as error:  # reachable but not migrated: not a connectivity problem
+        return CheckResult("audit schema", "fail", error.message)
     return CheckResult("audit database", "pass", f"{store.description}: reachable, migrated")
 
 
