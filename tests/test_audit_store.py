@@ -173,3 +173,31 @@ def test_sqlite_never_loads_psycopg_and_postgres_still_works_after(  # type: ign
         "pg_rows": 2,
         "psycopg_after_postgres": True,
     }
+
+
+def test_postgres_driver_connects_by_url_streams_and_binds_binary(pg_scram_db) -> None:  # type: ignore[no-untyped-def]
+    import psycopg
+
+    from backupctl_core.audit.postgres_driver import LazyPsycopg3Adapter, PostgresDatabase
+
+    db = pg_scram_db
+    url = f"postgresql://{db.user}:{db.password}@{db.host}:{db.port}/{db.name}"
+    database = PostgresDatabase(url, encoding="UTF8")
+    try:
+        assert database.execute_sql("SHOW client_encoding").fetchone() == ("UTF8",)
+        adapter = database._adapter
+        assert isinstance(adapter, LazyPsycopg3Adapter)
+        assert adapter.get_binary_type() is psycopg.Binary
+        adapter.check_driver()
+        connection = database.connection()
+        with database.atomic():  # in a transaction: a plain named cursor
+            cursor = adapter.server_side_cursor(connection)
+            cursor.execute("SELECT generate_series(1, 5)")
+            assert [row[0] for row in cursor.fetchall()] == [1, 2, 3, 4, 5]
+            cursor.close()
+        cursor = adapter.server_side_cursor(connection)  # outside: WITH HOLD
+        cursor.execute("SELECT 42")
+        assert cursor.fetchone() == (42,)
+        cursor.close()
+    finally:
+        database.close()
