@@ -20,6 +20,9 @@ Variants:
 
   backupctl (default)    ``backupctl run``: pg_dump -Fc (zlib level 6 per table),
                          restic with its default --compression auto
+  backupctl (compression: false)
+                         ``backupctl run`` of a project with ``compression:
+                         {enabled: false}``: pg_dump -Fc --compress=0, restic auto
   -Fc -Z0                pg_dump -Fc -Z0 (uncompressed custom format), restic auto
   -Fc -Z0, restic max    the same, restic --compression max
   -Fc -Z0, restic off    the same, restic --compression off: dedup alone
@@ -108,6 +111,7 @@ CHANGE = {
 
 VARIANTS = [
     "backupctl (default: -Fc)",
+    "backupctl (compression: false)",
     "-Fc -Z0, restic auto",
     "-Fc -Z0, restic max",
     "-Fc -Z0, restic off",
@@ -115,6 +119,8 @@ VARIANTS = [
     "SQL | gzip --rsyncable",
     "SQL, restic auto",
 ]
+# backupctl variant -> its project (the first one's repository is created first)
+BACKUPCTL = {"backupctl (default: -Fc)": "store", "backupctl (compression: false)": "plain"}
 # variant -> (dump format, restic --compression)
 RAW = {
     "-Fc -Z0, restic auto": ("fc0", "auto"),
@@ -174,13 +180,14 @@ def one_pattern(root: Path, pattern: str, rows: int, days: int) -> dict:
     base = root / pattern
     ws = Workspace(base / "ws")
     repos = {v: base / "repos" / f"r{i}" for i, v in enumerate(VARIANTS)}
-    ws.write_config([{
-        "name": "store", "database": {"type": "postgres", "host": PG["PGHOST"],
-                                      "port": int(PG["PGPORT"]), "name": DB,
-                                      "user": PG["PGUSER"]},
-        "restic": {"repository_path": str(repos[VARIANTS[0]])},
-        "retention": {"local_days": 1, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0},
-    }])  # fmt: skip
+    database = {"type": "postgres", "host": PG["PGHOST"], "port": int(PG["PGPORT"]),
+                "name": DB, "user": PG["PGUSER"]}  # fmt: skip
+    keep_all = {"local_days": 1, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0}
+    ws.write_config([
+        {"name": project, "database": database, "restic": {"repository_path": str(repos[v])},
+         "retention": keep_all, "compression": {"enabled": v == VARIANTS[0]}}
+        for v, project in BACKUPCTL.items()
+    ])  # fmt: skip
     ws.backupctl("db", "migrate")
     restic_env = ws.restic_env("store")[0]
     restic_env.pop("RESTIC_REPOSITORY")
@@ -190,7 +197,7 @@ def one_pattern(root: Path, pattern: str, rows: int, days: int) -> dict:
     password_file = base / "restic-password"
     password_file.write_text(restic_env["RESTIC_PASSWORD"])
     run(["restic", "init", "--repo", str(repos[VARIANTS[0]])], env=restic_env)
-    for variant in RAW:
+    for variant in [*VARIANTS[1:2], *RAW]:
         run(["restic", "init", "--repo", str(repos[variant]), "--copy-chunker-params",
              "--from-repo", str(repos[VARIANTS[0]]), "--from-password-file",
              str(password_file)], env=restic_env)  # fmt: skip
@@ -209,17 +216,16 @@ def one_pattern(root: Path, pattern: str, rows: int, days: int) -> dict:
             psql(f"SELECT setseed(0.{day:02d});" + CHANGE[pattern].format(
                 start=rng_start[day], count=count, customers=CUSTOMERS))  # fmt: skip
             psql("VACUUM ANALYZE orders")
-        # backupctl, default settings
-        variant = VARIANTS[0]
-        before = dir_size(repos[variant])
-        started = time.perf_counter()
-        ws.backupctl("run", "store")
-        backup_s[variant].append(time.perf_counter() - started)
-        added[variant].append(dir_size(repos[variant]) - before)
-        own = sorted((ws.base_dir / "store").glob("store_backup_*.dump"))
-        local[variant].append(own[-1].stat().st_size)
-        for path in own:
-            path.unlink()
+        for variant, project in BACKUPCTL.items():
+            before = dir_size(repos[variant])
+            started = time.perf_counter()
+            ws.backupctl("run", project)
+            backup_s[variant].append(time.perf_counter() - started)
+            added[variant].append(dir_size(repos[variant]) - before)
+            own = sorted((ws.base_dir / project).glob(f"{project}_backup_*.dump"))
+            local[variant].append(own[-1].stat().st_size)
+            for path in own:
+                path.unlink()
         # the raw variants: dump once per format, back up into each repository
         paths, seconds = make_dumps(dumps_dir, day)
         for variant, (fmt, compression) in RAW.items():
@@ -232,7 +238,7 @@ def one_pattern(root: Path, pattern: str, rows: int, days: int) -> dict:
         for path in paths.values():
             path.unlink()
         print(f"#   {pattern} day {day}: " + ", ".join(
-            f"{v.split(',')[0] if v.startswith('backupctl') else v} +{human(added[v][-1])}"
+            f"{v} +{human(added[v][-1])}"
             for v in VARIANTS), flush=True)  # fmt: skip
     return {"db_size": db_size, "added": added, "backup_s": backup_s, "dump_s": dump_s,
             "local": local, "total": {v: dir_size(repos[v]) for v in VARIANTS}}  # fmt: skip

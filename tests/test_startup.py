@@ -94,3 +94,10 @@ def test_every_listed_command_resolves() -> None:
         command = cli.get_command(context, name)
         assert command is not None and command.name == name
     assert cli.get_command(context, "no-such-command") is None
+
+
+def test_status_loads_no_plugin(ws: Workspace, tmp_path: Path) -> None:
+    ws.store().close()
+    loaded = modules_after(ws, tmp_path, "status")
+    plugins = {"pluggy", "backupctl_core.plugins", "backupctl_slack", "backupctl_sqlite"}
+    assert sorted(loaded & plugins) == []
