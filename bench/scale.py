@@ -7,7 +7,7 @@ Each project is a small SQLite database (SQLite dumper) plus an asset folder
 of a few files, backed up to a local restic repository of its own. The same
 work is done by a bash loop with the tools themselves, per project:
 
-    sqlite3 DB ".backup TMP"; gzip -9 TMP          (the dumper: online backup, gzip)
+    sqlite3 DB ".backup TMP"; gzip -6 TMP          (the dumper: online backup, gzip)
     gzip -dc DUMP > CHECK; sqlite3 CHECK "PRAGMA integrity_check; ..."   (verify)
     restic backup --json --tag ... -- DUMP ASSETS
     restic forget --json --quiet --prune --group-by tags --tag ... --keep-daily 7 ...
@@ -54,7 +54,7 @@ name=$1 db=$2 assets=$3 repo=$4 work=$5
 dump="$work/${name}_backup_$(date +%Y%m%d_%H%M%S_%N).sqlite.gz"
 tmp="$dump.tmp"
 sqlite3 "$db" ".backup '$tmp'"
-gzip -9 -c "$tmp" > "$dump"
+gzip -6 -c "$tmp" > "$dump"
 rm -f "$tmp"
 check="$work/check.sqlite"
 gzip -dc "$dump" > "$check"
@@ -207,7 +207,7 @@ def main() -> None:
               " bench/_patched_cli.py), per project")  # fmt: skip
         table = [[f"child processes ({count / n:.0f} per project: restic backup, forget)",
                   f"{children / n:.3f}"]]  # fmt: skip
-        labels = {"sqlite.dump": "online backup API copy + gzip -9",
+        labels = {"sqlite.dump": "online backup API copy + gzip -6",
                   "sqlite.verify": "gunzip + PRAGMA integrity_check"}  # fmt: skip
         for hook, value in sorted(hook_map.items()):
             table.append([f"{hook} hook, in-process ({labels.get(hook, '?')})",
