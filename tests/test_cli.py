@@ -197,6 +197,29 @@ def test_config_validate_and_show(ws: Workspace) -> None:
     assert code == 0 and "repo-pw-123" not in out and "password: '********'" in out
 
 
+def test_config_validate_warns_about_uncompressed_encrypted_dumps(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    gpg = {"enabled": True, "type": "gpg", "recipient": "backups@example.com"}
+    ws.write_config(
+        [
+            sqlite_project("shop", tmp_path / "shop.sqlite", tmp_path / "repo"),
+            sqlite_project(
+                "vault", tmp_path / "shop.sqlite", tmp_path / "repo2",
+                compression={"enabled": False}, encryption=gpg,
+            ),
+            sqlite_project(
+                "plain", tmp_path / "shop.sqlite", tmp_path / "repo3",
+                compression={"enabled": False},
+            ),
+        ]
+    )  # fmt: skip
+    code, out, err = invoke(ws, "config", "validate")
+    assert code == 0 and out.strip() == "config OK: 3 project(s): shop, vault, plain"
+    assert err.count("warning:") == 1
+    assert "projects[vault].compression.enabled: false with encryption" in err
+
+
 def test_unmigrated_audit_store_is_not_created_implicitly(ws: Workspace) -> None:
     result = executable(ws, "run", "shop")
     assert result.returncode == 1

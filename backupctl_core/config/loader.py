@@ -58,6 +58,16 @@ class AppConfig:
     def enabled_projects(self) -> list[ProjectSettings]:
         return [p for p in self.projects if p.enabled]
 
+    def warnings(self) -> list[str]:
+        """Settings that are valid but costly (``config validate`` prints them)."""
+        return [
+            f"projects[{p.name}].compression.enabled: false with encryption: the encrypted"
+            " dump neither deduplicates nor compresses in restic, so every run stores it"
+            " whole; keep compression on for encrypted projects (docs/storage.md)"
+            for p in self.projects
+            if not p.compression.enabled and p.encryption_enabled
+        ]
+
 
 def _resolve_vars(node: Any, env: Environment, path: str, errors: list[str]) -> Any:
     if isinstance(node, dict):
