@@ -136,7 +136,8 @@ class AuditStore:
 
     def ensure_migrated(self) -> None:
         """Every command checks this: one query, without loading the migration runner."""
-        pending = [name for name in _migration_names() if name not in self._applied_names()]
+        applied = self._applied_names()
+        pending = [name for name in _migration_names() if name not in applied]
         if pending:
             raise BackupctlError(
                 f"audit database {self.description} is not migrated"
