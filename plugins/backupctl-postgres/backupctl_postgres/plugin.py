@@ -196,25 +196,10 @@ def backupctl_decompress(
         return None
     plain = path.with_suffix(".sql")
     create_private_file(plain)  # pg_restore --file truncates it and keeps the mode
-    argv = ["pg_restore", "--no-owner", f"--file={plain}", str(path)]
     with removed_on_failure(plain):
-        try:
-            result = subprocess.run(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-                errors="replace",
-                check=False,
-            )
-        except FileNotFoundError:
-            raise PluginError(
-                "pg_restore not found on PATH (install postgresql-client)", retryable=False
-            ) from None
-        if result.returncode != 0:
-            message = _first_error_line(result.stderr) or f"pg_restore exited {result.returncode}"
-            raise PluginError(message, retryable=False)
+        problem = _pg_restore(["--no-owner", f"--file={plain}", str(path)])
+        if problem:
+            raise PluginError(problem, retryable=False)
     return plain
 
 
@@ -250,8 +235,14 @@ def _restore_entry_to_null(dump: Path, list_line: bytes) -> str:
     with tempfile.NamedTemporaryFile(suffix=".list") as use_list:
         use_list.write(list_line)
         use_list.flush()
+        return _pg_restore([f"--use-list={use_list.name}", "--file=/dev/null", str(dump)])
+
+
+def _pg_restore(args: list[str]) -> str:
+    """``pg_restore ARGS`` on local files (no server): its error line, or "" when it worked."""
+    try:
         result = subprocess.run(
-            ["pg_restore", f"--use-list={use_list.name}", "--file=/dev/null", str(dump)],
+            ["pg_restore", *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -259,6 +250,10 @@ def _restore_entry_to_null(dump: Path, list_line: bytes) -> str:
             errors="replace",
             check=False,
         )
+    except FileNotFoundError:
+        raise PluginError(
+            "pg_restore not found on PATH (install postgresql-client)", retryable=False
+        ) from None
     if result.returncode == 0:
         return ""
     return _first_error_line(result.stderr) or f"pg_restore exited {result.returncode}"

@@ -12,12 +12,14 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pluggy
 import pytest
 from backupctl_postgres import plugin
 
 from backupctl_core import DumpArtifact, PluginError, PluginType, hookspecs
 from backupctl_core.domain.settings import (
+    CompressionSettings,
     DatabaseSettings,
     GlobalSettings,
     ProjectSettings,
@@ -121,6 +123,40 @@ def test_validate_config_accepts_a_complete_block(
 # -- dump, verify, restore -----------------------------------------------------
 
 
+def assert_restores_filled_db(pg_scram: PgCluster, filled_db: PgDatabase, dump: Path) -> None:
+    """``pg_restore`` of ``dump`` into a new database holds exactly filled_db's rows."""
+    restored = f"{filled_db.name}_restored"
+    pg_scram.create_database(restored, owner=filled_db.user)
+    try:
+        subprocess.run(
+            [
+                pg_scram.tool("pg_restore"),
+                "--no-owner",
+                "--exit-on-error",
+                f"--host={filled_db.host}",
+                f"--port={filled_db.port}",
+                f"--username={filled_db.user}",
+                f"--dbname={restored}",
+                "--no-password",
+                str(dump),
+            ],
+            env={**os.environ, "PGPASSWORD": filled_db.password},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert pg_scram.query(restored, "SELECT * FROM people ORDER BY id") == ROWS
+        assert pg_scram.query(restored, "SELECT count(*), sum(n) FROM numbers") == [
+            (5000, 12502500)
+        ]
+        assert pg_scram.query(restored, "SELECT name FROM named ORDER BY name") == [
+            ("Grace",),
+            ("Tab\there",),
+        ]
+    finally:
+        pg_scram.drop_database(restored)
+
+
 def test_dump_verify_restore_round_trip(
     pg_scram: PgCluster, filled_db: PgDatabase, settings: GlobalSettings, stem: Path
 ) -> None:
@@ -145,43 +181,16 @@ def test_dump_verify_restore_round_trip(
     assert result.detail.endswith(" entries")
     assert int(result.detail.split()[0]) >= 5  # 2 tables, 2 table data, a view, a constraint
 
-    restored = f"{filled_db.name}_restored"
-    pg_scram.create_database(restored, owner=filled_db.user)
-    try:
-        subprocess.run(
-            [
-                pg_scram.tool("pg_restore"),
-                "--no-owner",
-                "--exit-on-error",
-                f"--host={filled_db.host}",
-                f"--port={filled_db.port}",
-                f"--username={filled_db.user}",
-                f"--dbname={restored}",
-                "--no-password",
-                str(artifact.path),
-            ],
-            env={**os.environ, "PGPASSWORD": filled_db.password},
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        assert pg_scram.query(restored, "SELECT * FROM people ORDER BY id") == ROWS
-        assert pg_scram.query(restored, "SELECT count(*), sum(n) FROM numbers") == [
-            (5000, 12502500)
-        ]
-        assert pg_scram.query(restored, "SELECT name FROM named ORDER BY name") == [
-            ("Grace",),
-            ("Tab\there",),
-        ]
-    finally:
-        pg_scram.drop_database(restored)
+    assert_restores_filled_db(pg_scram, filled_db, artifact.path)
 
 
+@pytest.mark.parametrize("compressed", [True, False], ids=["compressed", "uncompressed"])
 @pytest.mark.parametrize("keep", [0.5, 0.99, -1], ids=["half", "99-percent", "last-byte"])
 def test_verify_rejects_a_truncated_dump(
-    filled_db: PgDatabase, settings: GlobalSettings, stem: Path, keep: float
+    filled_db: PgDatabase, settings: GlobalSettings, stem: Path, keep: float, compressed: bool
 ) -> None:
     project = make_project(filled_db)
+    project = project if compressed else uncompressed(project)
     artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
     data = artifact.path.read_bytes()
     # The table of contents is intact (pg_restore --list passes) but data is lost.
@@ -524,10 +533,6 @@ def test_guide_quotes_for_the_shell(settings: GlobalSettings) -> None:
 
 def uncompressed(project: ProjectSettings) -> ProjectSettings:
     """``project`` with ``compression.enabled: false``."""
-    import attrs
-
-    from backupctl_core.domain.settings import CompressionSettings
-
     return attrs.evolve(project, compression=CompressionSettings(enabled=False))
 
 
@@ -581,53 +586,7 @@ def test_uncompressed_dump_verify_restore_round_trip(
     assert result.ok, result.detail
     assert int(result.detail.split()[0]) >= 5
 
-    restored = f"{filled_db.name}_restored"
-    pg_scram.create_database(restored, owner=filled_db.user)
-    try:
-        subprocess.run(
-            [
-                pg_scram.tool("pg_restore"),
-                "--no-owner",
-                "--exit-on-error",
-                f"--host={filled_db.host}",
-                f"--port={filled_db.port}",
-                f"--username={filled_db.user}",
-                f"--dbname={restored}",
-                "--no-password",
-                str(artifact.path),
-            ],
-            env={**os.environ, "PGPASSWORD": filled_db.password},
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        assert pg_scram.query(restored, "SELECT * FROM people ORDER BY id") == ROWS
-        assert pg_scram.query(restored, "SELECT count(*), sum(n) FROM numbers") == [
-            (5000, 12502500)
-        ]
-        assert pg_scram.query(restored, "SELECT name FROM named ORDER BY name") == [
-            ("Grace",),
-            ("Tab\there",),
-        ]
-    finally:
-        pg_scram.drop_database(restored)
-
-
-@pytest.mark.parametrize("keep", [0.5, 0.99, -1], ids=["half", "99-percent", "last-byte"])
-def test_verify_rejects_a_truncated_uncompressed_dump(
-    filled_db: PgDatabase, settings: GlobalSettings, stem: Path, keep: float
-) -> None:
-    project = uncompressed(make_project(filled_db))
-    artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
-    data = artifact.path.read_bytes()
-    cut = len(data) - 1 if keep == -1 else int(len(data) * keep)
-    artifact.path.write_bytes(data[:cut])
-
-    result = plugin.backupctl_verify(project=project, settings=settings, artifact=artifact)
-
-    assert not result.ok
-    assert "pg_restore: error:" in result.detail
-    assert "\n" not in result.detail
+    assert_restores_filled_db(pg_scram, filled_db, artifact.path)
 
 
 def test_guide_imports_an_uncompressed_dump(
