@@ -12,7 +12,7 @@ With ``--stats FILE`` a JSON object is written at exit:
   children         ``[[program, label, seconds], ...]``: every subprocess's wall
                    time, ``Popen()`` to its reaping; the label is its first
                    argument that is no option, path or assignment (restic's
-                   command), else its first argument
+                   command), else its first argument without its `=value`
   hooks            ``{hook: seconds}`` for in-process dumper hooks
                    (backupctl_sqlite dump/verify), timed around the call
   wall             seconds from start to exit
@@ -63,7 +63,9 @@ class Stats:
                 program = Path(str(words[0])).name
                 plain = [w for w in words[1:] if not w.startswith("-") and "=" not in w
                          and "/" not in w]  # fmt: skip
-                command = plain[0] if plain else (words[1] if len(words) > 1 else "")
+                # else the first option without its value (which may be a temp path)
+                first = words[1].split("=", 1)[0] if len(words) > 1 else ""
+                command = plain[0] if plain else first
                 elapsed = time.perf_counter() - self._bench_started  # type: ignore[attr-defined]
                 stats.children.append([program, command, elapsed])
             return code

@@ -67,13 +67,10 @@ PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
 PROJECT = "bench"
 # backupctl's child processes under the names of the shell script's steps.
 CHILD_NAMES = {
-    "pg_dump --format=custom": "pg_dump",
+    "pg_dump --format": "pg_dump",
     "restic forget": "restic forget --prune",
-}
-# Prefixes of labels that carry a temporary path (one name per run).
-CHILD_PREFIXES = {
     # verify, step 2: pg_restore --use-list=<tmp>.list --file=/dev/null DUMP
-    "pg_restore --use-list=": "pg_restore (last data block)",
+    "pg_restore --use-list": "pg_restore (last data block)",
 }
 RETENTION = ["--keep-daily", "7", "--keep-weekly", "4", "--keep-monthly", "6"]
 
@@ -159,9 +156,6 @@ def backupctl_run(ws: Workspace, stats_file: Path) -> tuple[float, dict]:
 def child_name(program: str, label: str) -> str:
     """A backupctl child process's row in the step table."""
     name = f"{program} {label}".strip()
-    for prefix, row in CHILD_PREFIXES.items():
-        if name.startswith(prefix):
-            return row
     return CHILD_NAMES.get(name, name)
 
 
