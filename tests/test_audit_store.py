@@ -40,16 +40,21 @@ def store(settings: AuditDbSettings) -> Iterator[AuditStore]:
 def test_nothing_is_created_before_migrate(settings: AuditDbSettings) -> None:
     store = AuditStore.open(settings)
     with pytest.raises(
-        BackupctlError, match=r"not migrated \(pending: 0001_initial, 0002_dump_file\)"
+        BackupctlError,
+        match=r"not migrated \(pending: 0001_initial, 0002_dump_file, 0003_warning_message\)",
     ):
         store.ensure_migrated()
     if settings.sqlite_path is not None:
         assert not settings.sqlite_path.exists()
-    assert store.migrate() == ["0001_initial", "0002_dump_file"]
+    assert store.migrate() == ["0001_initial", "0002_dump_file", "0003_warning_message"]
     assert store.migrate() == []
     store.ensure_migrated()
     status = store.migration_status()
-    assert [name for name, _ in status] == ["0001_initial", "0002_dump_file"]
+    assert [name for name, _ in status] == [
+        "0001_initial",
+        "0002_dump_file",
+        "0003_warning_message",
+    ]
     assert all(applied is not None for _, applied in status)
     columns = {c.name for c in store.database.get_columns("backup_log")}
     assert columns == {
@@ -58,6 +63,7 @@ def test_nothing_is_created_before_migrate(settings: AuditDbSettings) -> None:
         "files_changed", "bytes_added", "prune_snapshots_removed", "local_files_cleaned",
         "error_stage", "error_message", "retry_count", "duration_ms", "created_at",
         "dump_file",  # 0002: a backupctl extension
+        "warning_message",  # 0003: a backupctl extension
     }  # fmt: skip
     store.close()
 
@@ -169,7 +175,7 @@ def test_sqlite_never_loads_psycopg_and_postgres_still_works_after(  # type: ign
     assert json.loads(done.stdout) == {
         "sqlite_rows": 1,
         "psycopg_after_sqlite": False,
-        "migrated": ["0001_initial", "0002_dump_file"],
+        "migrated": ["0001_initial", "0002_dump_file", "0003_warning_message"],
         "pg_rows": 2,
         "psycopg_after_postgres": True,
     }

@@ -224,8 +224,8 @@ def test_unmigrated_audit_store_is_not_created_implicitly(ws: Workspace) -> None
     result = executable(ws, "run", "shop")
     assert result.returncode == 1
     assert (
-        "is not migrated (pending: 0001_initial, 0002_dump_file); run `backupctl db migrate`"
-        in result.stderr
+        "is not migrated (pending: 0001_initial, 0002_dump_file, 0003_warning_message);"
+        " run `backupctl db migrate`" in result.stderr
     )
     assert not (ws.base_dir / ".audit" / "audit.db").exists()
     code, out, _ = invoke(ws, "db", "status")
@@ -236,7 +236,7 @@ def test_unmigrated_audit_store_is_not_created_implicitly(ws: Workspace) -> None
     assert "FAIL  audit schema: audit database SQLite" in out and "is not migrated" in out
     migrated(ws)
     code, out, _ = invoke(ws, "db", "status")
-    assert code == 0 and "0001_initial: 20" in out and "0002_dump_file: 20" in out
+    assert code == 0 and "0001_initial: 20" in out and "0003_warning_message: 20" in out
     _code, out, _ = invoke(ws, "db", "migrate")
     assert out.strip().endswith("up to date")
 

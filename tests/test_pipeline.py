@@ -3,11 +3,13 @@ real SQLite audit store, real lock files and real shell hooks."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from backupctl_core.domain.errors import LockHeldError, PluginError
+from backupctl_core.domain.events import daily_summary_event
 from backupctl_core.domain.records import RunStatus
 from backupctl_core.domain.stages import Stage
 from backupctl_core.runtime.lock import ProjectLock
@@ -30,6 +32,10 @@ def project(name: str = "app", **overrides: object) -> dict[str, object]:
     }
     data.update(overrides)
     return data
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
 
 
 def run(ws: Workspace, name: str = "app", **kwargs: object):
@@ -128,12 +134,40 @@ def test_missing_asset_paths_are_skipped_with_a_warning(
     present = tmp_path / "present"
     present.mkdir()
     missing = tmp_path / "missing"
-    ws.write_config([project(assets={"paths": [str(present), str(missing)]})])
-    outcome, _, _ = run(ws)
+    ws.write_config(
+        [
+            project(
+                assets={"paths": [str(present), str(missing)]},
+                notification={"type": "recording"},
+            )
+        ]
+    )
+    outcome, _, store = run(ws)
     assert outcome.ok
     (sync_call,) = [kw for name, kw in recorder.calls if name == "sync"]
     assert missing not in sync_call["paths"] and present in sync_call["paths"]
-    assert f"asset path {missing} does not exist, skipped" in caplog.text
+    warning = f"1 asset path missing: {missing}"
+    assert f"{warning} (skipped)" in caplog.text
+    # Never a silent success: SPEC's warning event, the row, the success message.
+    events = {event.type.value: event for event in recorder.events}
+    assert list(events) == ["backup_started", "backup_warning", "backup_success"]
+    assert warning in events["backup_warning"].text
+    assert events["backup_warning"].data["missing_asset_paths"] == [str(missing)]
+    assert f"⚠️ Warning: {warning}" in events["backup_success"].text
+    assert events["backup_success"].data["warning"] == warning
+    assert store.history("app", 1)[0].warning_message == warning
+    summary = daily_summary_event(store.finished_since(outcome.record.started_at), now())
+    assert f"⚠️ {warning}" in summary.text
+
+
+def test_a_run_with_every_asset_path_present_has_no_warning(ws: Workspace, tmp_path: Path) -> None:
+    ws.write_config(
+        [project(assets={"paths": [str(tmp_path)]}, notification={"type": "recording"})]
+    )
+    outcome, _, store = run(ws)
+    assert outcome.ok and store.history("app", 1)[0].warning_message is None
+    assert [e.type.value for e in recorder.events] == ["backup_started", "backup_success"]
+    assert "warning" not in recorder.events[-1].data
 
 
 def test_files_only_project_with_no_existing_path_fails_at_sync(ws: Workspace) -> None:

@@ -37,6 +37,7 @@ class BackupLog(Model):
     duration_ms = BigIntegerField(null=True)
     created_at = DateTimeField()
     dump_file = CharField(null=True)  # migration 0002: not in SPEC's schema
+    warning_message = TextField(null=True)  # migration 0003: not in SPEC's schema
 
     class Meta:
         table_name = "backup_log"

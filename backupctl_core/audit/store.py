@@ -35,6 +35,7 @@ _FIELDS = [
     "dump_size_bytes", "encrypted", "verified", "snapshot_id", "snapshot_mode",
     "files_new", "files_changed", "bytes_added", "prune_snapshots_removed",
     "local_files_cleaned", "error_stage", "error_message", "retry_count", "duration_ms",
+    "warning_message",
 ]  # fmt: skip
 
 

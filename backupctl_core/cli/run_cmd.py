@@ -32,9 +32,11 @@ if TYPE_CHECKING:  # the runner pulls in peewee/psycopg: import it only to run
 def _summary(outcome: RunOutcome) -> str:
     record = outcome.record
     if outcome.ok:
+        warning = f" — warning: {record.warning_message}" if record.warning_message else ""
         return (
             f"success — snapshot {record.snapshot_id}, dump {human_size(record.dump_size_bytes)},"
             f" added {human_size(record.bytes_added)}, {human_duration(record.duration_ms)}"
+            f"{warning}"
         )
     return (
         f"FAILED at {describe_stage(record.error_stage)}: {record.error_message}"

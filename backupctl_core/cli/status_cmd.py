@@ -17,6 +17,8 @@ def _stage(record: RunRecord) -> str:
         return describe_stage(record.current_stage)
     if record.status is RunStatus.FAILED:
         return f"failed at {describe_stage(record.error_stage)}"
+    if record.warning_message:  # "done, 1 asset path missing": the paths are in `logs`
+        return f"done, {record.warning_message.split(':')[0]}"
     return "done"
 
 
@@ -117,6 +119,8 @@ def logs(context: CliContext, project: str, last: int, failed: bool, as_json: bo
                 f" {human_size(r.bytes_added)}, pruned {r.prune_snapshots_removed or 0},"
                 f" cleaned {r.local_files_cleaned or 0}"
             )
+            if r.warning_message:
+                click.echo(f"  warning: {r.warning_message}")
         click.echo(
             f"  duration {human_duration(r.duration_ms)}, retries {r.retry_count},"
             f" stage {r.current_stage or '-'}"

@@ -93,21 +93,42 @@ def started_event(record: RunRecord, local_start: datetime) -> Event:
     return Event(EventType.STARTED, record.project_name, text, _record_data(record, local_start))
 
 
-def success_event(record: RunRecord, database_name: str | None, local_end: datetime) -> Event:
+def missing_assets_text(missing: list[str]) -> str:
+    """``1 asset path missing: /srv/x``; the run's warning, in every message about it."""
+    noun = "asset path" if len(missing) == 1 else "asset paths"
+    return f"{len(missing)} {noun} missing: {', '.join(missing)}"
+
+
+def missing_assets_event(record: RunRecord, missing: list[str], local_now: datetime) -> Event:
     text = "\n".join(
         [
-            f"✅ Backup completed — {record.project_name}",
-            f"DB: {database_name or '-'} | Dump: {human_size(record.dump_size_bytes)}"
-            f" | Encrypted: {_yes_no(record.encrypted)} | Verified: {_yes_no(record.verified)}",
-            f"Snapshot: {record.snapshot_id or '-'} | Mode: {record.snapshot_mode}",
-            f"New files: {record.files_new or 0} | Changed: {record.files_changed or 0}"
-            f" | Added: {human_size(record.bytes_added or 0)}",
-            f"Pruned: {_plural(record.prune_snapshots_removed, 'snapshot')}"
-            f" | Local cleaned: {_plural(record.local_files_cleaned, 'file')}",
-            f"Duration: {human_duration(record.duration_ms)}",
+            f"⚠️ Backup warning — {record.project_name}",
+            f"{missing_assets_text(missing)}",
+            "The backup continues without them: they will not be in this snapshot.",
         ]
     )
-    return Event(EventType.SUCCESS, record.project_name, text, _record_data(record, local_end))
+    data = {**_record_data(record, local_now), "missing_asset_paths": list(missing)}
+    return Event(EventType.WARNING, record.project_name, text, data)
+
+
+def success_event(record: RunRecord, database_name: str | None, local_end: datetime) -> Event:
+    lines = [
+        f"✅ Backup completed — {record.project_name}",
+        f"DB: {database_name or '-'} | Dump: {human_size(record.dump_size_bytes)}"
+        f" | Encrypted: {_yes_no(record.encrypted)} | Verified: {_yes_no(record.verified)}",
+        f"Snapshot: {record.snapshot_id or '-'} | Mode: {record.snapshot_mode}",
+        f"New files: {record.files_new or 0} | Changed: {record.files_changed or 0}"
+        f" | Added: {human_size(record.bytes_added or 0)}",
+        f"Pruned: {_plural(record.prune_snapshots_removed, 'snapshot')}"
+        f" | Local cleaned: {_plural(record.local_files_cleaned, 'file')}",
+        f"Duration: {human_duration(record.duration_ms)}",
+    ]
+    if record.warning_message:
+        lines.append(f"⚠️ Warning: {record.warning_message}")
+    data = _record_data(record, local_end)
+    if record.warning_message:  # SPEC's payload, plus the warning only when there is one
+        data["warning"] = record.warning_message
+    return Event(EventType.SUCCESS, record.project_name, "\n".join(lines), data)
 
 
 def failed_event(record: RunRecord, max_retries: int, local_end: datetime) -> Event:
@@ -142,9 +163,10 @@ def daily_summary_event(records: list[RunRecord], day: datetime) -> Event:
     lines = [f"📊 Daily Backup Summary — {day.strftime('%Y-%m-%d')}"]
     for record in records:
         if record.status is RunStatus.SUCCESS:
+            warning = f" — ⚠️ {record.warning_message}" if record.warning_message else ""
             lines.append(
                 f"✅ {record.project_name} — {human_size(record.dump_size_bytes)}"
-                f" — {human_duration(record.duration_ms)} — {record.snapshot_id or '-'}"
+                f" — {human_duration(record.duration_ms)} — {record.snapshot_id or '-'}{warning}"
             )
         else:
             lines.append(

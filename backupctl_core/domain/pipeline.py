@@ -19,6 +19,8 @@ from backupctl_core.domain.errors import PluginError
 from backupctl_core.domain.events import (
     Event,
     failed_event,
+    missing_assets_event,
+    missing_assets_text,
     started_event,
     success_event,
 )
@@ -152,8 +154,13 @@ class BackupPipeline:
         project = self.project
         dump = self._dump(record) if project.database is not None else None
         assets, missing = self.files.split_existing(project.assets.paths)
-        for path in missing:
-            log.warning("%s: asset path %s does not exist, skipped", project.name, path)
+        if missing:
+            # Not a failure (REFERENCE: skipped with a warning), but never a silent
+            # success either: the row, the messages and the summary say so.
+            record.warning_message = missing_assets_text(missing)
+            log.warning("%s: %s (skipped)", project.name, record.warning_message)
+            local_now = self.clock.now().astimezone(self.zone)
+            self._notify(missing_assets_event(record, missing, local_now))
         self._enter(record, Stage.SYNC)
         self._sync(record, dump, assets)
         result = self._stage(record, Stage.PRUNE, self.plugins.prune)

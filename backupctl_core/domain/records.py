@@ -43,6 +43,9 @@ class RunRecord:
     duration_ms: int | None = None
     # The dump this run made (stored as ``dump_file``, a backupctl extension).
     dump_path: Path | None = None
+    # What a successful run left out ("1 asset path missing: /srv/x"), or None
+    # (stored as ``warning_message``, a backupctl extension).
+    warning_message: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Plain data for the JSONL fallback (``from_json`` reads it back)."""
