@@ -197,3 +197,32 @@ def test_service_starts_without_the_audit_db_and_catches_up(
     (row,) = store.history("shop")
     assert row.status.value == "success"
     service.shutdown()
+
+
+def test_a_failing_service_job_never_stops_the_service(ws: Workspace, audit_pg: PgCluster) -> None:
+    """The daily summary firing while the audit DB is down used to escape the
+    scheduler loop (the service stopped at the next tick)."""
+    from datetime import UTC, datetime, timedelta
+
+    from backupctl_core.runtime.service import SUMMARY_JOB, BackupService
+
+    use_pg_audit(ws, audit_pg)
+    ws.write_env(NOTIFICATION_TYPE="recording", DAILY_SUMMARY_CRON="0 * * * *")
+    clock = [datetime(2026, 3, 18, 10, 30, tzinfo=UTC)]
+    service = BackupService(ws.config_path, ws.env_path, recording_registry(), now=lambda: clock[0])
+    service.start_up()
+    audit_pg.pause()
+    clock[0] += timedelta(minutes=30)  # 11:00: the summary is due, the audit DB is down
+    service.tick()  # raised before: the exception ended serve_forever's loop
+    assert SUMMARY_JOB in service.job_failures
+    assert "audit database" in service.job_failures[SUMMARY_JOB]
+    (warning,) = [e for e in recorder.events if e.type.value == "backup_warning"]
+    assert warning.text.startswith(f"⚠️ backupctl job failed — {SUMMARY_JOB}")
+    assert audit_pg.superuser_password not in warning.text
+
+    audit_pg.resume()
+    clock[0] += timedelta(hours=1)  # the next summary goes out, the failure is cleared
+    service.tick()
+    assert SUMMARY_JOB not in service.job_failures
+    assert [e.type.value for e in recorder.events][-1] == "daily_summary"
+    service.shutdown()

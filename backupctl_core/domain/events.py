@@ -159,6 +159,21 @@ def timeout_warning_event(
     return Event(EventType.WARNING, record.project_name, text, _record_data(record, local_now))
 
 
+def job_failed_event(job: str, project: str, message: str, local_now: datetime) -> Event:
+    """A service job (daily summary, fallback replay, reload, a scheduled backup that
+    could not even start) failed; the service keeps running."""
+    text = "\n".join(
+        [
+            f"⚠️ backupctl job failed — {job}",
+            f"Time: {format_time(local_now)}",
+            f"Error: {message}",
+            "The service keeps running; the job runs again at its next scheduled time.",
+        ]
+    )
+    data = {"job": job, "error": message, "timestamp": local_now.isoformat(timespec="seconds")}
+    return Event(EventType.WARNING, project, text, data)
+
+
 def daily_summary_event(records: list[RunRecord], day: datetime) -> Event:
     lines = [f"📊 Daily Backup Summary — {day.strftime('%Y-%m-%d')}"]
     for record in records:

@@ -24,7 +24,8 @@ from zoneinfo import ZoneInfo
 from backupctl_core.audit.store import AuditStore
 from backupctl_core.config.loader import AppConfig, load_config
 from backupctl_core.domain.errors import BackupctlError, ConnectivityError
-from backupctl_core.domain.events import daily_summary_event
+from backupctl_core.domain.events import daily_summary_event, job_failed_event
+from backupctl_core.domain.pipeline import redact
 from backupctl_core.domain.settings import ProjectSettings
 from backupctl_core.plugins import PluginRegistry
 from backupctl_core.runtime.audit_log import replay_audit
@@ -69,6 +70,8 @@ class BackupService:
         self.http: HttpApi | None = None
         self._migrated = False
         self._last_replay = time.monotonic()
+        # job name -> its last failure, until it next succeeds (shown by /health)
+        self.job_failures: dict[str, str] = {}
 
     # -- start-up
     def start_up(self) -> None:
@@ -109,10 +112,50 @@ class BackupService:
         notes = Notifier(self.config, self.registry).replay()
         log.info("fallback replayed: audit %s, notifications %s", audit, notes)
 
+    # -- every job runs guarded: one failing job never stops the service
+    def run_guarded(self, job: str, action: Callable[[], None], project: str = "*") -> bool:
+        """Run ``action``; on any error log one line, remember it for /health and send
+        a ``backup_warning`` where a channel works. True when it succeeded."""
+        try:
+            action()
+        except Exception as error:
+            message = redact(str(error) or type(error).__name__, self._secrets())
+            self.job_failures[job] = message
+            log.error("job %s failed: %s; the service keeps running", job, message)
+            self._notify_job_failure(job, project, message)
+            return False
+        self.job_failures.pop(job, None)
+        return True
+
+    def _guarded(
+        self, job: str, action: Callable[[], None], project: str = "*"
+    ) -> Callable[[], None]:
+        def guarded() -> None:
+            self.run_guarded(job, action, project)
+
+        return guarded
+
+    def _secrets(self) -> list[str]:
+        from backupctl_core.runtime.runner import project_secrets
+
+        found = [s for p in self.config.projects for s in project_secrets(p)]
+        password = self.config.settings.audit_db.password
+        return found + ([password.reveal()] if password else [])
+
+    def _notify_job_failure(self, job: str, project: str, message: str) -> None:
+        local_now = self.now().astimezone(ZoneInfo(self.config.settings.timezone))
+        event = job_failed_event(job, project, message, local_now)
+        try:
+            target = self.config.project(project) if project != "*" else None
+            Notifier(self.config, self.registry).send(target, event)
+        except Exception as error:  # the channel's own failure is only logged
+            log.warning("job %s: failure notification not sent: %s", job, error)
+
     def _worker(self, project: ProjectSettings) -> ProjectWorker:
         name = project.name
         if name not in self.workers:
-            self.workers[name] = ProjectWorker(name, lambda: self._run(name))
+            run = self._guarded(f"backup {name}", lambda: self._run(name), name)
+            self.workers[name] = ProjectWorker(name, run)
         return self.workers[name]
 
     def _run(self, name: str) -> None:
@@ -129,11 +172,12 @@ class BackupService:
 
     def _schedule(self) -> None:
         jobs: dict[str, tuple[str, Callable[[], None]]] = {
-            f"project:{p.name}": (p.cron, self._trigger(p))
+            f"project:{p.name}": (p.cron, self._guarded(f"schedule {p.name}", self._trigger(p)))
             for p in self.config.enabled_projects
             if p.cron
         }
-        jobs[SUMMARY_JOB] = (self.config.settings.daily_summary_cron, self.send_summary)
+        summary = self._guarded(SUMMARY_JOB, self.send_summary)
+        jobs[SUMMARY_JOB] = (self.config.settings.daily_summary_cron, summary)
         self.scheduler = CronScheduler(self.config.settings.timezone)
         self.scheduler.set_jobs(jobs, self.now())
         for job in self.scheduler.jobs.values():
@@ -170,13 +214,13 @@ class BackupService:
         """Run what is due; return how long to sleep."""
         if self._reload_wanted:
             self._reload_wanted = False
-            self.reload()
+            self.run_guarded("config reload", self.reload)
         now = self.now()
         for job in self.scheduler.due(now):
-            job.action()
+            job.action()  # guarded when scheduled (``_schedule``)
         if time.monotonic() - self._last_replay >= REPLAY_INTERVAL_SECONDS:
             self._last_replay = time.monotonic()
-            self.replay_pending()
+            self.run_guarded("fallback replay", self.replay_pending)
         return self.scheduler.seconds_until_next(self.now())
 
     def serve_forever(self, with_http: bool = True) -> None:
@@ -189,7 +233,11 @@ class BackupService:
         previous = self._install_signals()
         try:
             while not self._stopping:
-                pause = self.tick()
+                try:
+                    pause = self.tick()
+                except Exception as error:  # last net: the jobs are guarded already
+                    log.error("scheduler tick failed: %s; retrying in 60 s", error)
+                    pause = 60.0
                 self._wake.wait(pause)
                 self._wake.clear()
         finally:
