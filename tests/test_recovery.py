@@ -226,3 +226,36 @@ def test_a_failing_service_job_never_stops_the_service(ws: Workspace, audit_pg: 
     assert SUMMARY_JOB not in service.job_failures
     assert [e.type.value for e in recorder.events][-1] == "daily_summary"
     service.shutdown()
+
+
+def test_recovery_removes_only_dumps_it_can_attribute_to_a_failed_run(
+    ws: Workspace, audit_pg: PgCluster
+) -> None:
+    use_pg_audit(ws, audit_pg)
+    shop = ws.base_dir / "shop"
+    audit_pg.pause()  # a successful run recorded only in the fallback file
+    assert backupctl(ws, "run", "shop").returncode == 0
+    (fallback_only,) = shop.glob("shop_backup_*")
+    audit_pg.resume()
+    # A failed run's dump: the repository cannot be created below a regular file.
+    (ws.root / "not-a-folder").write_text("x")
+    ws.write_config(
+        [sqlite_project("shop", ws.root / "shop.sqlite", ws.root / "not-a-folder" / "repo")]
+    )
+    assert backupctl(ws, "run", "shop").returncode == 1
+    (failed_dump,) = set(shop.glob("shop_backup_*")) - {fallback_only}
+    # Files no run of ours made: the original tool's dump and an operator's file.
+    original = shop / "shop_backup_20260301_020000.sql.gz"
+    original.write_bytes(b"original tool's dump")
+    notes = shop / "shop_backup_notes.txt"
+    notes.write_text("keep me")
+    ws.write_config([sqlite_project("shop", ws.root / "shop.sqlite", ws.root / "repo")])
+
+    result = backupctl(ws, "recover")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"1 orphaned dump(s) removed: {failed_dump.name}" in result.stdout
+    assert "2 left (no failed run to attribute them to)" in result.stdout
+    assert f"warn   kept {original}: not made by a failed run" in result.stdout
+    assert f"warn   kept {notes}: not made by a failed run" in result.stdout
+    assert fallback_only.exists() and original.exists() and notes.exists()
+    assert not failed_dump.exists()

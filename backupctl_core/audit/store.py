@@ -265,6 +265,14 @@ class AuditStore:
             )
             return {Path(str(row.dump_file)) for row in rows}
 
+    def failed_runs(self, project: str) -> list[RunRecord]:
+        """The project's failed runs (crash recovery attributes left-over dumps to them)."""
+        with self._connected():
+            rows = BackupLog.select().where(
+                (BackupLog.project_name == project) & (BackupLog.status == RunStatus.FAILED.value)
+            )
+            return [self._record(row) for row in rows]
+
     def get(self, run_id: str) -> RunRecord | None:
         with self._connected():
             row = BackupLog.get_or_none(BackupLog.id == uuid.UUID(run_id))

@@ -19,5 +19,7 @@ def recover(ctx: click.Context, context: CliContext) -> None:
     reports = Recovery(context.config, context.registry, context.store()).run()
     for report in reports:
         click.echo(f"{'ok  ' if report.ok else 'FAIL'} {report.step}: {report.detail}")
+        for warning in report.warnings:
+            click.echo(f"warn   {warning}")
     if not all(report.ok for report in reports):
         ctx.exit(EXIT_FAILURE)

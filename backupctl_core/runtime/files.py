@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -17,10 +18,21 @@ class ProjectFiles:
         self.project = project
         self.zone = ZoneInfo(timezone)
 
+    def stamp(self, started_at: datetime) -> str:
+        """The run's start in a dump's name: ``YYYYMMDD_HHmmss`` in the configured zone."""
+        return started_at.astimezone(self.zone).strftime("%Y%m%d_%H%M%S")
+
     def new_dump_stem(self, started_at: datetime) -> Path:
         self.project_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        stamp = started_at.astimezone(self.zone).strftime("%Y%m%d_%H%M%S")
+        stamp = self.stamp(started_at)
         return self.project_dir / f"{self.project}_backup_{stamp}_{secrets.token_hex(2)}"
+
+    def stamp_of(self, dump: Path) -> str | None:
+        """The start stamp in a dump name this version writes, else None (another
+        tool's file, or an operator's)."""
+        pattern = rf"{re.escape(self.project)}_backup_(\d{{8}}_\d{{6}})_[0-9a-f]{{4}}\."
+        match = re.match(pattern, dump.name)
+        return match.group(1) if match else None
 
     def dumps(self) -> list[Path]:
         if not self.project_dir.is_dir():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from attrs import evolve, frozen
 
@@ -17,6 +18,7 @@ from backupctl_core.config.loader import AppConfig
 from backupctl_core.domain.errors import LockHeldError
 from backupctl_core.domain.records import RunStatus
 from backupctl_core.plugins import PluginRegistry
+from backupctl_core.runtime.audit_log import KIND as KIND_AUDIT
 from backupctl_core.runtime.audit_log import replay_audit
 from backupctl_core.runtime.fallback import FallbackLog
 from backupctl_core.runtime.files import ProjectFiles
@@ -32,6 +34,15 @@ class StepReport:
     step: str
     ok: bool
     detail: str
+    warnings: tuple[str, ...] = ()
+
+
+@frozen
+class StepResult:
+    """What a step did, and what it saw but left alone for the operator."""
+
+    detail: str
+    warnings: tuple[str, ...] = ()
 
 
 class Recovery:
@@ -70,22 +81,51 @@ class Recovery:
             marked += 1
         return f"{marked} interrupted run(s) marked failed"
 
-    def orphaned_dumps(self) -> str:
-        removed = []
+    def orphaned_dumps(self) -> StepResult:
+        """Remove only dumps that provably belong to a failed (or just interrupted) run.
+
+        A dump is that run's when the run recorded it (``dump_file``), or, for a run
+        that crashed before recording it, when its name carries the run's start stamp.
+        Anything else matching ``{project}_backup_*`` (a successful run's dump, the
+        original tool's dumps, an operator's copy) is listed and left.
+        """
+        removed: list[str] = []
+        left: list[str] = []
+        pending = self._dumps_in_fallback()
         for project in self.config.projects:
             if self._busy(project.name):
                 continue
             files = ProjectFiles(
                 self.settings.project_dir(project.name), project.name, self.settings.timezone
             )
-            keep = self.store.successful_dumps(project.name)
+            keep = self.store.successful_dumps(project.name) | pending
+            failed = self.store.failed_runs(project.name)
+            failed_files = {run.dump_path for run in failed if run.dump_path is not None}
+            failed_stamps = {files.stamp(run.started_at) for run in failed}
             for dump in files.dumps():
-                if dump not in keep:
+                if dump in keep:
+                    continue
+                if dump in failed_files or files.stamp_of(dump) in failed_stamps:
                     dump.unlink(missing_ok=True)
                     removed.append(dump.name)
-        return f"{len(removed)} orphaned dump(s) removed" + (
+                else:
+                    left.append(str(dump))
+        detail = f"{len(removed)} orphaned dump(s) removed" + (
             f": {', '.join(removed)}" if removed else ""
         )
+        if left:
+            detail += f"; {len(left)} left (no failed run to attribute them to)"
+        return StepResult(detail, tuple(f"kept {path}: not made by a failed run" for path in left))
+
+    def _dumps_in_fallback(self) -> set[Path]:
+        """Dumps named by audit entries the replay could not write yet: their runs'
+        outcome is unknown to the store, so their files are not ours to judge."""
+        found = set()
+        for entry in FallbackLog(self.settings.fallback_file).entries(KIND_AUDIT):
+            dump = (entry.get("record") or {}).get("dump_path")
+            if dump:
+                found.add(Path(dump))
+        return found
 
     def stale_locks(self) -> str:
         removed = []
@@ -127,7 +167,7 @@ class Recovery:
         keys = import_keys_from_dir(self.settings)
         return f"{len(keys)} key(s) imported from {self.settings.gpg_keys_dir}"
 
-    def steps(self) -> list[tuple[str, Callable[[], str]]]:
+    def steps(self) -> list[tuple[str, Callable[[], str | StepResult]]]:
         # Replay first so replayed rows are not mistaken for orphans, nor
         # their dumps for orphaned files.
         # Stale locks before the orphan steps: those probe each project's lock,
@@ -145,10 +185,16 @@ class Recovery:
         reports = []
         for name, step in self.steps():
             try:
-                reports.append(StepReport(name, True, step()))
+                result = step()
             except Exception as error:
                 log.warning("recovery step %s failed: %s", name, error)
                 reports.append(StepReport(name, False, str(error)))
+                continue
+            if isinstance(result, str):
+                result = StepResult(result)
+            reports.append(StepReport(name, True, result.detail, result.warnings))
         for report in reports:
             log.info("recovery: %s: %s", report.step, report.detail)
+            for warning in report.warnings:
+                log.warning("recovery: %s: %s", report.step, warning)
         return reports
