@@ -207,3 +207,49 @@ def test_example_config_documents_every_key(tmp_path: Path) -> None:
 
     for variable in set(re.findall(r'\("([A-Z][A-Z0-9_]+)"', env_source)):
         assert f"{variable}=" in env_example, f"{variable} missing from .env.example"
+
+
+def _alias_bomb(levels: int) -> str:
+    """A ~700-byte file whose nested aliases expand to 9**levels values."""
+    nine = ", ".join(['"lol"'] * 9)
+    lines = [
+        "projects:",
+        "  - name: app",
+        "    restic: {repository_path: /r}",
+        f"    x0: &a0 [{nine}]",
+    ]
+    for i in range(1, levels):
+        lines.append(f"    x{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_is_refused_before_it_is_expanded(ws: Workspace) -> None:
+    ws.config_path.write_text(_alias_bomb(12))  # 9**12 values once expanded
+    assert len(ws.config_path.read_bytes()) < 1024
+    assert "YAML aliases expand to more than 100000 values" in error_of(ws)
+
+
+def test_a_recursive_alias_is_refused(ws: Workspace) -> None:
+    ws.config_path.write_text("projects: &p\n  - *p\n")
+    assert "a YAML alias refers to itself" in error_of(ws)
+
+
+def test_an_oversized_config_file_is_refused(ws: Workspace) -> None:
+    ws.config_path.write_text("projects: []\n" + "#" * (1024 * 1024) + "\n")
+    assert "larger than 1024 KiB" in error_of(ws)
+
+
+def test_anchors_and_merge_keys_still_work(ws: Workspace) -> None:
+    ws.config_path.write_text(
+        "projects:\n"
+        "  - &base\n"
+        "    name: app\n"
+        "    restic: {repository_path: /r}\n"
+        "    retention: &keep {keep_daily: 3}\n"
+        "  - <<: *base\n"
+        "    name: other\n"
+        "    retention: *keep\n"
+    )
+    config = ws.load()
+    assert [p.retention.keep_daily for p in config.projects] == [3, 3]
+    assert config.project("other").restic.repository_path == "/r"

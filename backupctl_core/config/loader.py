@@ -92,12 +92,57 @@ def _resolve_vars(node: Any, env: Environment, path: str, errors: list[str]) -> 
     return node
 
 
+# A projects.yml is a few KB. Both limits stop a hostile or broken file (an "alias
+# bomb": 1 KB of nested aliases expanding to billions of values) before it costs
+# memory, and leave real configs, anchors and merge keys included, far below them.
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_EXPANDED_NODES = 100_000
+
+
+def _expanded_size(node: Any, sizes: dict[int, int], open_nodes: set[int]) -> int:
+    """How many values ``node`` becomes once every alias is expanded, counted
+    without expanding (an alias is the same node object, counted once per use)."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_nodes:
+        raise ConfigError("a YAML alias refers to itself (a recursive structure)")
+    open_nodes.add(key)
+    children: list[Any] = []
+    if isinstance(node.value, list):
+        for item in node.value:
+            children.extend(item if isinstance(item, tuple) else (item,))
+    total = 1
+    for child in children:
+        total += _expanded_size(child, sizes, open_nodes)
+        if total > MAX_EXPANDED_NODES:
+            break
+    open_nodes.discard(key)
+    sizes[key] = total
+    return total
+
+
 def _read_yaml(path: Path) -> Any:
     if not path.exists():
         raise ConfigError(f"{path}: config file not found")
     try:
-        with path.open(encoding="utf-8") as handle:
-            return YAML(typ="safe").load(handle)
+        with path.open("rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB; not a config")
+        text = data.decode("utf-8")
+        yaml = YAML(typ="safe")
+        root = yaml.compose(text)
+        try:
+            size = _expanded_size(root, {}, set()) if root is not None else 0
+        except ConfigError as error:
+            raise ConfigError(f"{path}: {error.message}") from None
+        if size > MAX_EXPANDED_NODES:
+            raise ConfigError(
+                f"{path}: YAML aliases expand to more than {MAX_EXPANDED_NODES} values;"
+                " write the repeated parts out or use fewer nested aliases"
+            )
+        return yaml.load(text)
     except YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
