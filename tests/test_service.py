@@ -5,7 +5,6 @@ config reload (SIGHUP) and clean stop (SIGTERM)."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -21,6 +20,7 @@ from typing import Any
 import pytest
 
 from backupctl_core.plugins import get_plugin_manager
+from backupctl_core.runtime.lock import ServiceLock
 from backupctl_core.runtime.scheduler import CronScheduler, ProjectWorker
 from backupctl_core.runtime.service import BackupService
 from tests.support.sqlite_demo import make_sqlite_db, sqlite_project
@@ -193,19 +193,69 @@ def test_serve_http_reload_and_stop(ws: Workspace) -> None:
             service.wait()
 
 
-def test_config_reload_without_a_service(ws: Workspace) -> None:
-    result = subprocess.run(
+def reload_config(ws: Workspace) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [BACKUPCTL, *ws.cli_args(), "config", "reload"], capture_output=True, text=True
     )
+
+
+def test_config_reload_without_a_service_signals_nothing(ws: Workspace) -> None:
+    result = reload_config(ws)
     assert result.returncode == 1
     assert "no running service found" in result.stderr
-    (ws.base_dir).mkdir(parents=True, exist_ok=True)
-    (ws.base_dir / ".backupctl-serve.pid").write_text("999999\n")
-    result = subprocess.run(
-        [BACKUPCTL, *ws.cli_args(), "config", "reload"], capture_output=True, text=True,
-        env={**os.environ},
+    # A PID file naming a live process that is no service: it used to get SIGHUP.
+    planted = subprocess.Popen(["sleep", "60"])
+    try:
+        ws.base_dir.mkdir(parents=True, exist_ok=True)
+        (ws.base_dir / ".backupctl-serve.pid").write_text(f"{planted.pid}\n")
+        result = reload_config(ws)
+        assert result.returncode == 1 and "no running service found" in result.stderr
+        # Even holding the service lock, a process that is not `backupctl serve` is refused.
+        lock = ServiceLock(ws.base_dir)
+        lock.acquire()
+        lock.path.write_text(f"{planted.pid} 2026-03-18T10:00:00+00:00\n")
+        result = reload_config(ws)
+        lock.release()
+        assert result.returncode == 1
+        assert f"PID {planted.pid} in {lock.path} is not a backupctl serve process" in (
+            result.stderr
+        )
+        assert planted.poll() is None  # never signalled
+    finally:
+        planted.kill()
+        planted.wait()
+
+
+def test_one_service_per_backup_folder(ws: Workspace) -> None:
+    first = subprocess.Popen(
+        [BACKUPCTL, *ws.cli_args(), "serve", "--no-http"], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    assert "is not running" in result.stderr
+    pid_path = ws.base_dir / ".backupctl-serve.pid"
+    try:
+        deadline = time.monotonic() + 60
+        while not pid_path.exists():
+            assert first.poll() is None, first.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        second = subprocess.run(
+            [BACKUPCTL, *ws.cli_args(), "serve", "--no-http"], capture_output=True, text=True,
+            timeout=60,
+        )  # fmt: skip
+        assert second.returncode == 2, second.stderr
+        assert f"a backupctl service already runs on {ws.base_dir} (PID {first.pid} since" in (
+            second.stderr
+        )
+        assert pid_path.read_text().split()[0] == str(first.pid)  # not overwritten
+        reload = reload_config(ws)
+        assert reload.returncode == 0, reload.stderr
+        assert f"(PID {first.pid})" in reload.stdout
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(30) == 0
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
 
 
 def test_sigterm_during_a_scheduled_run_lets_it_finish(ws: Workspace) -> None:

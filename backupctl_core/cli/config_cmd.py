@@ -44,8 +44,9 @@ def validate(context: CliContext) -> None:
 def reload(context: CliContext) -> None:
     """Tell the running service to re-read both files and re-register schedules.
 
-    Sends SIGHUP to the PID in {BACKUP_BASE_DIR}/.backupctl-serve.pid. The files
-    are checked here first, so a broken config is reported, not sent.
+    Sends SIGHUP to the service holding {BACKUP_BASE_DIR}/.backupctl-serve.lock,
+    only if that process is a `backupctl serve`. The files are checked here
+    first, so a broken config is reported, not sent.
     """
     from backupctl_core.cli.serve_cmd import reload_service
 

@@ -24,17 +24,35 @@ def serve(context: CliContext, no_http: bool) -> None:
     service.serve_forever(with_http=not no_http)
 
 
-def reload_service(context: CliContext) -> int:
-    """Send SIGHUP to the running service; return its PID."""
-    from backupctl_core.runtime.service import pid_file
-
-    path = pid_file(context.config)
+def _is_backupctl_serve(pid: int) -> bool:
     try:
-        pid = int(path.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        raise BackupctlError(f"no running service found (no PID file at {path})") from None
+        argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")  # noqa: SIM115
+    except OSError:
+        return False
+    words = [os.path.basename(arg.decode(errors="replace")) for arg in argv]
+    return "serve" in words and any("backupctl" in word for word in words)
+
+
+def reload_service(context: CliContext) -> int:
+    """Send SIGHUP to the running service; return its PID.
+
+    Only to the process holding the service lock of this backup folder, and only
+    when it is a ``backupctl serve``: a stale or planted PID file is never obeyed.
+    """
+    from backupctl_core.runtime.lock import ServiceLock
+
+    lock = ServiceLock(context.config.settings.backup_base_dir)
+    pid = lock.holder()
+    if pid is None:
+        raise BackupctlError(
+            f"no running service found for {lock.path.parent} (nobody holds {lock.path})"
+        )
+    if not _is_backupctl_serve(pid):
+        raise BackupctlError(
+            f"PID {pid} in {lock.path} is not a backupctl serve process; not signalling it"
+        )
     try:
         os.kill(pid, signal.SIGHUP)
     except ProcessLookupError:
-        raise BackupctlError(f"the service (PID {pid} in {path}) is not running") from None
+        raise BackupctlError(f"the service (PID {pid}) is not running") from None
     return pid

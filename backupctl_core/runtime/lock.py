@@ -102,3 +102,49 @@ def is_stale(path: Path) -> bool:
             return False
         portalocker.unlock(handle)
         return True
+
+
+class ServiceLock:
+    """One ``serve`` per backup folder: ``{BACKUP_BASE_DIR}/.backupctl-serve.lock``,
+    an exclusive ``flock`` held for the service's lifetime, holding its PID."""
+
+    def __init__(self, base_dir: Path) -> None:
+        self.path = base_dir / ".backupctl-serve.lock"
+        self._handle: IO[str] | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        handle = os.fdopen(fd, "r+")
+        try:
+            portalocker.lock(handle, portalocker.LOCK_EX | portalocker.LOCK_NB)
+        except portalocker.exceptions.LockException:
+            handle.close()
+            raise LockHeldError(
+                f"a backupctl service already runs on {self.path.parent}"
+                f" ({describe_holder(self.path)}; lock {self.path})"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()} {datetime.now(UTC).isoformat(timespec='seconds')}\n")
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            portalocker.unlock(self._handle)
+            self._handle.close()
+            self._handle = None
+
+    def holder(self) -> int | None:
+        """The PID of the service holding the lock now, or None when no service does."""
+        if not self.path.exists():
+            return None
+        with self.path.open("r") as handle:
+            try:
+                portalocker.lock(handle, portalocker.LOCK_SH | portalocker.LOCK_NB)
+            except portalocker.exceptions.LockException:
+                pid = handle.read().split()[:1]
+                return int(pid[0]) if pid and pid[0].isdigit() else None
+            portalocker.unlock(handle)
+            return None  # nobody holds it: a service that ended

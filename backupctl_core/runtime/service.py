@@ -32,6 +32,7 @@ from backupctl_core.runtime.audit_log import replay_audit
 from backupctl_core.runtime.checks import disk_check
 from backupctl_core.runtime.fallback import FallbackLog
 from backupctl_core.runtime.http_api import HttpApi
+from backupctl_core.runtime.lock import ServiceLock
 from backupctl_core.runtime.notifier import Notifier
 from backupctl_core.runtime.recovery import Recovery
 from backupctl_core.runtime.runner import run_project
@@ -68,6 +69,7 @@ class BackupService:
         self._stopping = False
         self._reload_wanted = False
         self.http: HttpApi | None = None
+        self.service_lock = ServiceLock(self.config.settings.backup_base_dir)
         self._migrated = False
         self._last_replay = time.monotonic()
         # job name -> its last failure, until it next succeeds (shown by /health)
@@ -77,6 +79,7 @@ class BackupService:
     def start_up(self) -> None:
         settings = self.config.settings
         settings.backup_base_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.service_lock.acquire()  # before anything: a second service changes nothing
         self._migrate()
         for report in Recovery(self.config, self.registry, self.store).run():
             level = logging.INFO if report.ok else logging.WARNING
@@ -226,12 +229,12 @@ class BackupService:
     def serve_forever(self, with_http: bool = True) -> None:
         self.start_up()
         settings = self.config.settings
-        if with_http:
-            self.http = HttpApi(settings.app_host, settings.app_port, self.route)
-            self.http.start()
-            log.info("HTTP on %s:%d", settings.app_host, self.http.port)
         previous = self._install_signals()
         try:
+            if with_http:
+                self.http = HttpApi(settings.app_host, settings.app_port, self.route)
+                self.http.start()
+                log.info("HTTP on %s:%d", settings.app_host, self.http.port)
             while not self._stopping:
                 try:
                     pause = self.tick()
@@ -251,6 +254,7 @@ class BackupService:
         if self.http is not None:
             self.http.stop()
         pid_file(self.config).unlink(missing_ok=True)
+        self.service_lock.release()
         self.store.close()
         log.info("stopped")
 
