@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import stat
+import subprocess
+import sys
 from datetime import date
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
@@ -74,8 +78,36 @@ def test_a_run_writes_the_day_log_and_quiet_console(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     log_file = ws.base_dir / ".logs" / f"backupctl-{date.today().isoformat()}.log"
     text = log_file.read_text()
-    assert "asset path" in text and "does not exist, skipped" in text
+    assert f"1 asset path missing: {tmp_path / 'missing'} (skipped)" in text
     assert "log-pw-1234" not in text
     verbose = runner.invoke(cli, [*ws.cli_args(), "-v", "run", "shop"])
     assert "Dump (3/11)" in verbose.stdout  # progress lines with -v
     assert "Dump (3/11)" not in result.stdout  # quiet by default
+
+
+def test_files_and_folders_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    """Under umask 000 the folders a run creates were 0777, the lock file 0666 and
+    rotated log files 0644."""
+    ws = Workspace(tmp_path)
+    ws.base_dir = tmp_path / "deep" / "backups"  # two folders the run must create
+    ws.write_env(
+        BACKUP_BASE_DIR=str(ws.base_dir), RESTIC_PASSWORD="umask-pw-1234", LOG_MAX_SIZE="300",
+        LOG_MAX_FILES="3",
+    )  # fmt: skip
+    make_sqlite_db(tmp_path / "shop.sqlite")
+    ws.write_config([sqlite_project("shop", tmp_path / "shop.sqlite", tmp_path / "repo",
+                                    hooks={"pre_backup": f"stat -c %a {ws.base_dir}/shop/.lock"
+                                           f" > {tmp_path}/lock-mode"})])  # fmt: skip
+    backupctl = str(Path(sys.executable).with_name("backupctl"))
+    for args in (["db", "migrate"], ["run", "shop"], ["-v", "run", "shop"], ["run", "shop"]):
+        done = subprocess.run(
+            [backupctl, *ws.cli_args(), *args], capture_output=True, text=True,
+            preexec_fn=lambda: os.umask(0),
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "lock-mode").read_text().strip() == "600"
+    for folder in (tmp_path / "deep", ws.base_dir, ws.base_dir / "shop", ws.base_dir / ".logs"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    logs = list((ws.base_dir / ".logs").iterdir())
+    assert any(p.name.endswith(".log.1") for p in logs)  # rotated at least once
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in logs} == {p.name: 0o600 for p in logs}

@@ -24,6 +24,7 @@ from backupctl_core.domain.errors import BackupctlError, ConnectivityError
 from backupctl_core.domain.records import RunRecord, RunStatus
 from backupctl_core.domain.settings import AuditDbSettings
 from backupctl_core.domain.stages import Stage
+from backupctl_core.plugin_kit import make_private_dir
 
 if TYPE_CHECKING:
     from playhouse.migrations import Runner
@@ -124,7 +125,7 @@ class AuditStore:
     def migrate(self) -> list[str]:
         """Apply pending migrations (the only place tables are created)."""
         if self.sqlite_path is not None:
-            self.sqlite_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            make_private_dir(self.sqlite_path.parent)
         with self._connected():
             applied: list[str] = self._runner().up()
             return applied

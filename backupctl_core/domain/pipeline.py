@@ -110,6 +110,7 @@ class BackupPipeline:
             snapshot_mode=self.project.restic.snapshot_mode,
         )
         self.audit.start_run(record)  # 0b
+        log.info("%s: backup started (run %s)", record.project_name, record.id)
         watching = self.watchdog.watch(record) if self.watchdog else nullcontext()
         with watching:
             self._stages(record)
@@ -119,6 +120,11 @@ class BackupPipeline:
         self.audit.finish_run(record)
         self._enter(record, Stage.NOTIFY_RESULT, track=False)
         local_end = record.completed_at.astimezone(self.zone)
+        log.info(
+            "%s: backup %s (run %s, snapshot %s, %d ms)%s",
+            record.project_name, record.status.value, record.id, record.snapshot_id or "-",
+            record.duration_ms, f": {record.warning_message}" if record.warning_message else "",
+        )  # fmt: skip
         if record.status is RunStatus.SUCCESS:
             db_name = self.project.database.name if self.project.database else None
             self._notify(success_event(record, db_name, local_end))

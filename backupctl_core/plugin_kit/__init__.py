@@ -28,6 +28,7 @@ __all__ = [
     "create_private_file",
     "database_of",
     "first_error_line",
+    "make_private_dir",
     "mask",
     "missing_keys",
     "open_private_file",
@@ -112,6 +113,29 @@ def create_private_file(path: Path) -> None:
     """
     with open_private_file(path):
         pass
+
+
+def make_private_dir(path: Path) -> Path:
+    """Create ``path`` and any missing parents with mode 0700, whatever the umask.
+
+    ``Path.mkdir(parents=True, mode=0o700)`` gives the *parents* the umask's mode
+    (0777 under umask 000). Folders that exist already are left as they are: they
+    are the operator's (a mounted volume, a shared parent).
+    """
+    missing = []
+    folder = path
+    while not folder.exists():
+        missing.append(folder)
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:  # created meanwhile by another process
+            continue
+        os.chmod(folder, 0o700)
+    return path
 
 
 @contextmanager

@@ -22,6 +22,8 @@ from typing import Any
 
 import portalocker
 
+from backupctl_core.plugin_kit import make_private_dir
+
 log = logging.getLogger("backupctl.fallback")
 
 
@@ -38,7 +40,7 @@ class FallbackLog:
             **payload,
         }
         line = (json.dumps(entry, ensure_ascii=False, default=str) + "\n").encode()
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private_dir(self.path.parent)
         with self._locked():
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
@@ -104,7 +106,7 @@ class FallbackLog:
     @contextmanager
     def _locked(self) -> Iterator[None]:
         """A lock file beside the log serialises appends and rewrites across processes."""
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private_dir(self.path.parent)
         lock_path = str(self.path) + ".lock"
         os.close(os.open(lock_path, os.O_WRONLY | os.O_CREAT, 0o600))
         with portalocker.Lock(lock_path, mode="a", timeout=60):

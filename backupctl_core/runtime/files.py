@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from backupctl_core.plugin_kit import make_private_dir
+
 
 class ProjectFiles:
     """``{BACKUP_BASE_DIR}/{project}/{project}_backup_{YYYYMMDD_HHmmss}_{4 hex}.{ext}``."""
@@ -23,7 +25,7 @@ class ProjectFiles:
         return started_at.astimezone(self.zone).strftime("%Y%m%d_%H%M%S")
 
     def new_dump_stem(self, started_at: datetime) -> Path:
-        self.project_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private_dir(self.project_dir)
         stamp = self.stamp(started_at)
         return self.project_dir / f"{self.project}_backup_{stamp}_{secrets.token_hex(2)}"
 

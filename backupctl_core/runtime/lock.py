@@ -19,6 +19,7 @@ from typing import IO
 import portalocker
 
 from backupctl_core.domain.errors import LockHeldError
+from backupctl_core.plugin_kit import make_private_dir
 
 
 def describe_holder(path: Path) -> str:
@@ -40,9 +41,11 @@ class ProjectLock:
         self._handle: IO[str] | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private_dir(self.path.parent)
         while True:
-            handle = self.path.open("a+")
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+            os.fchmod(fd, 0o600)  # O_CREAT's mode applies only to a new file
+            handle = os.fdopen(fd, "a+")
             try:
                 flags = portalocker.LOCK_EX | (0 if self.wait else portalocker.LOCK_NB)
                 portalocker.lock(handle, flags)
@@ -113,7 +116,7 @@ class ServiceLock:
         self._handle: IO[str] | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private_dir(self.path.parent)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         handle = os.fdopen(fd, "r+")
         try:

@@ -27,6 +27,7 @@ from backupctl_core.domain.errors import BackupctlError, ConnectivityError
 from backupctl_core.domain.events import daily_summary_event, job_failed_event
 from backupctl_core.domain.pipeline import redact
 from backupctl_core.domain.settings import ProjectSettings
+from backupctl_core.plugin_kit import make_private_dir
 from backupctl_core.plugins import PluginRegistry
 from backupctl_core.runtime.audit_log import replay_audit
 from backupctl_core.runtime.checks import disk_check
@@ -78,7 +79,7 @@ class BackupService:
     # -- start-up
     def start_up(self) -> None:
         settings = self.config.settings
-        settings.backup_base_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private_dir(settings.backup_base_dir)
         self.service_lock.acquire()  # before anything: a second service changes nothing
         self._migrate()
         for report in Recovery(self.config, self.registry, self.store).run():
