@@ -253,3 +253,54 @@ def test_anchors_and_merge_keys_still_work(ws: Workspace) -> None:
     config = ws.load()
     assert [p.retention.keep_daily for p in config.projects] == [3, 3]
     assert config.project("other").restic.repository_path == "/r"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("TIMEZONE", "Mars/Olympus", "TIMEZONE: unknown time zone 'Mars/Olympus'"),
+        ("APP_PORT", "99999", "APP_PORT: must be between 1 and 65535, got 99999"),
+        ("AUDIT_DB_PORT", "0", "AUDIT_DB_PORT: must be between 1 and 65535, got 0"),
+        ("APP_HOST", "not a host!", "APP_HOST: 'not a host!' is not a host name or IP address"),
+        ("DAILY_SUMMARY_CRON", "every morning", "DAILY_SUMMARY_CRON: 'every morning' is not"),
+        ("DAILY_SUMMARY_CRON", "0 8 * * * *", "DAILY_SUMMARY_CRON: '0 8 * * * *' is not"),
+        ("LOG_LEVEL", "chatty", "LOG_LEVEL: 'CHATTY' is not one of DEBUG, INFO"),
+        ("LOG_MAX_SIZE", "lots", "LOG_MAX_SIZE: expected a size like 10m, got 'lots'"),
+        ("LOG_MAX_SIZE", "0", "LOG_MAX_SIZE: must be more than 0"),
+        ("LOG_MAX_FILES", "0", "LOG_MAX_FILES: must be between 1 and 1000, got 0"),
+        ("BACKUP_RETRY_COUNT", "-1", "BACKUP_RETRY_COUNT: must be between 0 and 100, got -1"),
+    ],
+)
+def test_global_settings_that_would_fail_later_are_config_errors(
+    ws: Workspace, variable: str, value: str, message: str
+) -> None:
+    ws.write_env(**{variable: value})
+    ws.write_config([minimal(database=None)])
+    assert f"{ws.env_path}: {message}" in error_of(ws)
+
+
+def test_every_bad_global_setting_is_reported_at_once(ws: Workspace) -> None:
+    ws.write_env(TIMEZONE="Nowhere", APP_PORT="70000", HETZNER_SSH_PORT="0")
+    ws.write_config([minimal(database=None)])
+    lines = error_of(ws).splitlines()
+    assert [line.split(": ")[1] for line in lines] == ["TIMEZONE", "APP_PORT", "HETZNER_SSH_PORT"]
+
+
+def test_good_hosts_and_the_default_summary_cron_pass(ws: Workspace) -> None:
+    ws.write_env(APP_HOST="0.0.0.0", AUDIT_DB_HOST="db.example.com", HETZNER_SSH_HOST="::1")
+    ws.write_config([minimal(database=None)])
+    assert ws.load().settings.app_host == "0.0.0.0"
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("shop\n", "must match [a-z0-9][a-z0-9_-]*"),  # "$" used to accept a final newline
+        ("a" * 101, "longer than 100 characters"),
+    ],
+)
+def test_project_names_that_would_collide_or_overflow_are_refused(
+    ws: Workspace, name: str, message: str
+) -> None:
+    ws.write_config([minimal(name=name, database=None)])
+    assert message in error_of(ws)

@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo
 
 import click
 
+MAX_LAST = 100_000  # --last N: more rows than anyone reads, within every database's LIMIT
+
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     cells = [[str(h) for h in headers]] + [["-" if c is None else str(c) for c in r] for r in rows]

@@ -6,13 +6,15 @@ import click
 
 from backupctl_core.cli.completion import complete_projects
 from backupctl_core.cli.context import CliContext
-from backupctl_core.cli.output import echo_json, local_time, table
+from backupctl_core.cli.output import MAX_LAST, echo_json, local_time, table
 from backupctl_core.domain.events import human_size
 
 
 @click.command()
 @click.argument("project", shell_complete=complete_projects)
-@click.option("--last", type=click.IntRange(min=1), default=None, help="Only the newest N.")
+@click.option(
+    "--last", type=click.IntRange(min=1, max=MAX_LAST), default=None, help="Only the newest N."
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
 def snapshots(context: CliContext, project: str, last: int | None, as_json: bool) -> None:

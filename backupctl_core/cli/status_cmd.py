@@ -6,7 +6,7 @@ import click
 
 from backupctl_core.cli.completion import complete_projects
 from backupctl_core.cli.context import CliContext
-from backupctl_core.cli.output import echo_json, local_time, table
+from backupctl_core.cli.output import MAX_LAST, echo_json, local_time, table
 from backupctl_core.domain.events import human_duration, human_size
 from backupctl_core.domain.records import RunRecord, RunStatus
 from backupctl_core.domain.stages import describe_stage
@@ -25,7 +25,11 @@ def _stage(record: RunRecord) -> str:
 @click.command()
 @click.argument("project", required=False, shell_complete=complete_projects)
 @click.option(
-    "--last", default=10, show_default=True, type=click.IntRange(min=1), help="How many runs."
+    "--last",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=1, max=MAX_LAST),
+    help="How many runs.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
@@ -88,7 +92,11 @@ def status(context: CliContext, project: str | None, last: int, as_json: bool) -
 @click.command()
 @click.argument("project", shell_complete=complete_projects)
 @click.option(
-    "--last", default=10, show_default=True, type=click.IntRange(min=1), help="How many runs."
+    "--last",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=1, max=MAX_LAST),
+    help="How many runs.",
 )
 @click.option("--failed", is_flag=True, help="Only failed runs.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
 
@@ -131,10 +134,98 @@ def global_settings(env: Environment) -> GlobalSettings:
         gpg_recipient=env.get("GPG_RECIPIENT"),
         gpg_keys_dir=env.file_path("GPG_KEYS_DIR"),
         gpg_home=env.file_path("GPG_HOME"),
-        daily_summary_cron=env.text("DAILY_SUMMARY_CRON", "0 8 * * *"),
+        daily_summary_cron=env.text("DAILY_SUMMARY_CRON", DEFAULT_SUMMARY_CRON),
         health_disk_min_free_gb=env.decimal("HEALTH_DISK_MIN_FREE_GB", 5),
         log_level=env.text("LOG_LEVEL", "INFO").upper(),
         log_dir=env.file_path("LOG_DIR"),
         log_max_size=env.text("LOG_MAX_SIZE", "10m"),
         log_max_files=env.number("LOG_MAX_FILES", 5),
     )
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2,
+               "g": 1024**3, "gb": 1024**3}  # fmt: skip
+
+
+def parse_size(text: str) -> int:
+    """``10m`` → 10485760; ``500k``; ``1g``; a plain number is bytes."""
+    match = re.fullmatch(r"\s*(\d{1,15})\s*([a-zA-Z]*)\s*", text)
+    if not match or match.group(2).lower() not in _SIZE_UNITS:
+        raise ValueError(f"LOG_MAX_SIZE: expected a size like 10m, got {text!r}")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+
+
+LOG_LEVELS = (  # one per line: the .env.example test reads ("NAME" as a variable
+    "DEBUG",
+    "INFO",
+    "WARNING",
+    "ERROR",
+    "CRITICAL",
+)
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_-]{1,63})*\.?$"
+)
+DEFAULT_SUMMARY_CRON = "0 8 * * *"
+
+
+def _valid_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return True
+    except ValueError:
+        return bool(_HOSTNAME.fullmatch(host))
+
+
+def valid_cron(expression: str) -> bool:
+    # Imported here: croniter's import costs every command ~20 ms (loader.py says why).
+    from croniter import croniter
+
+    valid: bool = croniter.is_valid(expression)
+    return valid
+
+
+def settings_problems(settings: GlobalSettings) -> list[str]:
+    """What the .env says that would only fail later, at run or at ``serve`` time.
+
+    One line per problem, each naming its variable; ``load_config`` reports them
+    all at once with exit code 3.
+    """
+    problems = []
+    try:
+        ZoneInfo(settings.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(f"TIMEZONE: unknown time zone {settings.timezone!r} (e.g. Europe/Berlin)")
+    ports = {"APP_PORT": settings.app_port, "AUDIT_DB_PORT": settings.audit_db.port,
+             "HETZNER_SSH_PORT": settings.ssh.port}  # fmt: skip
+    for name, port in ports.items():
+        if not 0 < port < 65536:
+            problems.append(f"{name}: must be between 1 and 65535, got {port}")
+    hosts = {"APP_HOST": settings.app_host, "AUDIT_DB_HOST": settings.audit_db.host,
+             "HETZNER_SSH_HOST": settings.ssh.host}  # fmt: skip
+    for name, host in hosts.items():
+        if host is not None and not _valid_host(host):
+            problems.append(f"{name}: {host!r} is not a host name or IP address")
+    cron = settings.daily_summary_cron
+    if cron != DEFAULT_SUMMARY_CRON and (len(cron.split()) != 5 or not valid_cron(cron)):
+        problems.append(f"DAILY_SUMMARY_CRON: {cron!r} is not a 5-field cron expression")
+    if settings.log_level not in LOG_LEVELS:
+        levels = ", ".join(LOG_LEVELS)
+        problems.append(f"LOG_LEVEL: {settings.log_level!r} is not one of {levels}")
+    try:
+        if parse_size(settings.log_max_size) <= 0:
+            problems.append("LOG_MAX_SIZE: must be more than 0")
+    except ValueError as error:
+        problems.append(str(error))
+    bounded = {
+        "LOG_MAX_FILES": (settings.log_max_files, 1, 1000),
+        "BACKUP_RETRY_COUNT": (settings.retry_count, 0, 100),
+        "BACKUP_RETRY_DELAY_MS": (settings.retry_delay_ms, 0, 3_600_000),
+    }
+    for name, (value, low, high) in bounded.items():
+        if not low <= value <= high:
+            problems.append(f"{name}: must be between {low} and {high}, got {value}")
+    if not 0 <= settings.health_disk_min_free_gb < 1_000_000:
+        problems.append(
+            f"HEALTH_DISK_MIN_FREE_GB: must be 0 or more, got {settings.health_disk_min_free_gb:g}"
+        )
+    return problems

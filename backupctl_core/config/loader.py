@@ -18,7 +18,13 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from backupctl_core.config.converter import describe_errors, make_converter
-from backupctl_core.config.env import NOTIFIER_ENV_KEYS, Environment, global_settings
+from backupctl_core.config.env import (
+    NOTIFIER_ENV_KEYS,
+    Environment,
+    global_settings,
+    settings_problems,
+    valid_cron,
+)
 from backupctl_core.domain.errors import ConfigError
 from backupctl_core.domain.settings import (
     EncryptionSettings,
@@ -28,7 +34,8 @@ from backupctl_core.domain.settings import (
 )
 
 VAR_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]*")
+MAX_NAME_LENGTH = 100  # it names folders, files and restic tags
 
 
 @frozen
@@ -176,26 +183,19 @@ def _with_env_defaults(project: ProjectSettings, settings: GlobalSettings) -> Pr
     return attrs.evolve(project, **changes) if changes else project
 
 
-def _valid_cron(expression: str) -> bool:
-    # Imported here: croniter's import forks `file -b` (platform.architecture()) and
-    # loads dateutil, a cost for every command, wasted on configs without schedules.
-    from croniter import croniter
-
-    valid: bool = croniter.is_valid(expression)
-    return valid
-
-
 def _check(projects: list[ProjectSettings]) -> list[str]:
     errors: list[str] = []
     seen: set[str] = set()
     for index, project in enumerate(projects):
         where = f"projects[{index}]"
-        if not NAME_PATTERN.match(project.name):
+        if not NAME_PATTERN.fullmatch(project.name):  # fullmatch: "$" accepts a final "\n"
             errors.append(f"{where}.name: {project.name!r} must match [a-z0-9][a-z0-9_-]*")
+        elif len(project.name) > MAX_NAME_LENGTH:
+            errors.append(f"{where}.name: longer than {MAX_NAME_LENGTH} characters")
         if project.name in seen:
             errors.append(f"{where}.name: duplicate project name {project.name!r}")
         seen.add(project.name)
-        if project.cron is not None and not _valid_cron(project.cron):
+        if project.cron is not None and not valid_cron(project.cron):
             errors.append(f"{where}.cron: {project.cron!r} is not a valid cron expression")
         if project.cron is not None and len(project.cron.split()) != 5:
             errors.append(f"{where}.cron: expected 5 fields, got {project.cron!r}")
@@ -221,6 +221,9 @@ def load_config(config_path: Path, env_path: Path, *, env_required: bool = False
     """Load and check both files; raise one ``ConfigError`` listing every problem."""
     env = Environment.load(env_path, required=env_required)
     settings = global_settings(env)
+    env_problems = settings_problems(settings)
+    if env_problems:
+        raise ConfigError("\n".join(f"{env_path}: {line}" for line in env_problems))
     raw = _read_yaml(config_path)
     if raw is None:
         raw = {}

@@ -5,25 +5,15 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from datetime import date
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
+from backupctl_core.config.env import parse_size
 from backupctl_core.domain.settings import GlobalSettings
 from backupctl_core.plugin_kit import make_private_dir
 
-_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3,
-          "gb": 1024**3}  # fmt: skip
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-def parse_size(text: str) -> int:
-    """``10m`` → 10485760; ``500k``; ``1g``; a plain number is bytes."""
-    match = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", text)
-    if not match or match.group(2).lower() not in _UNITS:
-        raise ValueError(f"LOG_MAX_SIZE: expected a size like 10m, got {text!r}")
-    return int(match.group(1)) * _UNITS[match.group(2).lower()]
 
 
 def log_dir(settings: GlobalSettings) -> Path:
