@@ -214,6 +214,8 @@ def test_a_failing_service_job_never_stops_the_service(ws: Workspace, audit_pg: 
     audit_pg.pause()
     clock[0] += timedelta(minutes=30)  # 11:00: the summary is due, the audit DB is down
     service.tick()  # raised before: the exception ended serve_forever's loop
+    status, body = service.route("/status")  # was a 500 with a traceback
+    assert status == 503 and body["failed_check"] == "audit database"
     assert SUMMARY_JOB in service.job_failures
     assert "audit database" in service.job_failures[SUMMARY_JOB]
     (warning,) = [e for e in recorder.events if e.type.value == "backup_warning"]

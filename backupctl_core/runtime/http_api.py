@@ -1,64 +1,91 @@
-"""Internal HTTP endpoints (no authentication: bind them to an internal
-network only): ``GET /health``, ``GET /status``, ``GET /status/{project}``.
-The standard library's threading server: small, and nothing to keep up to date."""
+"""Internal HTTP endpoints (no authentication: keep them on 127.0.0.1 or behind a
+proxy): ``GET``/``HEAD`` ``/health``, ``/status``, ``/status/{project}``.
+
+Served by waitress, a maintained pure-Python WSGI server, for what a hand-rolled
+threading server lacked: a bounded worker pool, a cap on open connections, idle
+connections closed after a timeout, and no traceback when a client goes away.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 log = logging.getLogger("backupctl.http")
 
 Route = Callable[[str], tuple[int, Any]]
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+
+WORKER_THREADS = 4  # requests served at once; more wait in waitress's queue
+CONNECTION_LIMIT = 64  # open connections; beyond it waitress stops accepting
+IDLE_TIMEOUT_SECONDS = 10  # an idle (or slow-loris) connection is closed after this
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def do_GET(self) -> None:
-        try:
-            status, body = self.server.route(self.path.split("?", 1)[0])
-        except Exception as error:  # report, never crash the server thread
-            log.exception("GET %s failed", self.path)
-            status, body = HTTPStatus.INTERNAL_SERVER_ERROR, {"error": str(error)}
-        data = json.dumps(body, default=str, ensure_ascii=False).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], route: Route) -> None:
-        super().__init__(address, _Handler)
-        self.route = route
+def printable(text: str, limit: int = 200) -> str:
+    """``text`` fit for one log line: control characters escaped, length bounded."""
+    safe = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text[:limit])
+    return safe + ("…" if len(text) > limit else "")
 
 
 class HttpApi:
-    def __init__(self, host: str, port: int, route: Route) -> None:
-        self._server = _Server((host, port), route)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="backupctl-http", daemon=True
+    def __init__(
+        self, host: str, port: int, route: Route, *, idle_timeout: int = IDLE_TIMEOUT_SECONDS
+    ) -> None:
+        from waitress.server import create_server  # only ``serve`` pays for the import
+
+        self.route = route
+        self._server = create_server(
+            self.wsgi,
+            host=host,
+            port=port,
+            threads=WORKER_THREADS,
+            connection_limit=CONNECTION_LIMIT,
+            channel_timeout=idle_timeout,
+            cleanup_interval=idle_timeout,  # how often idle connections are looked for
+            ident="backupctl",
+            expose_tracebacks=False,
+            asyncore_use_poll=True,
         )
+        self._thread = threading.Thread(target=self._serve, name="backupctl-http", daemon=True)
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        return int(self._server.effective_port)
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):  # the socket closed under the loop by ``stop``
+            self._server.run()
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.close()
+        self._thread.join(5)
+
+    def wsgi(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        status: int
+        body: Any
+        method = environ.get("REQUEST_METHOD", "")
+        path = environ.get("PATH_INFO", "") or "/"
+        if method not in ("GET", "HEAD"):
+            status, body = HTTPStatus.METHOD_NOT_ALLOWED, {"error": f"{method} not allowed"}
+        else:
+            try:
+                status, body = self.route(path)
+            except Exception as error:  # report as JSON; the server thread lives on
+                log.error("%s %s failed: %s", method, printable(path), printable(str(error)))
+                status, body = HTTPStatus.INTERNAL_SERVER_ERROR, {"error": str(error)}
+        log.debug("%s %s -> %d", method, printable(path), status)
+        data = json.dumps(body, default=str, ensure_ascii=False).encode()
+        headers = [("Content-Type", "application/json; charset=utf-8"),
+                   ("Content-Length", str(len(data)))]  # fmt: skip
+        if status == HTTPStatus.METHOD_NOT_ALLOWED:
+            headers.append(("Allow", "GET, HEAD"))
+        start_response(f"{int(status)} {HTTPStatus(status).phrase}", headers)
+        return [b""] if method == "HEAD" else [data]

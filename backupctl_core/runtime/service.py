@@ -277,13 +277,18 @@ class BackupService:
         parts = [p for p in path.split("/") if p]
         if parts == ["health"]:
             return self.health()
-        if parts == ["status"]:
-            return HTTPStatus.OK, self.status()
-        if len(parts) == 2 and parts[0] == "status":
-            names = self.config.names
-            if parts[1] not in names:
-                return HTTPStatus.NOT_FOUND, {"error": f"unknown project '{parts[1]}'"}
-            return HTTPStatus.OK, self.project_status(parts[1])
+        try:
+            if parts == ["status"]:
+                return HTTPStatus.OK, self.status()
+            if len(parts) == 2 and parts[0] == "status":
+                if parts[1] not in self.config.names:
+                    return HTTPStatus.NOT_FOUND, {"error": f"unknown project '{parts[1]}'"}
+                return HTTPStatus.OK, self.project_status(parts[1])
+        except BackupctlError as error:  # the audit store is down or not migrated
+            return HTTPStatus.SERVICE_UNAVAILABLE, {
+                "error": error.message,
+                "failed_check": "audit database",
+            }
         return HTTPStatus.NOT_FOUND, {"error": "not found"}
 
     def health(self) -> tuple[int, Any]:
