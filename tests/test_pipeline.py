@@ -3,6 +3,8 @@ real SQLite audit store, real lock files and real shell hooks."""
 
 from __future__ import annotations
 
+import os
+import signal
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -196,6 +198,26 @@ def test_pre_hook_timeout_fails_the_run(ws: Workspace) -> None:
     outcome, _, store = run(ws)
     assert not outcome.ok
     assert "timed out after 1s" in (store.history("app", 1)[0].error_message or "")
+
+
+def test_a_hook_that_leaves_a_background_process_does_not_stall_the_run(
+    ws: Workspace, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The hook's exit ends the wait; its children are not waited for. (The run used
+    to wait for the child, holding the output pipe, until the hook timeout.)"""
+    caplog.set_level("INFO", logger="backupctl.hook")
+    pid_file = tmp_path / "child.pid"
+    hook = f"sleep 60 & echo $! > {pid_file}; echo service started; read line || echo stdin closed"
+    ws.write_config([project(hooks={"pre_backup": hook, "timeout_seconds": 20})])
+    try:
+        outcome, _, _ = run(ws)
+        assert outcome.ok, outcome.record.error_message
+        assert outcome.record.duration_ms is not None and outcome.record.duration_ms < 15_000
+        assert "hook: service started" in caplog.text and "hook: stdin closed" in caplog.text
+        child = int(pid_file.read_text())
+        assert os.getpgid(child) != os.getpgid(0)  # the hook's own process group
+    finally:
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)
 
 
 def test_post_hook_runs_after_a_failure_and_sees_the_status(ws: Workspace, tmp_path: Path) -> None:
