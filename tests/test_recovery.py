@@ -261,3 +261,52 @@ def test_recovery_removes_only_dumps_it_can_attribute_to_a_failed_run(
     assert f"warn   kept {notes}: not made by a failed run" in result.stdout
     assert fallback_only.exists() and original.exists() and notes.exists()
     assert not failed_dump.exists()
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_stops_a_cli_run_cleanly(
+    ws: Workspace, tmp_path: Path, sig: signal.Signals, code: int
+) -> None:
+    """restic (here behind a slow wrapper) is running when the signal arrives. It used
+    to exit 143 at once with restic left running, the row `started`, no post-hook
+    and no notification; Ctrl-C was retried as a restic failure."""
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    started = tmp_path / "restic-started"
+    child_pid = tmp_path / "child.pid"
+    real_restic = subprocess.run(["which", "restic"], capture_output=True, text=True).stdout
+    (shims / "restic").write_text(
+        "#!/bin/sh\n"
+        f'case "$*" in *backup*) sleep 60 & echo $! > {child_pid}; touch {started}; wait;; esac\n'
+        f'exec {real_restic.strip()} "$@"\n'
+    )
+    (shims / "restic").chmod(0o755)
+    post = tmp_path / "post.txt"
+    ws.write_env(NOTIFICATION_TYPE="none")
+    ws.write_config(
+        [sqlite_project("shop", tmp_path / "shop.sqlite", tmp_path / "repo",
+                        hooks={"post_backup": f"echo $BACKUPCTL_STATUS > {post}"})]
+    )  # fmt: skip
+    process = subprocess.Popen(
+        [BACKUPCTL, *ws.cli_args(), "run", "shop"], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PATH": f"{shims}:{os.environ['PATH']}"},
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not started.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(sig)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == code, out + err
+    assert f"FAILED at Sync (6/11): interrupted by {sig.name}" in out
+    assert "Traceback" not in err
+    (row,) = rows(ws)
+    assert row["status"] == "failed" and row["error_message"] == f"interrupted by {sig.name}"
+    assert row["retry_count"] == 0  # an interrupted tool is never retried
+    assert post.read_text().strip() == "failed"  # the post-hook ran
+    orphan = int(child_pid.read_text())
+    with pytest.raises(ProcessLookupError):  # no tool left running
+        os.kill(orphan, 0)
+    assert not (ws.base_dir / "shop" / ".lock").exists()

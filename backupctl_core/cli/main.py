@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from backupctl_core.cli.context import CliContext
-from backupctl_core.domain.errors import EXIT_FAILURE, BackupctlError
+from backupctl_core.domain.errors import EXIT_FAILURE, BackupctlError, Interrupted
 
 log = logging.getLogger("backupctl")
 
@@ -94,6 +94,9 @@ class BackupctlGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("error: interrupted", err=True)
             ctx.exit(130)
+        except Interrupted as stop:  # outside the pipeline's own handling (e.g. at start)
+            click.echo(f"error: {stop}", err=True)
+            ctx.exit(stop.exit_code)
         except Exception as error:  # never a traceback for the operator
             log.debug("unexpected error", exc_info=True)
             click.echo(f"error: unexpected {type(error).__name__}: {error}", err=True)

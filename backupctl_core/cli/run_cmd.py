@@ -52,9 +52,11 @@ def _run_one(context: CliContext, project: ProjectSettings, verbose: bool) -> Ru
             stamp = datetime.now(UTC).astimezone().strftime("%H:%M:%S")
             click.echo(f"{stamp} {project.name}: {stage.progress()}")
 
-    return run_project(
-        context.config, project, context.registry, _audit_store(context), on_stage=show_stage
-    )
+    from backupctl_core.runtime.interrupt import stop_on_signals
+
+    store = _audit_store(context)
+    with stop_on_signals():
+        return run_project(context.config, project, context.registry, store, on_stage=show_stage)
 
 
 def _audit_store(context: CliContext) -> AuditStore:
@@ -124,6 +126,8 @@ def run(
         click.echo(f"{project}: started")
         outcome = _run_one(context, settings, verbose)
         click.echo(f"{project}: {_summary(outcome)}")
+        if outcome.interrupted is not None:
+            ctx.exit(outcome.interrupted.exit_code)
         if not outcome.ok:
             ctx.exit(EXIT_CONNECTIVITY if outcome.connectivity_failure else EXIT_FAILURE)
         return
@@ -132,16 +136,23 @@ def run(
     results: list[tuple[str, bool]] = []
     for settings in projects:
         click.echo(f"{settings.name}: started")
+        interrupted = None
         try:
             context.checked_project(settings.name)
             outcome = _run_one(context, settings, verbose)
-            ok, line = outcome.ok, _summary(outcome)
+            ok, line, interrupted = outcome.ok, _summary(outcome), outcome.interrupted
         except ConfigError:
             raise
         except BackupctlError as error:  # e.g. lock held: this project fails, the rest run
             ok, line = False, f"FAILED: {error.message}"
         click.echo(f"{settings.name}: {line}")
         results.append((settings.name, ok))
+        if interrupted is not None:  # the operator asked to stop: no further projects
+            skipped = len(projects) - len(results)
+            click.echo(
+                f"Summary: stopped by {interrupted.signal_name}, {skipped} project(s) not run"
+            )
+            ctx.exit(interrupted.exit_code)
     succeeded = sum(1 for _, ok in results if ok)
     click.echo(f"Summary: {succeeded}/{len(results)} projects succeeded")
     if succeeded == len(results):

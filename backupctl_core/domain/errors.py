@@ -52,3 +52,18 @@ class PluginError(BackupctlError):
 
 class UsageError(BackupctlError):
     """Wrong arguments on the command line."""
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT arrived during a CLI run.
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so that no ``except Exception``
+    in a plugin swallows it and no retry policy retries it. The pipeline records
+    the run as failed, runs the post-hook and notifies; the CLI then exits
+    ``128 + signal number`` (130 for SIGINT, 143 for SIGTERM).
+    """
+
+    def __init__(self, signal_name: str, signal_number: int) -> None:
+        super().__init__(f"interrupted by {signal_name}")
+        self.signal_name = signal_name
+        self.exit_code = 128 + signal_number

@@ -15,7 +15,7 @@ from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from backupctl_core.domain.artifacts import DumpArtifact
-from backupctl_core.domain.errors import PluginError
+from backupctl_core.domain.errors import Interrupted, PluginError
 from backupctl_core.domain.events import (
     Event,
     failed_event,
@@ -95,6 +95,7 @@ class BackupPipeline:
         self.on_stage = on_stage
         self._progress_warned = False
         self.connectivity_failure = False
+        self.interrupted: Interrupted | None = None
 
     # -- steps 0 and 12: the lock wraps everything; ``with`` releases it always
     def run(self) -> RunRecord:
@@ -146,6 +147,10 @@ class BackupPipeline:
             record.status = RunStatus.SUCCESS
         except StageFailed as failure:
             self._fail(record, failure)
+        except Interrupted as stop:  # between stages (a notification, an audit write)
+            self.interrupted = stop
+            stage = Stage(record.current_stage) if record.current_stage else Stage.NOTIFY_STARTED
+            self._fail(record, StageFailed(stage, str(stop), record.retry_count))
         if pre_hook_ran and self.project.hooks.post_backup:
             # Runs after failures too: a pre-hook that stopped a service wants
             # its post-hook to start it again whatever happened in between.
@@ -262,6 +267,9 @@ class BackupPipeline:
             raise StageFailed(
                 stage, error.message, record.retry_count, connectivity=error.connectivity
             ) from error
+        except Interrupted as stop:  # never retried: the operator asked to stop
+            self.interrupted = stop
+            raise StageFailed(stage, str(stop), record.retry_count) from None
         except OSError as error:
             raise StageFailed(stage, str(error), record.retry_count) from error
 
@@ -275,6 +283,9 @@ class BackupPipeline:
             self.hooks.run(command, self.project.hooks.timeout_seconds, env)
         except PluginError as error:
             raise StageFailed(stage, error.message, 0) from error
+        except Interrupted as stop:
+            self.interrupted = stop
+            raise StageFailed(stage, str(stop), 0) from None
 
     def _fail(self, record: RunRecord, failure: StageFailed) -> None:
         record.status = RunStatus.FAILED

@@ -13,6 +13,7 @@ from attrs import frozen
 from backupctl_core.audit.store import AuditStore
 from backupctl_core.config.loader import AppConfig
 from backupctl_core.config.render import SECRET_KEYS
+from backupctl_core.domain.errors import Interrupted
 from backupctl_core.domain.pipeline import BackupPipeline
 from backupctl_core.domain.records import RunRecord, RunStatus
 from backupctl_core.domain.retry import RetryPolicy
@@ -69,6 +70,7 @@ def pause_for_tests(stage: Stage) -> None:
 class RunOutcome:
     record: RunRecord
     connectivity_failure: bool
+    interrupted: Interrupted | None = None
 
     @property
     def ok(self) -> bool:
@@ -113,4 +115,4 @@ def run_project(
         on_stage=stage_observer,
     )
     record = pipeline.run()
-    return RunOutcome(record, pipeline.connectivity_failure)
+    return RunOutcome(record, pipeline.connectivity_failure, pipeline.interrupted)
