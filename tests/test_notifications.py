@@ -83,6 +83,23 @@ def test_delivery_failure_goes_to_fallback_and_replays_once(
     assert len(recorder.events) == 2  # nothing delivered twice
 
 
+def test_a_delivery_warning_masks_the_credentials_not_the_server(
+    ws: Workspace, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every config value used to be masked: host, port and user too."""
+    ws.write_config(
+        [{"name": "app", "database": {"type": "recording", "name": "appdb"},
+          "restic": {"repository_path": "/r", "password": "repo-pw-9"},
+          "notification": {"type": "recording", "config": {
+              "smtp_host": "mail.example.com", "smtp_port": 2525, "user": "backup-bot",
+              "password": "smtp-pw-77"}}}]
+    )  # fmt: skip
+    recorder.fail("notify", PluginError("mail.example.com:2525 refused backup-bot/smtp-pw-77"))
+    run(ws)
+    assert "mail.example.com:2525 refused backup-bot/********" in caplog.text
+    assert "smtp-pw-77" not in caplog.text
+
+
 def test_replay_keeps_what_still_fails(ws: Workspace) -> None:
     notifier = Notifier(ws.load(), recording_registry())
     recorder.fail("notify", *[PluginError("down") for _ in range(3)])

@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from backupctl_core.config.loader import AppConfig, env_notification
+from backupctl_core.config.render import SECRET_KEYS
 from backupctl_core.domain.errors import ConfigError
 from backupctl_core.domain.events import Event, EventType
 from backupctl_core.domain.pipeline import redact
@@ -58,7 +59,10 @@ class Notifier:
             self.deliver(project, event)
             return True
         except Exception as error:
-            secrets = [str(v) for v in self.channel(project).config.values() if v]
+            # Only the channel's credentials: masking every value hid the SMTP host,
+            # port and user an operator needs to fix the failure.
+            config = self.channel(project).config
+            secrets = [str(v) for k, v in config.items() if v and k in SECRET_KEYS]
             log.warning(
                 "%s: %s notification not delivered (%s); kept in %s",
                 event.project, event.type.value, redact(str(error), secrets), self.fallback.path,
