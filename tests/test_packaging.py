@@ -69,3 +69,25 @@ def test_every_plugin_is_a_distribution_with_an_entry_point() -> None:
         package = target.split(":")[0].split(".")[0]
         assert (folder / package).is_dir() and (folder / "README.md").is_file()
         assert list((folder / "tests").glob("test_*.py")), f"{folder.name} has no tests"
+
+
+def test_secrets_and_data_stay_out_of_git_and_the_image() -> None:
+    """`.env`, the real projects.yml, SSH and GPG keys, backups and the demo's data:
+    ignored by git, and not sent to `docker build` (nor the 200 MB .venv)."""
+    import subprocess
+
+    secret_paths = [".env", ".env.production", "config/projects.yml", "ssh-keys/id_ed25519",
+                    "gpg-keys/backup.asc", "data/backups/x", "demo-data/.env"]  # fmt: skip
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", *secret_paths], cwd=ROOT, capture_output=True,
+        text=True,
+    ).stdout.split()  # fmt: skip
+    assert sorted(ignored) == sorted(secret_paths)
+    kept = ["ssh-keys/README.md", "gpg-keys/README.md", "config/projects.example.yml",
+            "config/.env.example"]  # fmt: skip
+    assert subprocess.run(["git", "check-ignore", "--no-index", *kept], cwd=ROOT).returncode == 1
+    docker_ignore = (ROOT / ".dockerignore").read_text().split()
+    for entry in (".env", "config/projects.yml", "ssh-keys", "gpg-keys", "data", "demo-data",
+                  ".venv", ".git"):  # fmt: skip
+        assert entry in docker_ignore, entry
+    assert compose()["services"]["backupctl"]["stop_grace_period"] == "1h"
