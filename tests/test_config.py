@@ -62,7 +62,16 @@ def test_missing_variable_names_variable_key_and_file(ws: Workspace) -> None:
 def test_unknown_key_is_an_error_with_its_path(ws: Workspace) -> None:
     ws.write_env(DB_PASSWORD="pw")
     ws.write_config([minimal(), minimal(name="b", database={"type": "postgres", "pasword": "x"})])
-    assert error_of(ws) == f"{ws.config_path}: projects[1].database: unknown key(s): pasword"
+    assert error_of(ws) == (
+        f"{ws.config_path}: projects[1].database: unknown key(s): pasword (did you mean password?)"
+    )
+
+
+def test_unknown_keys_get_a_suggestion_only_when_one_is_close(ws: Workspace) -> None:
+    ws.write_config([minimal(database=None, retension={"keep_daily": 3}, zzz=1)])
+    assert error_of(ws) == (
+        f"{ws.config_path}: projects[0]: unknown key(s): retension (did you mean retention?), zzz"
+    )
 
 
 def test_wrong_type_names_the_key_and_value(ws: Workspace) -> None:

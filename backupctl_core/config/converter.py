@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any
 
+import attrs
 from cattrs import Converter
 from cattrs.errors import ForbiddenExtraKeysError
 from cattrs.v import transform_error
@@ -73,7 +75,9 @@ def make_converter() -> Converter:
 
 def _format(exc: BaseException, type_: Any) -> str:
     if isinstance(exc, ForbiddenExtraKeysError):
-        return f"unknown key(s): {', '.join(sorted(exc.extra_fields))}"
+        return "unknown key(s): " + ", ".join(
+            _with_suggestion(key, _field_names(exc.cl)) for key in sorted(exc.extra_fields)
+        )
     if isinstance(exc, KeyError):
         return "required key missing"
     if isinstance(exc, ValueError) and str(exc).startswith("expected"):
@@ -87,6 +91,16 @@ def _format(exc: BaseException, type_: Any) -> str:
         name = getattr(type_, "__name__", "mapping")
         return f"expected a {name}" if name != "mapping" else "expected a mapping"
     return text or type(exc).__name__
+
+
+def _field_names(cls: Any) -> list[str]:
+    return [field.name for field in attrs.fields(cls)] if attrs.has(cls) else []
+
+
+def _with_suggestion(key: str, known: list[str]) -> str:
+    """``retension (did you mean retention?)`` when a known key is close enough."""
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+    return f"{key} (did you mean {close[0]}?)" if close else key
 
 
 def describe_errors(exc: Exception) -> list[str]:
