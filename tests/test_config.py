@@ -313,3 +313,20 @@ def test_project_names_that_would_collide_or_overflow_are_refused(
 ) -> None:
     ws.write_config([minimal(name=name, database=None)])
     assert message in error_of(ws)
+
+
+def test_the_example_files_work_as_copied_for_a_local_set_up(tmp_path: Path) -> None:
+    """README: copy both examples, then run. The .env example used to name a storage
+    box (validate failed on its SSH key) and GPG_KEYS_DIR=/app/gpg-keys (recover exit 1)."""
+    import shutil
+    import subprocess
+    import sys
+
+    (tmp_path / "config").mkdir()
+    shutil.copy(REPO / "config/projects.example.yml", tmp_path / "config/projects.yml")
+    shutil.copy(REPO / "config/.env.example", tmp_path / ".env")
+    backupctl = str(Path(sys.executable).with_name("backupctl"))
+    for command in (["config", "validate"], ["db", "migrate"], ["recover"]):
+        done = subprocess.run([backupctl, *command], cwd=tmp_path, capture_output=True, text=True)
+        assert done.returncode == 0, (command, done.stdout, done.stderr)
+    assert (tmp_path / "data" / "backups" / ".audit" / "audit.db").exists()
