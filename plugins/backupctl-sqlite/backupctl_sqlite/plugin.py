@@ -202,17 +202,24 @@ def backupctl_decompress(
 def backupctl_restore_guide(
     project: ProjectSettings, settings: GlobalSettings, dump_file: Path
 ) -> list[str]:
-    """Put the copy beside the live file, check it, then swap it in while the app is stopped."""
+    """Put the copy beside the live file with its owner and mode, check it, then swap
+    it in (one rename in the same folder) while the app is stopped."""
     live = _source_path(project)
     restored = live.with_name(live.name + ".restored")
+    quoted_live, quoted_copy = shlex.quote(str(live)), shlex.quote(str(restored))
     if dump_file.name.endswith(PLAIN_EXTENSION):  # compression.enabled: false
-        copy = f"cp {shlex.quote(str(dump_file))} {shlex.quote(str(restored))}"
+        copy = f"cp {shlex.quote(str(dump_file))} {quoted_copy}"
     else:
-        copy = f"gunzip -c {shlex.quote(str(dump_file))} > {shlex.quote(str(restored))}"
+        copy = f"gunzip -c {shlex.quote(str(dump_file))} > {quoted_copy}"
+    # The old file's -wal/-shm/-journal belong to it: beside the new file SQLite
+    # would replay them into it. Removed in the same step as the rename.
+    sidecars = " ".join(shlex.quote(f"{live}{suffix}") for suffix in ("-wal", "-shm", "-journal"))
     return [
         copy,
-        f"sqlite3 {shlex.quote(str(restored))} 'PRAGMA integrity_check'",
-        f"# stop the application, then: mv {shlex.quote(str(restored))} {shlex.quote(str(live))}",
+        f"sqlite3 {quoted_copy} 'PRAGMA integrity_check'",
+        f"chown --reference={quoted_live} {quoted_copy}"
+        f" && chmod --reference={quoted_live} {quoted_copy}",
+        f"# stop the application, then: rm -f {sidecars} && mv {quoted_copy} {quoted_live}",
     ]
 
 

@@ -325,3 +325,48 @@ def test_a_failed_uncompressed_dump_leaves_nothing_behind(
         )
     assert "not a database" in caught.value.message
     assert list(stem.parent.iterdir()) == []
+
+
+def test_the_guide_swaps_in_the_copy_with_the_live_file_s_owner_mode_and_no_stale_wal(
+    settings: GlobalSettings, source: Path, stem: Path
+) -> None:
+    """The guide's swap used to leave a root-owned 0644 file the application could not
+    write, and the old file's WAL beside it."""
+    import os
+    import pwd
+
+    project = make_project(source)
+    artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+    # After the backup the application goes on: a row only in the live file's WAL.
+    app = sqlite3.connect(source)
+    app.execute("PRAGMA wal_autocheckpoint=0")
+    app.execute("INSERT INTO people VALUES (4, 'after the backup', NULL)")
+    app.commit()
+    assert Path(f"{source}-wal").stat().st_size > 0
+    nobody = pwd.getpwnam("nobody")
+    os.chown(source, nobody.pw_uid, nobody.pw_gid)
+    source.chmod(0o640)
+
+    guide = plugin.backupctl_restore_guide(
+        project=project, settings=settings, dump_file=artifact.path
+    )
+    steps = [command for command in guide if not command.startswith("#")]
+    for command in steps:
+        subprocess.run(command, shell=True, check=True, capture_output=True, text=True)
+    restored = source.with_name("app.db.restored")
+    assert (restored.stat().st_uid, stat.S_IMODE(restored.stat().st_mode)) == (nobody.pw_uid, 0o640)
+    (swap,) = [c for c in guide if c.startswith("# stop the application, then: ")]
+    wal = Path(f"{source}-wal")
+    left_behind = wal.read_bytes()
+    app.close()  # the application stops; as after a crash, its WAL is still there
+    wal.write_bytes(left_behind)
+    with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as check:  # it would be replayed
+        assert check.execute("SELECT count(*) FROM people").fetchone() == (4,)
+    assert wal.exists()
+    subprocess.run(swap.split(": ", 1)[1], shell=True, check=True)
+    assert not Path(f"{source}-wal").exists() and not restored.exists()
+    info = source.stat()
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (
+        nobody.pw_uid, nobody.pw_gid, 0o640,
+    )  # fmt: skip
+    assert read_rows(source) == ROWS  # the backup's rows, not the WAL's extra one
