@@ -166,3 +166,44 @@ def test_plan_restore_rules() -> None:
         plan_restore([], "latest", None, "p")
     with pytest.raises(BackupctlError, match="no db snapshots"):
         plan_restore([newest_first[0]], "latest", "db", "p")
+
+
+def glob_project(ws: Workspace, tmp_path: Path, base: Path, assets: list[Path]) -> None:
+    ws.write_env(BACKUP_BASE_DIR=str(base))
+    ws.write_config(
+        [sqlite_project("shop", tmp_path / "shop.sqlite", tmp_path / "repo",
+                        assets={"paths": [str(a) for a in assets]}, retention=KEEP_ALL)]
+    )  # fmt: skip
+    cli_ok(ws, "db", "migrate")
+    cli_ok(ws, "run", "shop")
+
+
+def test_only_restores_paths_with_glob_characters(ws: Workspace, tmp_path: Path) -> None:
+    """Snapshot paths went to `restic restore --include` unescaped: `glob[1]` matched
+    only `glob1`, and such a folder was silently missing (exit 0)."""
+    assets = []
+    for name in ("glob[1]", "st*r", "q?x", "back\\slash"):
+        folder = tmp_path / "srv" / name
+        folder.mkdir(parents=True)
+        (folder / "f.txt").write_text(name)
+        assets.append(folder)
+    (tmp_path / "srv" / "glob1").mkdir()  # what the unescaped pattern would match
+    glob_project(ws, tmp_path, tmp_path / "back[ups]*", assets)
+
+    target = tmp_path / "out-assets"
+    cli_ok(ws, "restore", "shop", "latest", str(target), "--only", "assets")
+    for folder in assets:
+        assert (target / str(folder).lstrip("/") / "f.txt").read_text() == folder.name
+    target = tmp_path / "out-db"
+    out = cli_ok(ws, "restore", "shop", "latest", str(target), "--only", "db")
+    assert "1 file(s) restored, 1 dump(s)" in out  # was "0 file(s) restored, 0 dump(s)"
+
+
+def test_missing_after_restore_names_every_expected_path_not_restored() -> None:
+    from backupctl_core.domain.restore import missing_after_restore
+
+    combined = snap("c1", "backupctl:combined", paths=("/b/p/p_backup_1.dump", "/srv/a", "/srv/b"))
+    (step,) = plan_restore([combined], "latest", "assets", "p")
+    assert missing_after_restore([step], lambda path: path == "/srv/a") == ["/srv/b"]
+    (whole,) = plan_restore([combined], "latest", None, "p")
+    assert missing_after_restore([whole], lambda path: True) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -9,7 +10,7 @@ import click
 from backupctl_core.cli.completion import complete_projects
 from backupctl_core.cli.context import CliContext
 from backupctl_core.domain.errors import BackupctlError
-from backupctl_core.domain.restore import is_dump_path, plan_restore
+from backupctl_core.domain.restore import is_dump_path, missing_after_restore, plan_restore
 
 
 def _prepare_target(target: Path) -> Path:
@@ -21,6 +22,11 @@ def _prepare_target(target: Path) -> Path:
             raise BackupctlError(f"restore target {target} is not empty")
     target.mkdir(parents=True, exist_ok=True, mode=0o700)
     return target.resolve()
+
+
+def _below(target: Path, snapshot_path: str) -> Path:
+    """Where a snapshot's absolute path lands below the restore target."""
+    return target / snapshot_path.lstrip("/")
 
 
 def _inside(path: Path, target: Path) -> Path:
@@ -59,6 +65,12 @@ def restore(
     restored = sorted(set(restored))  # a plugin may report a file twice; handle it once
     dumps = [p for p in restored if is_dump_path(p.name, project)]
     click.echo(f"{len(restored)} file(s) restored, {len(dumps)} dump(s)")
+    missing = missing_after_restore(steps, lambda path: os.path.lexists(_below(target, path)))
+    if missing:
+        raise BackupctlError(
+            f"the restore is incomplete: {len(missing)} path(s) of the snapshot are not in"
+            f" {target}: {', '.join(missing)}"
+        )
     for dump in dumps:
         if not (decompress or guide):
             click.echo(f"  dump: {dump}")

@@ -8,11 +8,11 @@ the newest snapshot of each tag set.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import PurePosixPath
 from typing import Literal
 
-from attrs import frozen
+from attrs import field, frozen
 
 from backupctl_core.domain.artifacts import Snapshot
 from backupctl_core.domain.errors import BackupctlError
@@ -24,6 +24,8 @@ Only = Literal["db", "assets"] | None
 class RestoreStep:
     snapshot_id: str
     include: tuple[str, ...] | None  # None: the whole snapshot
+    # The snapshot paths this step must bring back (to tell the user what is missing).
+    expected: tuple[str, ...] = field(default=(), eq=False)
 
 
 def is_dump_path(path: str, project: str) -> bool:
@@ -54,11 +56,11 @@ def _find(snapshots: Sequence[Snapshot], ref: str) -> Snapshot:
 
 def _narrow(snapshot: Snapshot, only: Only, project: str) -> RestoreStep:
     if only is None or _kind(snapshot) != "combined":
-        return RestoreStep(snapshot.id, None)
+        return RestoreStep(snapshot.id, None, tuple(snapshot.paths))
     wanted = tuple(p for p in snapshot.paths if is_dump_path(p, project) == (only == "db"))
     if not wanted:
         raise BackupctlError(f"snapshot {snapshot.id} has no {only} paths")
-    return RestoreStep(snapshot.id, wanted)
+    return RestoreStep(snapshot.id, wanted, wanted)
 
 
 def plan_restore(
@@ -85,7 +87,15 @@ def plan_restore(
             continue
         seen.add(key)
         if only is None or _kind(snapshot) == only:
-            steps.append(RestoreStep(snapshot.id, None))
+            steps.append(RestoreStep(snapshot.id, None, tuple(snapshot.paths)))
     if not steps:
         raise BackupctlError(f"no {only} snapshots for project '{project}'")
     return steps
+
+
+def missing_after_restore(
+    steps: Sequence[RestoreStep], present: Callable[[str], bool]
+) -> list[str]:
+    """The snapshot paths a restore was asked for that are not in the target now
+    (``present`` answers for a snapshot path, e.g. by looking below the target)."""
+    return [path for step in steps for path in step.expected if not present(path)]

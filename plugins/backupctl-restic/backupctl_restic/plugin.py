@@ -179,13 +179,23 @@ def backupctl_restore(
     snapshot's absolute paths below ``target`` (symlinks are restored as links)."""
     args = ["restore", snapshot_id, "--target", str(target)]
     for path in include or ():
-        args += ["--include", path]
+        args += ["--include", escape_pattern(path)]
     before = _regular_files(Path(target))  # earlier snapshots of the same restore
     restic = Restic(project, settings)
     run = restic.run(args)
     if not run.ok:
         raise restic.error(run)
     return sorted(_regular_files(Path(target)) - before)
+
+
+def escape_pattern(path: str) -> str:
+    """``path`` as a restic include/exclude pattern matching exactly that path.
+
+    restic reads patterns like Go's ``filepath.Match``: ``*``, ``?`` and ``[...]`` are
+    wildcards and a backslash escapes. Unescaped, a folder ``glob[1]`` matched only
+    ``glob1``, and the restore silently brought back nothing of it.
+    """
+    return re.sub(r"([\\*?\[\]])", r"\\\1", path)
 
 
 def _regular_files(folder: Path) -> set[Path]:
