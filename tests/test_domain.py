@@ -152,3 +152,15 @@ def test_secrets_never_print() -> None:
 def test_plugin_error_exit_codes() -> None:
     assert PluginError("x").exit_code == EXIT_FAILURE
     assert PluginError("x", connectivity=True).exit_code == EXIT_CONNECTIVITY
+
+
+def test_tags_carry_any_path_and_ordinary_ones_unchanged() -> None:
+    from backupctl_core.domain.pipeline import decode_tag, encode_tag, snapshot_tags
+
+    assert snapshot_tags("p", "assets:/srv/uploads") == [
+        "project:p",
+        "backupctl:assets:/srv/uploads",
+    ]
+    for path in ("/srv/with,comma", "/srv/50%off", "/srv/new\nline", "/srv/%2C literal", "/ü ß"):
+        tag = encode_tag(path)
+        assert "," not in tag and "\n" not in tag and decode_tag(tag) == path

@@ -207,3 +207,35 @@ def test_missing_after_restore_names_every_expected_path_not_restored() -> None:
     assert missing_after_restore([step], lambda path: path == "/srv/a") == ["/srv/b"]
     (whole,) = plan_restore([combined], "latest", None, "p")
     assert missing_after_restore([whole], lambda path: True) == []
+
+
+def test_separate_mode_backs_up_any_asset_path(ws: Workspace, tmp_path: Path) -> None:
+    """A comma in an asset path made every separate-mode run fail at sync
+    (`invalid tags … assets:/…/with,comma`) after the other snapshots were written."""
+    folders = []
+    for name in ("with,comma", "50%off"):
+        folder = tmp_path / "srv" / name
+        folder.mkdir(parents=True)
+        (folder / "f.txt").write_text(name)
+        folders.append(folder)
+    restic = {"repository_path": str(tmp_path / "repo"), "snapshot_mode": "separate"}
+    retention = {"keep_daily": 1, "keep_weekly": 0, "keep_monthly": 0}
+    ws.write_config(
+        [sqlite_project("shop", tmp_path / "shop.sqlite", tmp_path / "repo", restic=restic,
+                        assets={"paths": [str(f) for f in folders]}, retention=retention)]
+    )  # fmt: skip
+    cli_ok(ws, "db", "migrate")
+    assert "shop: success" in cli_ok(ws, "run", "shop")
+    listing = cli_ok(ws, "snapshots", "shop")
+    for folder in folders:
+        assert f"backupctl:assets:{folder}" in listing  # the real path, decoded
+    target = tmp_path / "out"
+    cli_ok(ws, "restore", "shop", "latest", str(target), "--only", "assets")
+    for folder in folders:
+        assert (target / str(folder).lstrip("/") / "f.txt").read_text() == folder.name
+    # A second run on the same day: keep_daily 1 prunes the older snapshot of each
+    # of the three series (dump, each folder), and only that one.
+    cli_ok(ws, "run", "shop")
+    (row, _) = json.loads(cli_ok(ws, "logs", "shop", "--json"))
+    assert row["prune_snapshots_removed"] == 3
+    assert len(json.loads(cli_ok(ws, "snapshots", "shop", "--json"))) == 3

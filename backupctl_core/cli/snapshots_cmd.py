@@ -8,6 +8,7 @@ from backupctl_core.cli.completion import complete_projects
 from backupctl_core.cli.context import CliContext
 from backupctl_core.cli.output import MAX_LAST, echo_json, local_time, table
 from backupctl_core.domain.events import human_size
+from backupctl_core.domain.pipeline import decode_tag
 
 
 @click.command()
@@ -44,7 +45,7 @@ def snapshots(context: CliContext, project: str, last: int | None, as_json: bool
         [
             s.id,
             local_time(s.time, tz),
-            ",".join(s.tags),
+            ",".join(decode_tag(tag) for tag in s.tags),
             ", ".join(s.paths),
             human_size(s.size_bytes),
         ]

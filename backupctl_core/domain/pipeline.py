@@ -7,6 +7,7 @@ runtime layer wires real implementations, tests may wire their own.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from functools import partial
@@ -51,8 +52,23 @@ class StageFailed(Exception):
 
 
 def snapshot_tags(project: str, kind: str) -> list[str]:
-    """SPEC's tags: ``project:{name}`` plus ``backupctl:{kind}``."""
-    return [f"project:{project}", f"backupctl:{kind}"]
+    """SPEC's tags: ``project:{name}`` plus ``backupctl:{kind}``; a kind that holds a
+    path (``assets:/srv/x``) is encoded so that any path fits in one restic tag."""
+    return [f"project:{project}", f"backupctl:{encode_tag(kind)}"]
+
+
+def encode_tag(text: str) -> str:
+    """``text`` as a restic tag: ``%``, ``,`` (restic splits tags on it) and control
+    characters percent-encoded; every other character, so every ordinary path, stays
+    as it is, and the tags of earlier runs stay identical (prune keeps one series)."""
+    return "".join(
+        f"%{ord(c):02X}" if c in "%," or ord(c) < 32 or ord(c) == 127 else c for c in text
+    )
+
+
+def decode_tag(tag: str) -> str:
+    """The text ``encode_tag`` encoded (``%2C`` → ``,``)."""
+    return re.sub(r"%([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), tag)
 
 
 def redact(text: str, secrets: Sequence[str]) -> str:
