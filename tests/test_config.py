@@ -108,7 +108,7 @@ def test_checks_beyond_types(ws: Workspace) -> None:
     message = error_of(ws)
     assert "projects[0].name: 'Bad Name' must match" in message
     assert "projects[0].cron: '61 * * * *' is not a valid cron expression" in message
-    assert "projects[1].retention.keep_daily: must be 0 or more, got -1" in message
+    assert "projects[1].retention.keep_daily: must be between 0 and 1000000, got -1" in message
     assert "projects[2].name: duplicate project name 'dup'" in message
     assert "projects[2].encryption.recipient: required when encryption is enabled" in message
 
@@ -330,3 +330,48 @@ def test_the_example_files_work_as_copied_for_a_local_set_up(tmp_path: Path) -> 
         done = subprocess.run([backupctl, *command], cwd=tmp_path, capture_output=True, text=True)
         assert done.returncode == 0, (command, done.stdout, done.stderr)
     assert (tmp_path / "data" / "backups" / ".audit" / "audit.db").exists()
+
+
+def test_retention_keep_last_hourly_within_are_checked(ws: Workspace) -> None:
+    ws.write_config([minimal(database=None, retention={"keep_within": "2 days"})])
+    assert "retention.keep_within: '2 days' is not a restic duration" in error_of(ws)
+    ws.write_config([minimal(database=None, retention={"keep_last": 10**12})])
+    assert "retention.keep_last: must be between 0 and 1000000" in error_of(ws)
+    ws.write_config(
+        [
+            minimal(
+                database=None,
+                retention={"keep_last": 3, "keep_hourly": 24, "keep_within": "1y5m7d2h"},
+            )
+        ]
+    )
+    retention = ws.load().project("app").retention
+    assert (retention.keep_last, retention.keep_hourly, retention.keep_within) == (
+        3,
+        24,
+        "1y5m7d2h",
+    )
+
+
+@pytest.mark.parametrize(
+    ("cron", "retention", "warned"),
+    [
+        ("0 */6 * * *", {}, "runs up to 4 times a day"),  # keep_daily alone: same-day losses
+        ("0 2 * * *", {}, None),  # once a day: keep_daily keeps it
+        ("0 */6 * * *", {"keep_last": 4}, None),
+        ("0 */6 * * *", {"keep_within": "1d"}, None),
+        ("0 */6 * * *", {"keep_hourly": 24}, None),
+        ("*/30 9-17 * * 1-5", {"keep_last": 4}, "runs up to 18 times a day"),
+        ("0 */6 * * *", {"keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0}, None),
+    ],
+)
+def test_validate_warns_when_same_day_snapshots_would_be_pruned(
+    ws: Workspace, cron: str, retention: dict[str, object], warned: str | None
+) -> None:
+    ws.write_config([minimal(database=None, cron=cron, retention=retention)])
+    warnings = ws.load().warnings()
+    if warned is None:
+        assert warnings == []
+    else:
+        (warning,) = warnings
+        assert warning.startswith("projects[app].retention: cron") and warned in warning

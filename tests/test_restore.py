@@ -239,3 +239,25 @@ def test_separate_mode_backs_up_any_asset_path(ws: Workspace, tmp_path: Path) ->
     (row, _) = json.loads(cli_ok(ws, "logs", "shop", "--json"))
     assert row["prune_snapshots_removed"] == 3
     assert len(json.loads(cli_ok(ws, "snapshots", "shop", "--json"))) == 3
+
+
+@pytest.mark.parametrize(
+    ("retention", "kept"),
+    [
+        ({"keep_daily": 7}, 1),  # the day's last only: this morning's snapshot is gone
+        ({"keep_daily": 7, "keep_last": 2}, 2),
+        ({"keep_daily": 7, "keep_within": "1d"}, 3),
+    ],
+)
+def test_same_day_snapshots_survive_with_keep_last_or_keep_within(
+    ws: Workspace, tmp_path: Path, retention: dict[str, object], kept: int
+) -> None:
+    ws.write_config(
+        [sqlite_project("shop", tmp_path / "shop.sqlite", tmp_path / "repo",
+                        retention={"keep_weekly": 0, "keep_monthly": 0, **retention})]
+    )  # fmt: skip
+    cli_ok(ws, "db", "migrate")
+    for _ in range(3):
+        cli_ok(ws, "run", "shop")
+    found = len(json.loads(cli_ok(ws, "snapshots", "shop", "--json")))
+    assert found == kept

@@ -31,6 +31,7 @@ from backupctl_core.domain.settings import (
     GlobalSettings,
     NotificationSettings,
     ProjectSettings,
+    RetentionSettings,
 )
 
 VAR_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -66,14 +67,19 @@ class AppConfig:
         return [p for p in self.projects if p.enabled]
 
     def warnings(self) -> list[str]:
-        """Settings that are valid but costly (``config validate`` prints them)."""
-        return [
+        """Settings that are valid but costly or lossy (``config validate`` prints them)."""
+        found = [
             f"projects[{p.name}].compression.enabled: false with encryption: the encrypted"
             " dump neither deduplicates nor compresses in restic, so every run stores it"
             " whole; keep compression on for encrypted projects (docs/storage.md)"
             for p in self.projects
             if not p.compression.enabled and p.encryption_enabled
         ]
+        for project in self.projects:
+            warning = _same_day_warning(project, self.settings.timezone)
+            if warning:
+                found.append(warning)
+        return found
 
 
 def _resolve_vars(node: Any, env: Environment, path: str, errors: list[str]) -> Any:
@@ -183,6 +189,62 @@ def _with_env_defaults(project: ProjectSettings, settings: GlobalSettings) -> Pr
     return attrs.evolve(project, **changes) if changes else project
 
 
+MAX_KEEP = 1_000_000  # far beyond any real policy; keeps restic's arguments sane
+WITHIN_PATTERN = re.compile(r"(?=\d)(\d+y)?(\d+m)?(\d+d)?(\d+h)?")
+
+
+def _retention_problems(retention: RetentionSettings, where: str) -> list[str]:
+    problems = []
+    for key, value in attrs.asdict(retention).items():
+        if isinstance(value, int) and not 0 <= value <= MAX_KEEP:
+            problems.append(f"{where}.{key}: must be between 0 and {MAX_KEEP}, got {value}")
+    within = retention.keep_within
+    if within is not None and not WITHIN_PATTERN.fullmatch(within):
+        problems.append(
+            f"{where}.keep_within: {within!r} is not a restic duration"
+            " (years, months, days, hours: e.g. 2d, 12h, 1y5m7d2h)"
+        )
+    return problems
+
+
+def _runs_per_day(cron: str, timezone: str) -> int:
+    """How many times ``cron`` fires on its busiest day of a sample week."""
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from croniter import croniter
+
+    start = datetime(2026, 1, 5, tzinfo=ZoneInfo(timezone))  # a Monday
+    days: dict[object, int] = {}
+    runs = croniter(cron, start)
+    while True:
+        moment = runs.get_next(datetime)
+        if moment >= start + timedelta(days=7):
+            return max(days.values(), default=0)
+        days[moment.date()] = days.get(moment.date(), 0) + 1
+        if days[moment.date()] > 1440:
+            return days[moment.date()]
+
+
+def _same_day_warning(project: ProjectSettings, timezone: str) -> str | None:
+    """Several runs a day while the policy keeps one snapshot per day: the earlier
+    snapshots of a day are removed at the next prune, without a word."""
+    retention = project.retention
+    if project.cron is None or retention.keep_within or retention.keep_hourly:
+        return None
+    if not (retention.keep_daily or retention.keep_weekly or retention.keep_monthly):
+        return None  # no policy at all: restic keeps everything
+    runs = _runs_per_day(project.cron, timezone)
+    if runs <= 1 or retention.keep_last >= runs:
+        return None
+    return (
+        f"projects[{project.name}].retention: cron {project.cron!r} runs up to {runs} times a"
+        " day, but keep_daily keeps only the last snapshot of each day: earlier snapshots of"
+        f" a day are removed at the next prune; add keep_last: {runs} (or keep_hourly,"
+        " keep_within) to keep them"
+    )
+
+
 def _check(projects: list[ProjectSettings]) -> list[str]:
     errors: list[str] = []
     seen: set[str] = set()
@@ -201,10 +263,7 @@ def _check(projects: list[ProjectSettings]) -> list[str]:
             errors.append(f"{where}.cron: expected 5 fields, got {project.cron!r}")
         if project.timeout_minutes is not None and project.timeout_minutes <= 0:
             errors.append(f"{where}.timeout_minutes: must be greater than 0")
-        retention = attrs.asdict(project.retention)
-        for key, value in retention.items():
-            if value < 0:
-                errors.append(f"{where}.retention.{key}: must be 0 or more, got {value}")
+        errors += _retention_problems(project.retention, f"{where}.retention")
         if project.hooks.timeout_seconds <= 0:
             errors.append(f"{where}.hooks.timeout_seconds: must be greater than 0")
         if project.database is not None and not project.database.type:

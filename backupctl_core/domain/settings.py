@@ -59,10 +59,20 @@ class ResticSettings:
 
 @frozen
 class RetentionSettings:
+    """restic's forget policy (restic's meanings) plus the local dump cleanup.
+
+    ``keep_daily`` keeps the *last* snapshot of each day: with several runs a day,
+    ``keep_last``, ``keep_hourly`` or ``keep_within`` (a duration like ``2d``,
+    ``1y5m7d2h``) keep the earlier ones. 0 / unset leaves a flag out.
+    """
+
     local_days: int = 7
+    keep_last: int = 0
+    keep_hourly: int = 0
     keep_daily: int = 7
     keep_weekly: int = 4
     keep_monthly: int = 6
+    keep_within: str | None = None
 
 
 @frozen

@@ -118,13 +118,19 @@ def init_repository(restic: Restic) -> None:
 
 
 def retention_args(retention: Any) -> list[str]:
-    """``--keep-daily N`` etc.; a value of 0 leaves that flag out."""
+    """``--keep-last N``, ``--keep-daily N``, ``--keep-within 2d`` etc. (restic's
+    meanings); a count of 0 or no duration leaves that flag out."""
     policy = {
+        "--keep-last": retention.keep_last,
+        "--keep-hourly": retention.keep_hourly,
         "--keep-daily": retention.keep_daily,
         "--keep-weekly": retention.keep_weekly,
         "--keep-monthly": retention.keep_monthly,
     }
-    return [arg for flag, keep in policy.items() if keep > 0 for arg in (flag, str(keep))]
+    args = [arg for flag, keep in policy.items() if keep > 0 for arg in (flag, str(keep))]
+    if retention.keep_within:
+        args += ["--keep-within", retention.keep_within]
+    return args
 
 
 @hookimpl
