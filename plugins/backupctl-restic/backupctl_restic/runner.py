@@ -9,6 +9,7 @@ its own errors to a log file of the run (``ssh -E``), read back the same way.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import subprocess
 import tempfile
@@ -21,6 +22,7 @@ from typing import IO, Any
 from backupctl_core import PluginError
 from backupctl_restic.repository import global_options, restic_environment
 
+log = logging.getLogger("backupctl.restic")
 MASK = "********"
 STDERR_TAIL_LINES = 200
 MAX_DETAIL_CHARS = 300
@@ -63,7 +65,26 @@ class Restic:
     def run(
         self, args: Sequence[str], on_stdout_line: Callable[[str], None] | None = None
     ) -> ResticRun:
-        """Run ``restic ARGS``; stdout lines go to ``on_stdout_line`` (else are kept)."""
+        """Run ``restic ARGS``; stdout lines go to ``on_stdout_line`` (else are kept).
+
+        Self-healing locks: when the repository is locked, ``restic unlock`` (which
+        removes only *stale* locks: older than 30 minutes, or of a process on this
+        host that no longer exists, e.g. a killed run) and one more try. A lock of a
+        live process stays, and the caller's retry policy waits for it as before.
+        """
+        run = self._run_once(args, on_stdout_line)
+        if run.ok or not args or args[0] == "unlock" or classify(run).kind != "locked":
+            return run
+        unlock = self._run_once(["unlock"], None)
+        if not unlock.ok:
+            return run
+        log.warning("%s: locked by %s; stale locks removed, trying again",
+                    self.repository, _lock_holder(run))  # fmt: skip
+        return self._run_once(args, on_stdout_line)
+
+    def _run_once(
+        self, args: Sequence[str], on_stdout_line: Callable[[str], None] | None
+    ) -> ResticRun:
         run = ResticRun(args=list(args), returncode=-1)
         sink = on_stdout_line or (lambda line: run.stdout.append(line))
         with tempfile.TemporaryDirectory(prefix="backupctl-restic-") as scratch:
@@ -126,6 +147,15 @@ class Restic:
 
 
 # -- reading restic's output ------------------------------------------------------------
+
+
+def _lock_holder(run: ResticRun) -> str:
+    """``PID 3330 on vm`` from restic's lock message, for the log."""
+    for line in run.stderr_tail:
+        match = re.search(r"locked (?:exclusively )?by (PID \d+ on \S+)", line)
+        if match:
+            return match.group(1)
+    return "another process"
 
 
 def _read_stderr(stream: IO[bytes], run: ResticRun) -> None:

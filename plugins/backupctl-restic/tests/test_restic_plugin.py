@@ -3,6 +3,7 @@ served by a real sshd (the ``sftp_server`` fixture). No test doubles."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -420,3 +421,57 @@ def test_hooks_match_the_hookspecs() -> None:
     manager.register(plugin)  # raises PluginValidationError on a misspelled argument
 
     assert manager.hook.backupctl_plugin_types() == [plugin.backupctl_plugin_types()]
+
+
+@contextlib.contextmanager
+def _locked_repository(
+    project: ProjectSettings, settings: GlobalSettings
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A real restic process holding a lock on the repository (a backup from a stdin
+    that does not end), as a run killed mid-backup would have held it."""
+    env, argv = restic_environment(project, settings)
+    feeder = subprocess.Popen(["sleep", "120"], stdout=subprocess.PIPE)
+    holder = subprocess.Popen([*argv, "backup", "--stdin", "-q"], stdin=feeder.stdout, env=env)
+    try:
+        locks = Path(project.restic.repository_path) / "locks"
+        deadline = time.monotonic() + 30
+        while not any(locks.iterdir()):
+            assert time.monotonic() < deadline, "restic took no lock"
+            time.sleep(0.05)
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+        feeder.kill()
+        feeder.wait()
+
+
+def test_a_stale_lock_of_a_killed_restic_heals_itself(
+    tmp_path: Path, template_repo: Path, source: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A killed restic left a lock that failed every later prune until `recover`."""
+    repo = tmp_path / "repo"
+    shutil.copytree(template_repo, repo)
+    daily = RetentionSettings(keep_daily=1, keep_weekly=0, keep_monthly=0)
+    project = _project(str(repo), retention=daily)
+    settings = GlobalSettings(backup_base_dir=tmp_path / "base")
+    plugin.backupctl_sync(project=project, settings=settings, paths=[source], tags=TAGS)
+    with _locked_repository(project, settings) as holder:
+        pass  # SIGKILLed on leaving: its lock stays behind, its PID is gone
+    assert any((repo / "locks").iterdir())
+
+    plugin.backupctl_sync(project=project, settings=settings, paths=[source], tags=TAGS)
+    assert plugin.backupctl_prune(project=project, settings=settings).snapshots_removed == 1
+    assert "stale locks removed, trying again" in caplog.text
+    assert f"locked by PID {holder.pid} on {socket.gethostname()}" in caplog.text
+
+
+def test_a_live_lock_is_never_removed(tmp_path: Path, template_repo: Path) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(template_repo, repo)
+    settings = GlobalSettings(backup_base_dir=tmp_path / "base")
+    project = _project(str(repo), retention=RetentionSettings(keep_last=1))
+    with _locked_repository(project, settings) as holder:
+        with pytest.raises(PluginError, match="locked by another restic process"):
+            plugin.backupctl_prune(project=project, settings=settings)
+        assert holder.poll() is None and any((repo / "locks").iterdir())
