@@ -117,3 +117,74 @@ def test_read_only_backup_folder_fails_cleanly(tmp_path: Path, small_disk: Path)
     assert "Read-only file system" in result.stderr
     assert result.stderr.count("\n") <= 3 and "Traceback" not in result.stderr
     assert not (tmp_path / "repo").exists()
+
+
+class FakeClock:
+    """The pipeline's clock with a recorded ``sleep``: back-off measured, not waited."""
+
+    def __init__(self) -> None:
+        from datetime import UTC, datetime
+
+        self.start = datetime.now(UTC)
+        self.slept: list[float] = []
+
+    def now(self):  # type: ignore[no-untyped-def]
+        from datetime import timedelta
+
+        return self.start + timedelta(seconds=sum(self.slept))
+
+    def monotonic(self) -> float:
+        return sum(self.slept)
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+
+
+def run_with_fake_clock(ws: Workspace) -> tuple[object, FakeClock]:
+    from backupctl_core.plugins import get_plugin_manager
+    from backupctl_core.runtime.runner import run_project
+
+    clock = FakeClock()
+    config = ws.load()
+    outcome = run_project(config, config.project("shop"), get_plugin_manager(), ws.store(),
+                          clock=clock)  # type: ignore[arg-type]  # fmt: skip
+    return outcome, clock
+
+
+def test_a_repository_that_can_never_be_created_fails_at_once(tmp_path: Path) -> None:
+    """It was retried 3 times with back-off (30 s with a 4 s base delay)."""
+    ws = Workspace(tmp_path)
+    ws.write_env(RESTIC_PASSWORD="faults-pw", BACKUP_RETRY_COUNT="3", BACKUP_RETRY_DELAY_MS="4000")
+    make_sqlite_db(tmp_path / "shop.sqlite")
+    (tmp_path / "a-file").write_text("not a folder")
+    ws.write_config(
+        [sqlite_project("shop", tmp_path / "shop.sqlite", tmp_path / "a-file" / "repo")]
+    )
+    outcome, clock = run_with_fake_clock(ws)
+    record = outcome.record  # type: ignore[attr-defined]
+    assert record.status.value == "failed" and record.error_stage == "sync"
+    assert "not a directory" in record.error_message
+    assert (record.retry_count, clock.slept) == (0, [])
+
+
+def test_a_storage_box_that_is_down_is_retried_with_backoff(
+    tmp_path: Path, sftp_server: SftpServer
+) -> None:
+    ws = Workspace(tmp_path)
+    ssh = sftp_server
+    ws.write_env(
+        RESTIC_PASSWORD="faults-pw", BACKUP_RETRY_COUNT="3", BACKUP_RETRY_DELAY_MS="4000",
+        HETZNER_SSH_HOST=ssh.host, HETZNER_SSH_USER=ssh.user, HETZNER_SSH_PORT=str(ssh.port),
+        HETZNER_SSH_KEY_PATH=str(ssh.key_path),
+    )  # fmt: skip
+    make_sqlite_db(tmp_path / "shop.sqlite")
+    ws.write_config(
+        [sqlite_project("shop", tmp_path / "shop.sqlite", Path(ssh.new_repo_path("backoff")))]
+    )
+    with ssh.stopped():
+        outcome, clock = run_with_fake_clock(ws)
+    record = outcome.record  # type: ignore[attr-defined]
+    assert record.status.value == "failed" and record.retry_count == 3
+    # 4 s, 8 s, 16 s, each with up to 10% jitter
+    assert len(clock.slept) == 3
+    assert all(b <= s <= b * 1.1 for s, b in zip(clock.slept, [4, 8, 16], strict=True))

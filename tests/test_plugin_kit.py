@@ -295,10 +295,57 @@ def test_classify_failure_compares_ignoring_case_on_both_sides() -> None:
     assert error.retryable is False
 
 
-def test_classify_failure_anything_else_is_retryable() -> None:
+def test_classify_failure_anything_unrecognised_is_permanent() -> None:
+    """It used to be retried: a repository that can never be created cost 30 s."""
     error = classify_failure("disk full", permanent=PERMANENT, connectivity=CONNECTIVITY)
-    assert (error.retryable, error.connectivity, error.message) == (True, False, "disk full")
-    assert classify_failure("whatever").retryable is True
+    assert (error.retryable, error.connectivity, error.message) == (False, False, "disk full")
+    assert classify_failure("whatever").retryable is False
+
+
+# Lines the real tools print (pg_dump 15, mariadb-dump 10.11, restic 0.14 with ssh).
+RETRYABLE_LINES = [
+    'pg_dump: error: connection to server at "127.0.0.1", port 1 failed: Connection refused',
+    "pg_dump: error: server closed the connection unexpectedly",
+    "mariadb-dump: Got error: 2013: Lost connection to server during query",
+    "mysqldump: Got error: 2002: Can't connect to server on '127.0.0.1' (115)",
+    "ssh: Could not resolve hostname box.example: Temporary failure in name resolution",
+    "Fatal: unable to open repository: read tcp 10.0.0.1:4432: connection reset by peer",
+]
+PERMANENT_LINES = [
+    "Fatal: create repository at /srv/x/repo failed: mkdir /srv/x: permission denied",
+    "pg_dump: error: aborting because of server version mismatch",
+    "sqlite3: unable to open database file",
+    "gpg: no valid OpenPGP data found",
+]
+
+
+@pytest.mark.parametrize("line", RETRYABLE_LINES)
+def test_classify_failure_retries_what_can_heal(line: str) -> None:
+    error = classify_failure(line)
+    assert (error.retryable, error.connectivity) == (True, True)
+
+
+@pytest.mark.parametrize("line", PERMANENT_LINES)
+def test_classify_failure_fails_everything_else_at_once(line: str) -> None:
+    assert classify_failure(line).retryable is False
+
+
+def test_an_unknown_host_is_connectivity_but_not_retried() -> None:
+    for line in (
+        'pg_dump: error: could not translate host name "nohost" to address: Name or service'
+        " not known",
+        "ssh: Could not resolve hostname nohost: Name or service not known",
+        "mysqldump: Got error: 2005: Unknown server host 'nohost' (-2)",
+    ):
+        error = classify_failure(line)
+        assert (error.retryable, error.connectivity, error.exit_code) == (
+            False, True, EXIT_CONNECTIVITY,
+        )  # fmt: skip
+
+
+def test_a_locked_repository_is_retried_but_is_no_connectivity_error() -> None:
+    error = classify_failure("unable to create lock: repository is already locked by PID 7")
+    assert (error.retryable, error.connectivity) == (True, False)
 
 
 def test_classify_failure_makes_the_message_one_line() -> None:

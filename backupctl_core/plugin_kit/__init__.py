@@ -24,6 +24,8 @@ from backupctl_core.domain.errors import PluginError
 from backupctl_core.domain.settings import MASK, DatabaseSettings, ProjectSettings, Secret
 
 __all__ = [
+    "RETRYABLE_ERRORS",
+    "UNREACHABLE_ERRORS",
     "classify_failure",
     "create_private_file",
     "database_of",
@@ -200,22 +202,77 @@ def mask(text: str, secrets: Iterable[Secret | str | None]) -> str:
     return text
 
 
+# What can heal on its own, so trying again later may help: the network and the
+# server coming back, a lock being released, a temporary DNS failure. Substrings of
+# the tools' messages, compared ignoring case; every other failure is permanent.
+RETRYABLE_ERRORS: tuple[str, ...] = (
+    "temporary failure in name resolution",
+    "try again",
+    "connection refused",
+    "connection reset",
+    "connection timed out",
+    "timed out",
+    "timeout expired",
+    "i/o timeout",
+    "context deadline exceeded",
+    "could not connect",
+    "can't connect",
+    "server closed the connection unexpectedly",
+    "lost connection",
+    "server has gone away",
+    "broken pipe",
+    "no route to host",
+    "network is unreachable",
+    "repository is already locked",
+    "resource temporarily unavailable",
+)
+# Cannot reach a server, and waiting will not change that: an unknown host name.
+# The CLI still exits 4 (connectivity), without retrying.
+UNREACHABLE_ERRORS: tuple[str, ...] = (
+    "name or service not known",
+    "could not resolve hostname",
+    "could not translate host name",
+    "unknown server host",
+    "unknown mysql server host",
+    "no such host",
+    "nodename nor servname provided",
+)
+
+
+def _has(lowered: str, needles: Iterable[str]) -> bool:
+    return any(needle.lower() in lowered for needle in needles)
+
+
 def classify_failure(
-    message: str, *, permanent: Iterable[str] = (), connectivity: Iterable[str] = ()
+    message: str,
+    *,
+    permanent: Iterable[str] = (),
+    connectivity: Iterable[str] = (),
+    retryable: Iterable[str] = (),
 ) -> PluginError:
     """A PluginError for a tool's failure, on one line, its kind read from the message.
 
-    ``permanent`` and ``connectivity`` are substrings of the tool's errors, compared
-    ignoring case and checked in that order: a failed login that also says "could not
-    connect" must not be retried. A permanent one is ``retryable=False`` (wrong
-    password, no such database); a connectivity one is retryable with
-    ``connectivity=True`` (the CLI exits 4); anything else is retryable. Mask secrets
-    before calling this: the message is used as it is, only made one line.
+    Checked in this order, substrings compared ignoring case:
+
+    1. ``permanent`` (the plugin's own: wrong password, no such database): fails at
+       once, even when the message also says "could not connect";
+    2. ``RETRYABLE_ERRORS`` plus the plugin's ``retryable``: retried with back-off;
+       also a connectivity error (CLI exit 4) when it matches ``connectivity``, or
+       is about the network at all;
+    3. ``UNREACHABLE_ERRORS`` and ``connectivity``: a connectivity error (exit 4)
+       that fails at once (an unknown host does not appear by waiting);
+    4. anything else: permanent. Retrying what nobody recognised only delays the
+       same failure (a repository that can never be created was retried for 30 s).
+
+    Mask secrets before calling this: the message is used as it is, only made one line.
     """
     message = " ".join(message.split())
     lowered = message.lower()
-    if any(text.lower() in lowered for text in permanent):
+    if _has(lowered, permanent):
         return PluginError(message, retryable=False)
-    if any(text.lower() in lowered for text in connectivity):
-        return PluginError(message, retryable=True, connectivity=True)
-    return PluginError(message, retryable=True)
+    if _has(lowered, RETRYABLE_ERRORS) or _has(lowered, retryable):
+        network = _has(lowered, connectivity) or "already locked" not in lowered
+        return PluginError(message, retryable=True, connectivity=network)
+    if _has(lowered, UNREACHABLE_ERRORS) or _has(lowered, connectivity):
+        return PluginError(message, retryable=False, connectivity=True)
+    return PluginError(message, retryable=False)

@@ -271,7 +271,7 @@ def test_dump_without_credentials_passes_no_config(
         ),
         ("error writing data for collection `shop.people` to disk: connection reset", True, True),
         ("error reading collection: (Unauthorized) not authorized on shop", False, False),
-        ("error writing to file: no space left on device", True, False),
+        ("error writing to file: no space left on device", False, False),  # not retried
     ],
     ids=["auth", "unreachable", "dropped", "no-rights", "disk-full"],
 )

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from backupctl_core import PluginError
+from backupctl_core.plugin_kit import classify_failure
 from backupctl_restic.repository import global_options, restic_environment
 
 log = logging.getLogger("backupctl.restic")
@@ -216,7 +217,8 @@ class _Rule:
 class Failure:
     """Why a restic run failed: a ``kind`` to branch on, and the words for a message."""
 
-    kind: str  # host-key | ssh-login | password | no-repository | locked | unreachable | other
+    kind: str  # host-key | ssh-login | password | no-repository | locked | unknown-host
+    # | unreachable | other
     reason: str
     line: str  # the most useful stderr line, cleaned
     retryable: bool = True
@@ -265,10 +267,17 @@ _RULES: tuple[_Rule, ...] = (
         exit_codes=(EXIT_LOCKED,),
     ),
     _Rule(
+        "unknown-host",
+        "the SFTP server's host name does not resolve",
+        (r"Could not resolve hostname .*: Name or service not known", r"no such host"),
+        retryable=False,
+        connectivity=True,
+    ),
+    _Rule(
         "unreachable",
         "cannot reach the SFTP server",
         (
-            r"Could not resolve hostname",
+            r"Could not resolve hostname",  # temporary DNS failure: the rule above did not match
             r"Connection refused",
             r"Connection timed out",
             r"No route to host",
@@ -300,7 +309,12 @@ def classify(run: ResticRun) -> Failure:
                 return _failure(rule, _clean(line))
         if run.returncode in rule.exit_codes:
             return _failure(rule, _last_useful(lines))
-    return Failure("other", f"exit code {run.returncode}", _last_useful(lines))
+    # Not one of restic's own: the kit's shared vocabulary decides (a reset connection
+    # heals, anything unrecognised is permanent: retrying a repository folder that can
+    # never be created only delays the same error).
+    line = _last_useful(lines)
+    kind = classify_failure(" ".join(lines[-5:]))
+    return Failure("other", f"exit code {run.returncode}", line, kind.retryable, kind.connectivity)
 
 
 def _failure(rule: _Rule, line: str) -> Failure:
