@@ -307,6 +307,15 @@ def test_dry_run_checks_everything_and_writes_nothing(ws: Workspace, tmp_path: P
         [sqlite_project("shop", tmp_path / "shop.sqlite", tmp_path / "repo",
                         assets={"paths": [str(tmp_path / "nope")]})]
     )  # fmt: skip
+    # An unmigrated audit store: the run would stop at once, so the dry run must too.
+    unmigrated = executable(ws, "run", "shop", "--dry-run")
+    assert unmigrated.returncode == 1, unmigrated.stdout
+    assert "FAIL  audit schema:" in unmigrated.stdout and "run `backupctl db migrate`" in (
+        unmigrated.stdout
+    )
+    assert unmigrated.stdout.splitlines()[-1] == "shop: NOT READY (exit 1)"
+    migrated(ws)
+    before = sorted(p.name for p in ws.base_dir.rglob("*"))
     result = executable(ws, "run", "shop", "--dry-run")
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
@@ -315,13 +324,31 @@ def test_dry_run_checks_everything_and_writes_nothing(ws: Workspace, tmp_path: P
     assert any(line.startswith("WARN  restic repository:") for line in lines)  # not created yet
     assert any(line.startswith("WARN  asset path:") for line in lines)
     assert any(line.startswith("PASS  disk space:") for line in lines)
-    assert not ws.base_dir.exists()  # no audit row, no lock, no cache, no log
+    assert any(line.startswith("PASS  audit database:") for line in lines)
+    assert any(line.startswith("PASS  tools: restic 0.") for line in lines)
+    # no audit row, no lock, no cache, no log
+    assert sorted(p.name for p in ws.base_dir.rglob("*")) == before
     assert not (tmp_path / "repo").exists()
     report = json.loads(executable(ws, "run", "shop", "--dry-run", "--json").stdout)
     assert report["ready"] is True and report["exit_code"] == 0
     ws.write_config([sqlite_project("shop", tmp_path / "gone.sqlite", tmp_path / "repo")])
     failing = executable(ws, "run", "shop", "--dry-run")
     assert failing.returncode == 4 and failing.stdout.splitlines()[-1].startswith("shop: NOT READY")
+
+
+def test_dry_run_and_health_fail_naming_a_tool_missing_from_path(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    """Without restic on PATH the dry run said "ready"; the run then failed."""
+    migrated(ws)
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    dry = executable(ws, "run", "shop", "--dry-run", env={"PATH": str(empty)})
+    assert dry.returncode == 1, dry.stdout + dry.stderr
+    assert "FAIL  tools: not on PATH: restic (install restic and openssh-client)" in dry.stdout
+    assert dry.stdout.splitlines()[-1] == "shop: NOT READY (exit 1)"
+    health = executable(ws, "health", env={"PATH": str(empty)})
+    assert health.returncode == 1 and "FAIL  tools: shop: not on PATH: restic" in health.stdout
 
 
 def test_health_reports_and_exits_4_when_unreachable(ws: Workspace, tmp_path: Path) -> None:
@@ -331,7 +358,7 @@ def test_health_reports_and_exits_4_when_unreachable(ws: Workspace, tmp_path: Pa
     report = json.loads(out)
     assert code == 0 and report["healthy"] is True
     assert {c["name"] for c in report["checks"]} == {"audit database", "disk space",
-                                                      "restic repository"}  # fmt: skip
+                                                      "tools", "restic repository"}  # fmt: skip
     ws.write_env(RESTIC_PASSWORD="wrong-password")
     code, out, _ = invoke(ws, "health")
     assert code == 4 and out.strip().endswith("UNHEALTHY")

@@ -216,6 +216,9 @@ def test_a_failing_service_job_never_stops_the_service(ws: Workspace, audit_pg: 
     service.tick()  # raised before: the exception ended serve_forever's loop
     status, body = service.route("/status")  # was a 500 with a traceback
     assert status == 503 and body["failed_check"] == "audit database"
+    status, body = service.route("/health")
+    assert status == 503 and body["status"] == "degraded"
+    assert SUMMARY_JOB in body["failed_jobs"] and body["audit_db"]["status"] == "fail"
     assert SUMMARY_JOB in service.job_failures
     assert "audit database" in service.job_failures[SUMMARY_JOB]
     (warning,) = [e for e in recorder.events if e.type.value == "backup_warning"]

@@ -5,6 +5,7 @@ config reload (SIGHUP) and clean stop (SIGTERM)."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -294,3 +295,32 @@ def test_sigterm_during_a_scheduled_run_lets_it_finish(ws: Workspace) -> None:
     (row,) = json.loads(logs.stdout)
     assert row["status"] == "success"  # finished, not cut off
     assert not (ws.base_dir / "shop" / ".lock").exists()
+
+
+def test_health_runs_the_repository_checks_at_most_once_a_minute(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/health runs `backupctl health`'s checks, but a scraper hitting it every second
+    must not fork restic every time."""
+    import shutil
+
+    calls = tmp_path / "restic-calls"
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    (shims / "restic").write_text(
+        f'#!/bin/sh\necho "$1" >> {calls}\nexec {shutil.which("restic")} "$@"\n'
+    )
+    (shims / "restic").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shims}:{os.environ['PATH']}")
+    service = BackupService(ws.config_path, ws.env_path, get_plugin_manager())
+    service.start_up()
+    try:
+        calls.unlink(missing_ok=True)  # recovery's restic unlock
+        for _ in range(5):
+            status, body = service.health()
+            assert status == 200 and body["status"] == "ok", body
+        names = [check["name"] for check in body["checks"]]
+        assert names == ["audit database", "disk space", "tools", "restic repository"]
+        assert calls.read_text().split() == ["version", "cat"]  # once, not five times
+    finally:
+        service.shutdown()

@@ -30,21 +30,14 @@ def audit_check(context: CliContext) -> CheckResult:
 
 
 def health_results(context: CliContext) -> list[CheckResult]:
-    from backupctl_core.runtime.checks import disk_check, ssh_check
+    from backupctl_core.runtime.checks import disk_check, repository_checks
 
     config = context.config
-    results = [audit_check(context), disk_check(config.settings)]
-    ssh = ssh_check(config.settings)
-    if ssh is not None:
-        results.append(ssh)
-    for project in config.enabled_projects:
-        try:
-            plugins = context.registry.for_project(project, config.settings)
-            found = plugins.storage_checks()
-        except BackupctlError as error:
-            found = [CheckResult("plugins", "fail", error.message)]
-        results += [CheckResult(r.name, r.status, f"{project.name}: {r.detail}") for r in found]
-    return results
+    return [
+        audit_check(context),
+        disk_check(config.settings),
+        *repository_checks(config, context.registry),
+    ]
 
 
 @click.command()

@@ -15,15 +15,17 @@ plugin manager, CLI or database driver.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+from backupctl_core.domain.artifacts import CheckResult
 from backupctl_core.domain.errors import PluginError
 from backupctl_core.domain.settings import MASK, DatabaseSettings, ProjectSettings, Secret
 
 __all__ = [
+    "CHECK_TOOLS",
     "RETRYABLE_ERRORS",
     "UNREACHABLE_ERRORS",
     "classify_failure",
@@ -39,6 +41,7 @@ __all__ = [
     "removed_on_failure",
     "require_database",
     "stderr_lines",
+    "tools_check",
 ]
 
 # -- which project is ours -------------------------------------------------------
@@ -65,6 +68,53 @@ def require_database(project: ProjectSettings, type_name: str) -> DatabaseSettin
     if db is None:
         raise PluginError(f"project {project.name} has no {type_name} database", retryable=False)
     return db
+
+
+# -- readiness (dry run, health) ------------------------------------------------
+
+CHECK_TOOLS = "tools"  # the check name: a failure is an installation problem, exit 1
+TOOL_TIMEOUT_SECONDS = 10
+
+
+def tools_check(
+    tools: Sequence[str], install_hint: str, version_args: Mapping[str, Sequence[str]] = {}
+) -> CheckResult:
+    """One check that every program in ``tools`` is on PATH and runs (``--version``,
+    or ``version_args[tool]``), for a dry run to fail where the run would fail.
+
+    Passes with each tool's version line; fails naming the missing or broken tool and
+    ``install_hint`` (e.g. ``"install postgresql-client"``). Check this before a
+    connection check that needs the same tools: a missing client is not a
+    connectivity problem.
+    """
+    import shutil
+    import subprocess
+
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if missing:
+        return CheckResult(
+            CHECK_TOOLS, "fail", f"not on PATH: {', '.join(missing)} ({install_hint})"
+        )
+    versions = []
+    for tool in tools:
+        argv = [tool, *version_args.get(tool, ("--version",))]
+        try:
+            done = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                errors="replace",
+                timeout=TOOL_TIMEOUT_SECONDS,
+                stdin=subprocess.DEVNULL,
+            )
+        except (OSError, subprocess.TimeoutExpired) as error:
+            return CheckResult(CHECK_TOOLS, "fail", f"{tool} does not run: {error}")
+        lines = stderr_lines(done.stdout) or stderr_lines(done.stderr)
+        if done.returncode != 0:
+            why = lines[0] if lines else f"exit code {done.returncode}"
+            return CheckResult(CHECK_TOOLS, "fail", f"{tool} does not run: {why} ({install_hint})")
+        versions.append(lines[0] if lines else tool)
+    return CheckResult(CHECK_TOOLS, "pass", "; ".join(versions))
 
 
 # -- config validation -----------------------------------------------------------

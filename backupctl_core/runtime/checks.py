@@ -112,3 +112,18 @@ def project_checks(
                         raw if exists else f"{raw} does not exist (it would be skipped)")
         )  # fmt: skip
     return results
+
+
+def repository_checks(config: AppConfig, registry: PluginRegistry) -> list[CheckResult]:
+    """SSH (when set) and each enabled project's storage checks, project-named."""
+    results = []
+    ssh = ssh_check(config.settings)
+    if ssh is not None:
+        results.append(ssh)
+    for project in config.enabled_projects:
+        try:
+            found = registry.for_project(project, config.settings).storage_checks()
+        except BackupctlError as error:
+            found = [CheckResult("plugins", "fail", error.message)]
+        results += [CheckResult(r.name, r.status, f"{project.name}: {r.detail}") for r in found]
+    return results

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 from backupctl_core.audit.store import AuditStore
 from backupctl_core.config.loader import AppConfig, load_config
+from backupctl_core.domain.artifacts import CheckResult
 from backupctl_core.domain.errors import BackupctlError, ConnectivityError
 from backupctl_core.domain.events import daily_summary_event, job_failed_event
 from backupctl_core.domain.pipeline import redact
@@ -30,7 +31,7 @@ from backupctl_core.domain.settings import ProjectSettings
 from backupctl_core.plugin_kit import make_private_dir
 from backupctl_core.plugins import PluginRegistry
 from backupctl_core.runtime.audit_log import replay_audit
-from backupctl_core.runtime.checks import disk_check
+from backupctl_core.runtime.checks import disk_check, repository_checks
 from backupctl_core.runtime.fallback import FallbackLog
 from backupctl_core.runtime.http_api import HttpApi
 from backupctl_core.runtime.lock import ServiceLock
@@ -42,6 +43,7 @@ from backupctl_core.runtime.scheduler import CronScheduler, ProjectWorker
 log = logging.getLogger("backupctl.service")
 SUMMARY_JOB = "daily-summary"
 REPLAY_INTERVAL_SECONDS = 60.0
+HEALTH_CACHE_SECONDS = 60.0
 
 
 def pid_file(config: AppConfig) -> Path:
@@ -75,6 +77,7 @@ class BackupService:
         self._last_replay = time.monotonic()
         # job name -> its last failure, until it next succeeds (shown by /health)
         self.job_failures: dict[str, str] = {}
+        self._health_cache: tuple[float, list[CheckResult]] | None = None
 
     # -- start-up
     def start_up(self) -> None:
@@ -292,17 +295,28 @@ class BackupService:
         return HTTPStatus.NOT_FOUND, {"error": "not found"}
 
     def health(self) -> tuple[int, Any]:
+        """The checks of ``backupctl health``: the audit store (reachable and migrated,
+        one query) and disk every time; SSH and the repositories (a tool run each) at
+        most once per ``HEALTH_CACHE_SECONDS``, so a scraper cannot fork restic per hit.
+        Plus the service's own jobs that failed last time."""
         try:
             self.store.ensure_migrated()
-            audit = {"status": "pass", "detail": self.store.description}
+            audit = CheckResult("audit database", "pass", self.store.description)
         except BackupctlError as error:
-            audit = {"status": "fail", "detail": error.message}
+            audit = CheckResult("audit database", "fail", error.message)
         disk = disk_check(self.config.settings)
-        healthy = audit["status"] == "pass" and disk.status == "pass"
+        now = time.monotonic()
+        if self._health_cache is None or now - self._health_cache[0] >= HEALTH_CACHE_SECONDS:
+            self._health_cache = (now, repository_checks(self.config, self.registry))
+        repositories = self._health_cache[1]
+        checks = [audit, disk, *repositories]
+        healthy = all(c.status != "fail" for c in checks) and not self.job_failures
         body = {
             "status": "ok" if healthy else "degraded",
-            "audit_db": audit,
+            "audit_db": {"status": audit.status, "detail": audit.detail},
             "disk": {"status": disk.status, "detail": disk.detail},
+            "checks": [{"name": c.name, "status": c.status, "detail": c.detail} for c in checks],
+            "failed_jobs": dict(self.job_failures),
             "uptime_seconds": int(time.monotonic() - self.started_at),
         }
         return (HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE), body

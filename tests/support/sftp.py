@@ -329,6 +329,17 @@ class SftpServer:
         self._handed_out.add(candidate)
         return str(self.repos_dir / candidate)
 
+    def root_owned_folder(self, name: str) -> str:
+        """A folder on the server the SFTP user can enter but not write into."""
+        folder = self.base_dir / f"root-owned-{name}"
+        folder.mkdir(mode=0o755, exist_ok=True)
+        folder.chmod(0o755)
+        return str(folder)
+
+    def listing(self, path: str) -> list[str]:
+        """What is in a folder on the server (the tests run on the same machine)."""
+        return sorted(os.listdir(path))
+
     def ssh_settings(self) -> Any:
         """The backupctl ``SshSettings`` that point at this server."""
         from backupctl_core.domain.settings import SshSettings

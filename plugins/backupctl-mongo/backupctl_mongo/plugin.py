@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import shutil
 import socket
 import subprocess
 import tempfile
@@ -53,6 +52,7 @@ from backupctl_core.plugin_kit import (
     removed_on_failure,
     require_database,
     stderr_lines,
+    tools_check,
 )
 
 TYPE = "mongo"
@@ -138,10 +138,9 @@ def backupctl_check(project: ProjectSettings, settings: GlobalSettings) -> list[
     db = database_of(project, TYPE)
     if db is None:
         return []
-    missing = [tool for tool in ("mongodump", "mongorestore") if shutil.which(tool) is None]
-    if missing:
-        tools = ", ".join(missing)
-        return [CheckResult("database", "fail", f"not on PATH: {tools} (MongoDB Database Tools)")]
+    tools = tools_check(["mongodump", "mongorestore"], "install the MongoDB Database Tools")
+    if tools.status == "fail":
+        return [tools]
     where = f"{db.host}:{db.port or DEFAULT_PORT}"
     try:
         with socket.create_connection(
@@ -149,10 +148,9 @@ def backupctl_check(project: ProjectSettings, settings: GlobalSettings) -> list[
         ):
             pass
     except OSError as exc:
-        return [CheckResult("database", "fail", f"mongo {where} unreachable: {exc}")]
-    return [
-        CheckResult("database", "warn", f"mongo {where} reachable; login not checked before dump")
-    ]
+        return [tools, CheckResult("database", "fail", f"mongo {where} unreachable: {exc}")]
+    login = "login not checked before dump"
+    return [tools, CheckResult("database", "warn", f"mongo {where} reachable; {login}")]
 
 
 @hookimpl

@@ -86,6 +86,9 @@ STAND_IN = """\
 # mongorestore reads the archive and fails like the real one on a foreign file.
 import gzip, json, os, stat, struct, sys
 tool = os.path.basename(sys.argv[0])
+if sys.argv[1:] == ["--version"]:  # what the dry run's tools check asks
+    print(tool + " version: 100.9.4")
+    sys.exit(0)
 args = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
 record = {{"argv": sys.argv, "env": dict(os.environ)}}
 if "config" in args:
@@ -451,7 +454,8 @@ def test_check_warns_that_the_login_is_not_checked(
     records: Path, settings: GlobalSettings, listening_port: int
 ) -> None:
     project = make_project(host="127.0.0.1", port=listening_port)
-    [result] = plugin.backupctl_check(project=project, settings=settings)
+    [tools, result] = plugin.backupctl_check(project=project, settings=settings)
+    assert tools.name == "tools" and tools.status == "pass", tools.detail
     assert (result.name, result.status) == ("database", "warn")
     assert result.detail == (
         f"mongo 127.0.0.1:{listening_port} reachable; login not checked before dump"
@@ -460,9 +464,10 @@ def test_check_warns_that_the_login_is_not_checked(
 
 def test_check_fails_when_nothing_listens(records: Path, settings: GlobalSettings) -> None:
     port = free_port()
-    [result] = plugin.backupctl_check(
+    [tools, result] = plugin.backupctl_check(
         project=make_project(host="127.0.0.1", port=port), settings=settings
     )
+    assert tools.name == "tools" and tools.status == "pass", tools.detail
     assert result.status == "fail"
     assert result.detail.startswith(f"mongo 127.0.0.1:{port} unreachable: ")
 
@@ -472,9 +477,10 @@ def test_check_fails_without_the_tools(
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     [result] = plugin.backupctl_check(project=make_project(), settings=settings)
-    assert (result.status, result.detail) == (
+    assert (result.name, result.status, result.detail) == (
+        "tools",
         "fail",
-        "not on PATH: mongodump, mongorestore (MongoDB Database Tools)",
+        "not on PATH: mongodump, mongorestore (install the MongoDB Database Tools)",
     )
 
 

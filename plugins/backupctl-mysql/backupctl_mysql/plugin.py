@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -62,6 +61,7 @@ from backupctl_core.plugin_kit import (
     read_captured,
     removed_on_failure,
     require_database,
+    tools_check,
 )
 
 TYPE = "mysql"
@@ -163,10 +163,10 @@ def backupctl_check(project: ProjectSettings, settings: GlobalSettings) -> list[
     db = database_of(project, TYPE)
     if db is None:
         return []
-    tools = ["mysqldump", "mysql"] + (["gzip"] if project.compression.enabled else [])
-    missing = [tool for tool in tools if shutil.which(tool) is None]
-    if missing:
-        return [CheckResult("database", "fail", f"not on PATH: {', '.join(missing)}")]
+    needed = ["mysqldump", "mysql"] + (["gzip"] if project.compression.enabled else [])
+    tools = tools_check(needed, "install mariadb-client or mysql-client, and gzip")
+    if tools.status == "fail":
+        return [tools]
     argv = [
         "mysql",
         f"--connect-timeout={CONNECT_TIMEOUT_SECONDS}",
@@ -187,9 +187,9 @@ def backupctl_check(project: ProjectSettings, settings: GlobalSettings) -> list[
             if code != 0:
                 raise _error("mysql", code, read_captured(errors), db)
     except PluginError as exc:
-        return [CheckResult("database", "fail", exc.message)]
+        return [tools, CheckResult("database", "fail", exc.message)]
     where = f"{db.user}@{db.host}:{db.port or DEFAULT_PORT}/{db.name}"
-    return [CheckResult("database", "pass", f"mysql {where} reachable, login ok")]
+    return [tools, CheckResult("database", "pass", f"mysql {where} reachable, login ok")]
 
 
 @hookimpl

@@ -296,7 +296,8 @@ def test_a_password_with_quotes_backslashes_and_hashes_works(
     )
     project = make_project(mariadb_db, wrong_password=nasty)
 
-    [check] = plugin.backupctl_check(project=project, settings=settings)
+    [tools, check] = plugin.backupctl_check(project=project, settings=settings)
+    assert tools.name == "tools" and tools.status == "pass", tools.detail
     assert check.status == "pass", check.detail
     artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
     assert plugin.backupctl_verify(project=project, settings=settings, artifact=artifact).ok
@@ -321,7 +322,8 @@ def test_a_users_option_file_cannot_override_the_credentials(
     artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
 
     assert artifact.size_bytes > 0
-    [check] = plugin.backupctl_check(project=project, settings=settings)
+    [tools, check] = plugin.backupctl_check(project=project, settings=settings)
+    assert tools.name == "tools" and tools.status == "pass", tools.detail
     assert check.status == "pass", check.detail
 
 
@@ -386,7 +388,8 @@ def test_unreachable_server_is_a_connectivity_error(
     assert expected in caught.value.message
     assert list(stem.parent.iterdir()) == []
 
-    [check] = plugin.backupctl_check(project=project, settings=settings)
+    [tools, check] = plugin.backupctl_check(project=project, settings=settings)
+    assert tools.name == "tools" and tools.status == "pass", tools.detail
     assert check.status == "fail"
     assert expected in check.detail
 
@@ -394,13 +397,15 @@ def test_unreachable_server_is_a_connectivity_error(
 def test_check_passes_with_the_right_password_and_fails_with_a_wrong_one(
     mariadb_db: MysqlDatabase, settings: GlobalSettings
 ) -> None:
-    [ok] = plugin.backupctl_check(project=make_project(mariadb_db), settings=settings)
+    [tools, ok] = plugin.backupctl_check(project=make_project(mariadb_db), settings=settings)
+    assert tools.name == "tools" and tools.status == "pass", tools.detail
     assert (ok.name, ok.status) == ("database", "pass")
     assert ok.detail == (
         f"mysql {mariadb_db.user}@127.0.0.1:3306/{mariadb_db.name} reachable, login ok"
     )
     wrong = make_project(mariadb_db, wrong_password="definitely-wrong")
-    [failed] = plugin.backupctl_check(project=wrong, settings=settings)
+    [tools, failed] = plugin.backupctl_check(project=wrong, settings=settings)
+    assert tools.name == "tools" and tools.status == "pass", tools.detail
     assert (failed.name, failed.status) == ("database", "fail")
     assert "Access denied" in failed.detail
     assert "definitely-wrong" not in failed.detail
@@ -423,7 +428,10 @@ def test_missing_tools_are_a_clear_permanent_error(
     assert "mysqldump not found" in caught.value.message
     assert list(stem.parent.iterdir()) == []
     [check] = plugin.backupctl_check(project=project, settings=settings)
-    assert (check.status, check.detail) == ("fail", "not on PATH: mysqldump, mysql, gzip")
+    assert (check.name, check.status, check.detail) == (
+        "tools", "fail",
+        "not on PATH: mysqldump, mysql, gzip (install mariadb-client or mysql-client, and gzip)",
+    )  # fmt: skip
 
 
 # -- a stand-in mysqldump: argv, the credentials pipe, failures ------------------
@@ -748,7 +756,8 @@ def test_check_without_compression_does_not_need_gzip(
     monkeypatch.setenv("PATH", str(empty))
     project = uncompressed(make_project(host="h", name="shop", user="u"))
     [check] = plugin.backupctl_check(project=project, settings=settings)
-    assert (check.status, check.detail) == ("fail", "not on PATH: mysqldump, mysql")
+    assert (check.name, check.status) == ("tools", "fail")
+    assert check.detail.startswith("not on PATH: mysqldump, mysql (")
 
 
 @pytest.fixture

@@ -55,6 +55,7 @@ from backupctl_core.plugin_kit import (
     read_captured,
     removed_on_failure,
     require_database,
+    tools_check,
 )
 
 TYPE = "postgres"
@@ -164,6 +165,13 @@ def backupctl_check(project: ProjectSettings, settings: GlobalSettings) -> list[
     db = database_of(project, TYPE)
     if db is None:
         return []
+    tools = tools_check(["pg_dump", "pg_restore", "psql"], "install postgresql-client")
+    if tools.status == "fail":
+        return [tools]
+    return [tools, _login_check(db)]
+
+
+def _login_check(db: DatabaseSettings) -> CheckResult:
     where = f"{db.user}@{db.host}:{db.port or DEFAULT_PORT}/{db.name}"
     argv = ["psql", "--no-psqlrc", "--quiet", "--tuples-only", "--command=select 1"]
     try:
@@ -174,14 +182,12 @@ def backupctl_check(project: ProjectSettings, settings: GlobalSettings) -> list[
             timeout=3 * CONNECT_TIMEOUT_SECONDS,
         )
     except PluginError as exc:
-        return [CheckResult("database", "fail", exc.message)]
+        return CheckResult("database", "fail", exc.message)
     if result.returncode != 0:
-        return [
-            CheckResult(
-                "database", "fail", _error("psql", result.returncode, result.stderr, db).message
-            )
-        ]
-    return [CheckResult("database", "pass", f"postgres {where} reachable, login ok")]
+        return CheckResult(
+            "database", "fail", _error("psql", result.returncode, result.stderr, db).message
+        )
+    return CheckResult("database", "pass", f"postgres {where} reachable, login ok")
 
 
 @hookimpl

@@ -384,7 +384,8 @@ def test_a_password_echoed_on_stderr_is_masked(
 def test_check_passes_with_the_right_password(
     pg_scram_db: PgDatabase, settings: GlobalSettings
 ) -> None:
-    [result] = plugin.backupctl_check(project=make_project(pg_scram_db), settings=settings)
+    [tools, result] = plugin.backupctl_check(project=make_project(pg_scram_db), settings=settings)
+    assert tools.name == "tools" and tools.status == "pass", tools.detail
     assert (result.name, result.status) == ("database", "pass")
     assert pg_scram_db.password not in result.detail
 
@@ -393,7 +394,8 @@ def test_check_fails_with_a_wrong_password(
     pg_scram_db: PgDatabase, settings: GlobalSettings
 ) -> None:
     project = make_project(pg_scram_db, wrong_password="definitely-wrong")
-    [result] = plugin.backupctl_check(project=project, settings=settings)
+    [tools, result] = plugin.backupctl_check(project=project, settings=settings)
+    assert tools.name == "tools" and tools.status == "pass", tools.detail
     assert (result.name, result.status) == ("database", "fail")
     assert "password authentication failed" in result.detail
     assert "definitely-wrong" not in result.detail
@@ -403,7 +405,8 @@ def test_check_fails_when_nothing_listens(
     pg_scram_db: PgDatabase, settings: GlobalSettings
 ) -> None:
     project = make_project(pg_scram_db, port=free_port())
-    [result] = plugin.backupctl_check(project=project, settings=settings)
+    [tools, result] = plugin.backupctl_check(project=project, settings=settings)
+    assert tools.name == "tools" and tools.status == "pass", tools.detail
     assert result.status == "fail"
     assert "Connection refused" in result.detail
 
@@ -609,3 +612,20 @@ def test_guide_imports_an_uncompressed_dump(
     assert pg_scram.query(restored_name, "SELECT count(*), sum(n) FROM numbers") == [
         (5000, 12502500)
     ]
+
+
+def test_check_fails_naming_a_missing_pg_dump_before_any_login(
+    pg_scram_db: PgDatabase, settings: GlobalSettings, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """psql answered, so the dry run said ready; the run then failed without pg_dump."""
+    import shutil
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for tool in ("psql", "pg_restore"):
+        (bindir / tool).symlink_to(shutil.which(tool) or tool)
+    monkeypatch.setenv("PATH", f"{bindir}:/usr/bin/no-pg-dump-here")
+    [tools] = plugin.backupctl_check(project=make_project(pg_scram_db), settings=settings)
+    assert (tools.name, tools.status) == ("tools", "fail")
+    assert tools.detail == "not on PATH: pg_dump (install postgresql-client)"

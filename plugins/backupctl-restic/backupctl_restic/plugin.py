@@ -14,7 +14,9 @@ one repository without seeing or pruning each other's snapshots.
 from __future__ import annotations
 
 import os
+import posixpath
 import re
+import secrets
 import shutil
 import stat
 from collections.abc import Sequence
@@ -31,13 +33,20 @@ from backupctl_core import (
     SyncResult,
     hookimpl,
 )
+from backupctl_core.plugin_kit import tools_check
 from backupctl_restic.output import (
     BackupProgress,
     count_removed,
     describe_json_error,
     parse_snapshots,
 )
-from backupctl_restic.repository import cache_dir, is_sftp, restic_environment, restic_password
+from backupctl_restic.repository import (
+    cache_dir,
+    is_sftp,
+    restic_environment,
+    restic_password,
+    run_sftp_batch,
+)
 from backupctl_restic.runner import EXIT_INCOMPLETE, Restic, classify
 from backupctl_restic.runner import _json_document as json_document
 
@@ -210,18 +219,64 @@ def _regular_files(folder: Path) -> set[Path]:
 
 @hookimpl
 def backupctl_check(project: Any, settings: Any) -> list[CheckResult]:
-    """Can we open the repository with this password? (``cat config``, read-only)."""
+    """restic (and ssh for SFTP) installed; can we open the repository with this
+    password (``cat config``, read-only)? If it does not exist yet: can the first
+    backup create it?"""
+    needed = ["restic", "ssh"] if is_sftp(project, settings) else ["restic"]
+    tools = tools_check(needed, "install restic and openssh-client", TOOL_VERSION_ARGS)
+    if tools.status == "fail":
+        return [tools]
     try:
         restic = Restic(project, settings)
     except PluginError as error:
-        return [CheckResult(CHECK_NAME, "fail", error.message)]
+        return [tools, CheckResult(CHECK_NAME, "fail", error.message)]
     run = restic.run(["cat", "config", "--no-cache"])  # read-only: no cache either
     if run.ok:
-        return [CheckResult(CHECK_NAME, "pass", restic.repository)]
+        return [tools, CheckResult(CHECK_NAME, "pass", restic.repository)]
     if classify(run).kind == "no-repository":
+        if is_sftp(project, settings):
+            problem = remote_folder_problem(settings, project.restic.repository_path)
+        else:
+            problem = local_folder_problem(Path(restic.repository.removeprefix("local:")))
+        if problem:
+            detail = f"{restic.repository} does not exist and cannot be created: {problem}"
+            return [tools, CheckResult(CHECK_NAME, "fail", detail)]
         detail = f"{restic.repository} does not exist yet; the first backup creates it"
-        return [CheckResult(CHECK_NAME, "warn", detail)]
-    return [CheckResult(CHECK_NAME, "fail", restic.error(run).message)]
+        return [tools, CheckResult(CHECK_NAME, "warn", detail)]
+    return [tools, CheckResult(CHECK_NAME, "fail", restic.error(run).message)]
+
+
+TOOL_VERSION_ARGS = {"restic": ["version"], "ssh": ["-V"]}
+
+
+def local_folder_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot be created by this user, or None if it can."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable for this user (uid {os.getuid()})"
+    return None
+
+
+def remote_folder_problem(settings: Any, path: str, attempts: int = 4) -> str | None:
+    """Why the storage user cannot create ``path`` on the SFTP server, or None.
+
+    Creates and removes a probe folder beside it (``sftp mkdir``/``rmdir``), in the
+    nearest folder up the tree that exists: restic creates the missing ones.
+    """
+    parent = posixpath.dirname(path.rstrip("/")) or "."
+    for _ in range(attempts):
+        probe = posixpath.join(parent, f".backupctl-probe-{secrets.token_hex(4)}")
+        done, error = run_sftp_batch(settings, [f"mkdir {probe}", f"rmdir {probe}"])
+        if done:
+            return None
+        if "no such file" not in error.lower() or parent in ("/", "."):
+            return f"the storage user cannot create folders in {parent}: {error}"
+        parent = posixpath.dirname(parent) or "/"
+    return f"none of the folders above {path} exists"
 
 
 # -- cache and passthrough ----------------------------------------------------------------

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -152,3 +153,27 @@ def restic_environment(project: Any, settings: Any) -> tuple[dict[str, str], lis
     env["RESTIC_PASSWORD"] = restic_password(project, settings)
     env["RESTIC_CACHE_DIR"] = str(cache_dir(settings))
     return env, [restic_program(), *global_options(project, settings)]
+
+
+def run_sftp_batch(settings: Any, commands: list[str], timeout: int = 60) -> tuple[bool, str]:
+    """Run ``sftp -b -`` with ``commands`` as the storage user (same key, port and host
+    key rules as restic's connection); (succeeded, the last error line)."""
+    ssh = settings.ssh
+    argv = ["sftp", "-b", "-", "-P", str(ssh.port)]
+    if ssh.key_path is not None:
+        argv += ["-i", str(Path(ssh.key_path).expanduser()), "-o", "IdentitiesOnly=yes"]
+    argv += ["-o", f"UserKnownHostsFile={known_hosts_file(settings)}",
+             "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
+             "-o", "ConnectTimeout=30",
+             f"{ssh.user}@{ssh.host}" if ssh.user else str(ssh.host)]  # fmt: skip
+    try:
+        done = subprocess.run(
+            argv, input="\n".join(commands) + "\n", capture_output=True, text=True,
+            errors="replace", timeout=timeout,
+        )  # fmt: skip
+    except FileNotFoundError:
+        return False, "sftp is not installed (openssh-client)"
+    except subprocess.TimeoutExpired:
+        return False, f"sftp timed out after {timeout}s"
+    lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+    return done.returncode == 0, (lines[-1] if lines else f"sftp exit code {done.returncode}")

@@ -115,9 +115,11 @@ def _free_port() -> int:
 
 def test_first_sync_creates_the_repository_and_reports_counts(target: Target, source: Path) -> None:
     project, settings = target()
-    [check] = plugin.backupctl_check(project=project, settings=settings)
+    [tools, check] = plugin.backupctl_check(project=project, settings=settings)
+    assert (tools.name, tools.status) == ("tools", "pass")
+    assert tools.detail.startswith("restic 0.") or tools.detail.startswith("restic 1.")
     assert check.status == "warn"
-    assert "does not exist yet" in check.detail
+    assert "does not exist yet; the first backup creates it" in check.detail
 
     first = plugin.backupctl_sync(project=project, settings=settings, paths=[source], tags=TAGS)
 
@@ -135,7 +137,7 @@ def test_first_sync_creates_the_repository_and_reports_counts(target: Target, so
 
     assert (second.files_new, second.files_changed) == (0, 1)
     assert second.snapshot_id != first.snapshot_id
-    [check] = plugin.backupctl_check(project=project, settings=settings)
+    [_, check] = plugin.backupctl_check(project=project, settings=settings)
     assert check.status == "pass"
     assert (settings.backup_base_dir / ".cache" / "restic").is_dir()
 
@@ -183,7 +185,7 @@ def test_wrong_password_is_not_retryable_and_not_revealed(target: Target, source
     assert "wrong password or no key found" in error.message
     assert wrong not in error.message and PASSWORD not in error.message
     assert "\n" not in error.message
-    [check] = plugin.backupctl_check(project=project, settings=settings)
+    [_, check] = plugin.backupctl_check(project=project, settings=settings)
     assert check.status == "fail"
     assert wrong not in check.detail
 
@@ -290,6 +292,7 @@ def test_password_never_reaches_argv(
         "backup",
         "snapshots",
         "forget",
+        "version",
         "cat",
     ]
     assert PASSWORD not in logged
@@ -475,3 +478,38 @@ def test_a_live_lock_is_never_removed(tmp_path: Path, template_repo: Path) -> No
         with pytest.raises(PluginError, match="locked by another restic process"):
             plugin.backupctl_prune(project=project, settings=settings)
         assert holder.poll() is None and any((repo / "locks").iterdir())
+
+
+def test_check_fails_for_a_local_repository_that_cannot_be_created(tmp_path: Path) -> None:
+    """It said "does not exist yet; the first backup creates it": it could not."""
+    readonly = tmp_path / "readonly"
+    readonly.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(readonly)],
+                             capture_output=True)  # fmt: skip
+    assert mounted.returncode == 0, f"cannot mount a tmpfs: {mounted.stderr!r}"
+    try:
+        project = _project(str(readonly / "repos" / "p"))
+        settings = GlobalSettings(backup_base_dir=tmp_path / "base")
+        [_, check] = plugin.backupctl_check(project=project, settings=settings)
+    finally:
+        subprocess.run(["umount", "-l", str(readonly)], check=False)
+    assert check.status == "fail"
+    assert check.detail.endswith(
+        f"does not exist and cannot be created: {readonly} is not writable for this user (uid 0)"
+    )
+
+
+def test_check_fails_for_an_sftp_repository_the_storage_user_cannot_create(
+    sftp_server: SftpServer,
+) -> None:
+    settings = GlobalSettings(ssh=sftp_server.ssh_settings())
+    locked = sftp_server.root_owned_folder("readonly")  # the storage user may not write here
+    [_, check] = plugin.backupctl_check(project=_project(f"{locked}/repos/p"), settings=settings)
+    assert check.status == "fail"
+    assert f"the storage user cannot create folders in {locked}" in check.detail
+    assert "Permission denied" in check.detail
+    writable = sftp_server.new_repo_path("probe-ok")
+    [_, check] = plugin.backupctl_check(project=_project(f"{writable}/deeper/p"), settings=settings)
+    assert check.status == "warn" and "the first backup creates it" in check.detail
+    probes = [n for n in sftp_server.listing(str(sftp_server.repos_dir)) if "probe" in n]
+    assert probes == []  # created beside the nearest existing folder, then removed
