@@ -116,6 +116,31 @@ def test_separate_mode_makes_one_snapshot_per_source(ws: Workspace, tmp_path: Pa
     assert row.files_new == 3 and row.bytes_added == 300
 
 
+def test_a_partial_separate_mode_run_fails_naming_what_is_stored_and_what_is_not(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    assets = [tmp_path / "a", tmp_path / "b"]
+    for path in assets:
+        path.mkdir()
+
+    def box_full(tags: list[str], **_: object) -> None:
+        if tags[-1].endswith(str(assets[1])):
+            raise PluginError("disk quota exceeded", retryable=False)
+
+    recorder.during["sync"] = box_full
+    restic = {"repository_path": "/r", "password": "repo-pw-7", "snapshot_mode": "separate"}
+    ws.write_config([project(assets={"paths": [str(p) for p in assets]}, restic=restic)])
+    outcome, _, store = run(ws)
+    assert not outcome.ok
+    db_snapshot, a_snapshot = (r.snapshot_id for r in recorder.snapshots)
+    row = store.history("app", 1)[0]
+    assert row.error_stage == "sync"
+    assert row.error_message == (
+        f"disk quota exceeded; stored: db ({db_snapshot}), assets:{assets[0]} ({a_snapshot});"
+        f" not stored: assets:{assets[1]}"
+    )
+
+
 def test_files_only_project_skips_dump_verify_encrypt(ws: Workspace, tmp_path: Path) -> None:
     asset = tmp_path / "docs"
     asset.mkdir()

@@ -78,6 +78,12 @@ def redact(text: str, secrets: Sequence[str]) -> str:
     return text
 
 
+def _part(tags: Sequence[str]) -> str:
+    """``db`` or ``assets:/srv/x``: what a separate-mode snapshot holds, from its tags."""
+    kind = next((t for t in tags if t.startswith("backupctl:")), "backupctl:?")
+    return decode_tag(kind.removeprefix("backupctl:"))
+
+
 class BackupPipeline:
     def __init__(
         self,
@@ -233,13 +239,24 @@ class BackupPipeline:
         if not batches_with_paths:
             raise StageFailed(Stage.SYNC, "nothing to back up: no dump and no asset path exists", 0)
         record.files_new = record.files_changed = record.bytes_added = 0
-        for paths, tags in batches_with_paths:
-            result = self._stage(
-                record,
-                Stage.SYNC,
-                partial(self.plugins.sync, paths, tags),
-                track=False,
-            )
+        stored: list[str] = []
+        for index, (paths, tags) in enumerate(batches_with_paths):
+            try:
+                result = self._stage(
+                    record,
+                    Stage.SYNC,
+                    partial(self.plugins.sync, paths, tags),
+                    track=False,
+                )
+            except StageFailed as failure:
+                if len(batches_with_paths) > 1:  # separate mode: say what is and is not stored
+                    missing = [_part(t) for _, t in batches_with_paths[index:]]
+                    failure.message += (
+                        f"; stored: {', '.join(stored) or 'nothing'};"
+                        f" not stored: {', '.join(missing)}"
+                    )
+                raise
+            stored.append(f"{_part(tags)} ({result.snapshot_id})")
             # In separate mode the first snapshot (the dump's, if any) is the
             # run's snapshot id; counts add up over all snapshots.
             record.snapshot_id = record.snapshot_id or result.snapshot_id
