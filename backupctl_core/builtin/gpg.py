@@ -40,6 +40,7 @@ from backupctl_core.domain.artifacts import CheckResult, DumpArtifact, PluginTyp
 from backupctl_core.domain.errors import ConfigError, PluginError
 from backupctl_core.domain.settings import GlobalSettings, ProjectSettings
 from backupctl_core.hookspecs import hookimpl
+from backupctl_core.plugin_kit import child_env
 
 log = logging.getLogger("backupctl.gpg")
 
@@ -221,7 +222,7 @@ class Keyring:
             raise PluginError("python-gnupg is not installed", retryable=False) from None
         options = [*GPG_OPTIONS] + ([] if agent else ["--no-autostart"])
         try:
-            self.gpg: Any = gnupg.GPG(gnupghome=str(self.home), options=options)
+            self.gpg: Any = gnupg.GPG(gnupghome=str(self.home), options=options, env=child_env())
         except (OSError, ValueError) as error:
             raise PluginError(f"cannot run gpg: {error}", retryable=False) from None
         self.gpg.encoding = "utf-8"  # user ids are UTF-8

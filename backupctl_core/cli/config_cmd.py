@@ -65,10 +65,13 @@ def show(context: CliContext, project: str) -> None:
     from backupctl_core.config.render import project_view
 
     settings = context.config.project(project)
+    view = project_view(settings)
+    # Hooks as written: ${VAR} references, never the values put into them.
+    view["hooks"].update(context.config.hook_templates.get(project, {}))
     yaml = YAML()
     yaml.default_flow_style = False
     buffer = io.StringIO()
-    yaml.dump(project_view(settings), buffer)
+    yaml.dump(view, buffer)
     click.echo(buffer.getvalue().rstrip())
 
 

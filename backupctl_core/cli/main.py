@@ -13,6 +13,7 @@ import click
 
 from backupctl_core.cli.context import CliContext
 from backupctl_core.domain.errors import EXIT_FAILURE, BackupctlError, Interrupted
+from backupctl_core.runtime.masking import SECRET_FILTER
 
 log = logging.getLogger("backupctl")
 
@@ -116,6 +117,7 @@ def _setup_logging(verbose: int) -> None:
     )
     logger = logging.getLogger("backupctl")
     if _console not in logger.handlers:
+        _console.addFilter(SECRET_FILTER)
         logger.addHandler(_console)
     logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
 

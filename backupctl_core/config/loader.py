@@ -8,6 +8,7 @@ error names the file and the key path; all errors are reported at once.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,11 @@ class AppConfig:
     settings: GlobalSettings
     config_path: Path
     env_path: Path
+    # Values to mask wherever they appear: every secret-looking variable's value and
+    # every value substituted into a hook (``secret_values``).
+    secret_values: frozenset[str] = frozenset()
+    # Each project's hooks as written, ``${VAR}`` not resolved (``config show``).
+    hook_templates: dict[str, dict[str, Any]] = attrs.field(factory=dict)
 
     @property
     def names(self) -> list[str]:
@@ -80,6 +86,45 @@ class AppConfig:
             if warning:
                 found.append(warning)
         return found
+
+
+# Variables whose values are secrets by their name (and not a path to one).
+SECRET_NAME = re.compile(
+    r"PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|(^|_)KEYS?$|WEBHOOK_URL|CREDENTIAL"
+)
+NOT_A_SECRET = re.compile(r"_(PATH|DIR|FILE|ID|TYPE|HOST|USER|PORT)$")
+MIN_MASKED_LENGTH = 4  # shorter values would mask ordinary words in every message
+
+
+def secret_values(env: Environment, hook_templates: dict[str, dict[str, Any]]) -> frozenset[str]:
+    """Every value to mask: variables that are secrets by name (.env and the process
+    environment), and every variable substituted into a hook command or hooks.env."""
+    names = {n for n in {*env.values, *os.environ} if SECRET_NAME.search(n.upper())}
+    names = {n for n in names if not NOT_A_SECRET.search(n.upper())}
+    for hooks in hook_templates.values():
+        for text in _strings(hooks):
+            names.update(VAR_PATTERN.findall(text))
+    values = {env.get(name) for name in names}
+    return frozenset(v for v in values if v and len(v) >= MIN_MASKED_LENGTH)
+
+
+def _strings(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        return [s for value in node.values() for s in _strings(value)]
+    if isinstance(node, list):
+        return [s for item in node for s in _strings(item)]
+    return [node] if isinstance(node, str) else []
+
+
+def _hook_templates(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    projects = raw.get("projects")
+    if not isinstance(projects, list):
+        return {}
+    return {
+        str(p["name"]): dict(p["hooks"])
+        for p in projects
+        if isinstance(p, dict) and "name" in p and isinstance(p.get("hooks"), dict)
+    }
 
 
 def _resolve_vars(node: Any, env: Environment, path: str, errors: list[str]) -> Any:
@@ -304,4 +349,8 @@ def load_config(config_path: Path, env_path: Path, *, env_required: bool = False
     problems = _check(projects)
     if problems:
         raise ConfigError("\n".join(f"{config_path}: {line}" for line in problems))
-    return AppConfig(projects, settings, config_path, env_path)
+    templates = _hook_templates(raw)
+    return AppConfig(
+        projects, settings, config_path, env_path,
+        secret_values=secret_values(env, templates), hook_templates=templates,
+    )  # fmt: skip

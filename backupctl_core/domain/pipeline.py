@@ -308,6 +308,7 @@ class BackupPipeline:
 
     def _run_hook(self, record: RunRecord, stage: Stage, command: str) -> None:
         env = {
+            **self.project.hooks.env,
             "BACKUPCTL_PROJECT": record.project_name,
             "BACKUPCTL_RUN_ID": record.id,
             "BACKUPCTL_STATUS": record.status.value,

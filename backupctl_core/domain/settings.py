@@ -87,6 +87,9 @@ class HookSettings:
     pre_backup: str | None = None
     post_backup: str | None = None
     timeout_seconds: int = 300
+    # The variables a hook gets besides BACKUPCTL_*, PATH, HOME, LANG, TZ...: nothing
+    # else of backupctl's environment (which may hold every project's passwords).
+    env: dict[str, str] = field(factory=dict)
 
 
 @frozen

@@ -28,9 +28,11 @@ __all__ = [
     "CHECK_TOOLS",
     "RETRYABLE_ERRORS",
     "UNREACHABLE_ERRORS",
+    "child_env",
     "classify_failure",
     "create_private_file",
     "database_of",
+    "failed_database_check",
     "first_error_line",
     "make_private_dir",
     "mask",
@@ -68,6 +70,38 @@ def require_database(project: ProjectSettings, type_name: str) -> DatabaseSettin
     if db is None:
         raise PluginError(f"project {project.name} has no {type_name} database", retryable=False)
     return db
+
+
+# -- child processes -------------------------------------------------------------
+
+# What any tool needs from our environment, and nothing secret: the process may hold
+# every project's passwords (Docker's env_file puts all of .env there).
+BASE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR",
+            "TERM", "SSH_AUTH_SOCK", "SSL_CERT_FILE", "SSL_CERT_DIR")  # fmt: skip
+_SECRET_NAME = ("PASSWORD", "PASSFILE", "PASSWD", "SECRET", "TOKEN", "PWD")
+
+
+def child_env(
+    extra: Mapping[str, str] | None = None, *, prefixes: Iterable[str] = ()
+) -> dict[str, str]:
+    """The whole environment for a child process: ``BASE_ENV`` and ``LC_*`` from ours,
+    the tool's own settings (our variables starting with one of ``prefixes``, e.g.
+    ``PG`` for libpq's ``PGSSLMODE``, never one whose name says it is a secret), then
+    ``extra``: the child's own secrets (``PGPASSWORD``) and settings. Nothing else, so
+    a tool never sees another project's password::
+
+        subprocess.run(argv, env=child_env({"PGPASSWORD": password}, prefixes=["PG"]))
+    """
+    wanted = tuple(prefixes)
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name in BASE_ENV
+        or name.startswith("LC_")
+        or (name.startswith(wanted) and wanted and not any(s in name for s in _SECRET_NAME))
+    }
+    env.update(extra or {})
+    return env
 
 
 # -- readiness (dry run, health) ------------------------------------------------
@@ -115,6 +149,15 @@ def tools_check(
             return CheckResult(CHECK_TOOLS, "fail", f"{tool} does not run: {why} ({install_hint})")
         versions.append(lines[0] if lines else tool)
     return CheckResult(CHECK_TOOLS, "pass", "; ".join(versions))
+
+
+def failed_database_check(error: PluginError) -> CheckResult:
+    """A failed database check, named so the dry run exits as the run would: an
+    unreachable server is ``database`` (exit 4); a refused login or a missing database
+    is ``database login`` (exit 1, as the run's dump stage fails)."""
+    return CheckResult(
+        "database" if error.connectivity else "database login", "fail", error.message
+    )
 
 
 # -- config validation -----------------------------------------------------------

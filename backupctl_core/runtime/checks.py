@@ -19,6 +19,7 @@ from backupctl_core.domain.errors import (
     BackupctlError,
 )
 from backupctl_core.domain.settings import GlobalSettings, ProjectSettings
+from backupctl_core.plugin_kit import child_env
 from backupctl_core.plugins import PluginRegistry
 
 # A failing check of these kinds means "cannot reach it": exit code 4.
@@ -68,8 +69,9 @@ def ssh_check(settings: GlobalSettings, timeout: int = 20) -> CheckResult | None
     where = f"{ssh.user}@{ssh.host}:{ssh.port}"
     try:
         result = subprocess.run(
-            argv, input="bye\n", capture_output=True, text=True, timeout=timeout + 10
-        )
+            argv, input="bye\n", capture_output=True, text=True, timeout=timeout + 10,
+            env=child_env(),
+        )  # fmt: skip
     except FileNotFoundError:
         return CheckResult("ssh", "fail", "sftp not installed (openssh-client)")
     except subprocess.TimeoutExpired:

@@ -12,6 +12,7 @@ from pathlib import Path
 from backupctl_core.config.env import parse_size
 from backupctl_core.domain.settings import GlobalSettings
 from backupctl_core.plugin_kit import make_private_dir
+from backupctl_core.runtime.masking import SECRET_FILTER
 
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -46,6 +47,7 @@ def add_file_log(settings: GlobalSettings) -> Path:
         encoding="utf-8",
     )
     handler.setFormatter(logging.Formatter(_FORMAT))
+    handler.addFilter(SECRET_FILTER)
     handler.setLevel(getattr(logging, settings.log_level, logging.INFO))
     logger.addHandler(handler)
     logger.setLevel(min(logger.level or logging.WARNING, handler.level))

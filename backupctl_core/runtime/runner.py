@@ -12,7 +12,6 @@ from attrs import frozen
 
 from backupctl_core.audit.store import AuditStore
 from backupctl_core.config.loader import AppConfig
-from backupctl_core.config.render import SECRET_KEYS
 from backupctl_core.domain.errors import Interrupted
 from backupctl_core.domain.pipeline import BackupPipeline
 from backupctl_core.domain.records import RunRecord, RunStatus
@@ -24,6 +23,7 @@ from backupctl_core.runtime.audit_log import ResilientAuditLog
 from backupctl_core.runtime.fallback import FallbackLog
 from backupctl_core.runtime.files import ProjectFiles
 from backupctl_core.runtime.lock import ProjectLock
+from backupctl_core.runtime.masking import project_secrets
 from backupctl_core.runtime.notifier import Notifier
 from backupctl_core.runtime.shell import ShellHookRunner
 from backupctl_core.runtime.watchdog import TimeoutWatchdog
@@ -38,18 +38,6 @@ class SystemClock:
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
-
-
-def project_secrets(project: ProjectSettings) -> list[str]:
-    """Every secret a project's errors could echo, to redact them."""
-    found = []
-    if project.database and project.database.password:
-        found.append(project.database.password.reveal())
-    if project.restic.password:
-        found.append(project.restic.password.reveal())
-    if project.notification:
-        found += [str(v) for k, v in project.notification.config.items() if k in SECRET_KEYS and v]
-    return found
 
 
 PAUSE_ENV = "BACKUPCTL_TEST_PAUSE_AT_STAGE"
@@ -111,7 +99,7 @@ def run_project(
         clock=clock or SystemClock(),
         retry=RetryPolicy(retries=settings.retry_count, delay_ms=settings.retry_delay_ms),
         timezone=settings.timezone,
-        secrets=project_secrets(project),
+        secrets=[*project_secrets(project), *config.secret_values],
         on_stage=stage_observer,
     )
     record = pipeline.run()

@@ -35,6 +35,7 @@ from backupctl_core.runtime.checks import disk_check, repository_checks
 from backupctl_core.runtime.fallback import FallbackLog
 from backupctl_core.runtime.http_api import HttpApi
 from backupctl_core.runtime.lock import ServiceLock
+from backupctl_core.runtime.masking import SECRET_FILTER, all_secrets
 from backupctl_core.runtime.notifier import Notifier
 from backupctl_core.runtime.recovery import Recovery
 from backupctl_core.runtime.runner import run_project
@@ -64,6 +65,7 @@ class BackupService:
         self.registry = registry
         self.now = now
         self.config = load_config(config_path, env_path)
+        SECRET_FILTER.update(all_secrets(self.config))
         self.store = AuditStore.open(self.config.settings.audit_db)
         self.scheduler = CronScheduler(self.config.settings.timezone)
         self.workers: dict[str, ProjectWorker] = {}
@@ -143,11 +145,8 @@ class BackupService:
         return guarded
 
     def _secrets(self) -> list[str]:
-        from backupctl_core.runtime.runner import project_secrets
-
-        found = [s for p in self.config.projects for s in project_secrets(p)]
         password = self.config.settings.audit_db.password
-        return found + ([password.reveal()] if password else [])
+        return [*all_secrets(self.config), *([password.reveal()] if password else [])]
 
     def _notify_job_failure(self, job: str, project: str, message: str) -> None:
         local_now = self.now().astimezone(ZoneInfo(self.config.settings.timezone))
@@ -205,6 +204,7 @@ class BackupService:
             log.error("config reload failed, keeping the old config: %s", error.message)
             return
         self.config = config
+        SECRET_FILTER.update(all_secrets(config))
         self._schedule()
         log.info("config reloaded: %d project(s)", len(config.projects))
 

@@ -17,6 +17,7 @@ import tempfile
 from typing import IO
 
 from backupctl_core.domain.errors import PluginError
+from backupctl_core.plugin_kit import child_env
 
 log = logging.getLogger("backupctl.hook")
 OUTPUT_TAIL_BYTES = 64 * 1024  # what is logged of a hook's output
@@ -28,7 +29,7 @@ class ShellHookRunner:
             process = subprocess.Popen(
                 command,
                 shell=True,
-                env={**os.environ, **env},
+                env=child_env(env),  # BACKUPCTL_* and hooks.env only: no other secret
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,

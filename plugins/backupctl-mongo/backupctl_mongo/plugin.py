@@ -41,6 +41,7 @@ from backupctl_core import (
 )
 from backupctl_core.domain.settings import DatabaseSettings, GlobalSettings, ProjectSettings
 from backupctl_core.plugin_kit import (
+    child_env,
     classify_failure,
     create_private_file,
     database_of,
@@ -230,7 +231,11 @@ def _run(tool: str, args: list[str], db: DatabaseSettings) -> None:
         argv = [tool, *config, *_connection_args(db), *args]
         try:
             code = subprocess.run(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors
+                argv,
+                env=child_env(),  # the password is in the --config file, nothing else secret
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
             ).returncode
         except FileNotFoundError:
             raise PluginError(

@@ -81,7 +81,7 @@ STAND_IN = """\
 # A stand-in mongodump/mongorestore (which one: the name it is called by). Records its
 # argv, environment and --config file in <records>/<tool>.json. mongodump writes a
 # gzipped archive in mongodump's format: magic number, BSON prelude, a namespace with
-# its documents, terminators. STAND_IN_FAIL_<TOOL>=message makes the tool log
+# its documents, terminators. A file <records>/fail-<tool> with a message makes it log
 # "Failed: <message>" and exit 1 (mongodump after writing half an archive).
 # mongorestore reads the archive and fails like the real one on a foreign file.
 import gzip, json, os, stat, struct, sys
@@ -114,7 +114,8 @@ def bson(doc):
             out += b"\\x02" + name + struct.pack("<i", len(text)) + text
     return struct.pack("<i", len(out) + 5) + out + b"\\0"
 
-fail = os.environ.get("STAND_IN_FAIL_" + tool.upper())
+fail_file = os.path.join({records!r}, "fail-" + tool)
+fail = open(fail_file).read() if os.path.exists(fail_file) else None
 if tool == "mongodump":
     db, end = args["db"], b"\\xff\\xff\\xff\\xff"
     prelude = {{"version": "0.1", "server_version": "7.0.5", "tool_version": "100.9.4"}}
@@ -287,7 +288,7 @@ def test_a_failing_mongodump_fails_the_dump_and_leaves_nothing_behind(
     retryable: bool,
     connectivity: bool,
 ) -> None:
-    monkeypatch.setenv("STAND_IN_FAIL_MONGODUMP", failure)
+    (records / "fail-mongodump").write_text(failure)
 
     with pytest.raises(PluginError) as caught:
         plugin.backupctl_dump(project=make_project(), settings=settings, target_stem=stem)
@@ -301,7 +302,7 @@ def test_a_failing_mongodump_fails_the_dump_and_leaves_nothing_behind(
 def test_a_password_in_the_tools_output_is_masked(
     records: Path, settings: GlobalSettings, stem: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("STAND_IN_FAIL_MONGODUMP", f"bad password {PASSWORD}")
+    (records / "fail-mongodump").write_text(f"bad password {PASSWORD}")
     with pytest.raises(PluginError) as caught:
         plugin.backupctl_dump(project=make_project(), settings=settings, target_stem=stem)
     assert caught.value.message == "mongodump: Failed: bad password ********"

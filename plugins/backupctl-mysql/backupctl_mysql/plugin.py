@@ -51,8 +51,10 @@ from backupctl_core import (
 )
 from backupctl_core.domain.settings import DatabaseSettings, GlobalSettings, ProjectSettings
 from backupctl_core.plugin_kit import (
+    child_env,
     classify_failure,
     database_of,
+    failed_database_check,
     first_error_line,
     mask,
     missing_keys,
@@ -187,7 +189,7 @@ def backupctl_check(project: ProjectSettings, settings: GlobalSettings) -> list[
             if code != 0:
                 raise _error("mysql", code, read_captured(errors), db)
     except PluginError as exc:
-        return [tools, CheckResult("database", "fail", exc.message)]
+        return [tools, failed_database_check(exc)]
     where = f"{db.user}@{db.host}:{db.port or DEFAULT_PORT}/{db.name}"
     return [tools, CheckResult("database", "pass", f"mysql {where} reachable, login ok")]
 
@@ -286,7 +288,7 @@ def _start(
 ) -> subprocess.Popen[bytes]:
     """Start a client tool; with ``credentials`` (a pipe from ``_credentials``) the tool
     inherits it and reads it through ``--defaults-file=/dev/fd/N``, its first option."""
-    env = {key: value for key, value in os.environ.items() if key != "MYSQL_PWD"}
+    env = child_env()  # the password travels in the credentials pipe, nothing else secret
     if credentials is not None:
         argv = [argv[0], f"--defaults-file=/dev/fd/{credentials}", *argv[1:]]
         kwargs["pass_fds"] = (credentials,)

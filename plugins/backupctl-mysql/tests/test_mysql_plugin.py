@@ -406,7 +406,7 @@ def test_check_passes_with_the_right_password_and_fails_with_a_wrong_one(
     wrong = make_project(mariadb_db, wrong_password="definitely-wrong")
     [tools, failed] = plugin.backupctl_check(project=wrong, settings=settings)
     assert tools.name == "tools" and tools.status == "pass", tools.detail
-    assert (failed.name, failed.status) == ("database", "fail")
+    assert (failed.name, failed.status) == ("database login", "fail")  # exit 1 like the run, not 4
     assert "Access denied" in failed.detail
     assert "definitely-wrong" not in failed.detail
 
@@ -439,9 +439,10 @@ def test_missing_tools_are_a_clear_permanent_error(
 STAND_IN = """\
 #!{python}
 # A stand-in mysqldump. For --help it prints STAND_IN_HELP. Otherwise it records its
-# argv, environment and the option file it was given, writes some SQL and then, as
-# STAND_IN_MODE says: finishes (ok), stops without the trailer (no-trailer), or fails
-# half-way like a dropped connection (fail), echoing the password if asked (echo).
+# argv, environment and the option file it was given, writes some SQL and then, as the
+# stand-in-mode file next to the record says: finishes (ok), stops without the trailer
+# (no-trailer), or fails half-way like a dropped connection (fail), echoing the password
+# (from the stand-in-password file) if asked (echo).
 import json, os, stat, sys
 if "--help" in sys.argv:
     print(os.environ.get("STAND_IN_HELP", "  --hex-blob  Dump binary strings in hex"))
@@ -450,11 +451,14 @@ option_file = sys.argv[1].split("=", 1)[1]
 with open({record!r}, "w") as f:
     json.dump({{"argv": sys.argv, "env": dict(os.environ), "options": open(option_file).read(),
                "is_pipe": stat.S_ISFIFO(os.stat(option_file).st_mode)}}, f)
-mode = os.environ.get("STAND_IN_MODE", "ok")
+mode_file = os.path.join(os.path.dirname({record!r}), "stand-in-mode")
+mode = open(mode_file).read().strip() if os.path.exists(mode_file) else "ok"
 sys.stdout.write("-- MariaDB dump 10.19\\n" + "INSERT INTO t VALUES (1);\\n" * 5000)
 sys.stdout.flush()
 if mode in ("fail", "echo"):
-    said = "password was " + os.environ["STAND_IN_PASSWORD"] if mode == "echo" else ""
+    said = ""
+    if mode == "echo":
+        said = "password was " + open(mode_file.replace("-mode", "-password")).read()
     sys.stderr.write("mysqldump: Error 2013: Lost connection to server during query " + said)
     sys.exit(2)
 if mode == "ok":
@@ -535,7 +539,7 @@ def test_mysqldump_failing_half_way_fails_the_dump_although_gzip_succeeded(
     stem: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("STAND_IN_MODE", "fail")
+    (stand_in_mysqldump.parent / "stand-in-mode").write_text("fail")
     with pytest.raises(PluginError) as caught:
         plugin.backupctl_dump(project=STAND_IN_PROJECT, settings=settings, target_stem=stem)
     assert caught.value.message == ("mysqldump: Error 2013: Lost connection to server during query")
@@ -549,7 +553,7 @@ def test_a_dump_without_the_trailer_fails_although_both_exit_codes_are_0(
     stem: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("STAND_IN_MODE", "no-trailer")
+    (stand_in_mysqldump.parent / "stand-in-mode").write_text("no-trailer")
     with pytest.raises(PluginError) as caught:
         plugin.backupctl_dump(project=STAND_IN_PROJECT, settings=settings, target_stem=stem)
     assert "does not end with '-- Dump completed'" in caught.value.message
@@ -562,8 +566,8 @@ def test_a_password_echoed_on_stderr_is_masked(
     stem: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("STAND_IN_MODE", "echo")
-    monkeypatch.setenv("STAND_IN_PASSWORD", 's3cret"\\x')
+    (stand_in_mysqldump.parent / "stand-in-mode").write_text("echo")
+    (stand_in_mysqldump.parent / "stand-in-password").write_text('s3cret"\\x')
     with pytest.raises(PluginError) as caught:
         plugin.backupctl_dump(project=STAND_IN_PROJECT, settings=settings, target_stem=stem)
     assert caught.value.message.endswith("password was ********")
@@ -735,7 +739,7 @@ def test_a_failed_uncompressed_dump_leaves_nothing_behind(
     monkeypatch: pytest.MonkeyPatch,
     stand_in_mode: str,
 ) -> None:
-    monkeypatch.setenv("STAND_IN_MODE", stand_in_mode)
+    (stand_in_mysqldump.parent / "stand-in-mode").write_text(stand_in_mode)
     with pytest.raises(PluginError) as caught:
         plugin.backupctl_dump(
             project=uncompressed(STAND_IN_PROJECT), settings=settings, target_stem=stem

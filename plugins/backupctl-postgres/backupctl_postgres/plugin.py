@@ -29,7 +29,6 @@ output streamed to files; stderr kept for one-line error messages; a
 
 from __future__ import annotations
 
-import os
 import shlex
 import subprocess
 import tempfile
@@ -45,9 +44,11 @@ from backupctl_core import (
 )
 from backupctl_core.domain.settings import DatabaseSettings, GlobalSettings, ProjectSettings
 from backupctl_core.plugin_kit import (
+    child_env,
     classify_failure,
     create_private_file,
     database_of,
+    failed_database_check,
     first_error_line,
     mask,
     missing_keys,
@@ -182,11 +183,9 @@ def _login_check(db: DatabaseSettings) -> CheckResult:
             timeout=3 * CONNECT_TIMEOUT_SECONDS,
         )
     except PluginError as exc:
-        return CheckResult("database", "fail", exc.message)
+        return failed_database_check(exc)
     if result.returncode != 0:
-        return CheckResult(
-            "database", "fail", _error("psql", result.returncode, result.stderr, db).message
-        )
+        return failed_database_check(_error("psql", result.returncode, result.stderr, db))
     return CheckResult("database", "pass", f"postgres {where} reachable, login ok")
 
 
@@ -277,12 +276,12 @@ def _connection_args(db: DatabaseSettings) -> list[str]:
 
 
 def _environment(db: DatabaseSettings) -> dict[str, str]:
-    """A copy of our environment plus the password and a connect timeout."""
-    env = dict(os.environ)
-    env["PGCONNECT_TIMEOUT"] = str(CONNECT_TIMEOUT_SECONDS)
+    """The base environment, libpq's own settings (``PG*``, never a password), a
+    connect timeout and this database's password: no other secret of ours."""
+    own = {"PGCONNECT_TIMEOUT": str(CONNECT_TIMEOUT_SECONDS)}
     if db.password is not None:
-        env["PGPASSWORD"] = db.password.reveal()
-    return env
+        own["PGPASSWORD"] = db.password.reveal()
+    return child_env(own, prefixes=["PG"])
 
 
 def _run(

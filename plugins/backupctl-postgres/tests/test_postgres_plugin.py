@@ -312,7 +312,7 @@ target = next(a.split("=", 1)[1] for a in sys.argv if a.startswith("--file="))
 with open({record!r}, "w") as f:
     json.dump({{"argv": sys.argv, "env": dict(os.environ),
                "mode": stat.S_IMODE(os.stat(target).st_mode)}}, f)
-if os.environ.get("STAND_IN_FAIL"):
+if os.path.exists(os.path.join(os.path.dirname({record!r}), "stand-in-fail")):
     sys.stderr.write("pg_dump: error: echoing " + os.environ["PGPASSWORD"] + "\\n")
     sys.exit(1)
 with open(target, "wb") as f:
@@ -368,7 +368,7 @@ def test_a_password_echoed_on_stderr_is_masked(
     stem: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("STAND_IN_FAIL", "1")
+    (stand_in_pg_dump.parent / "stand-in-fail").write_text("1")  # not an env var: tools get none
     project = make_project(host="h", name="d", user="u", password=Secret("hunter2-xyz"))
 
     with pytest.raises(PluginError) as caught:
@@ -396,7 +396,8 @@ def test_check_fails_with_a_wrong_password(
     project = make_project(pg_scram_db, wrong_password="definitely-wrong")
     [tools, result] = plugin.backupctl_check(project=project, settings=settings)
     assert tools.name == "tools" and tools.status == "pass", tools.detail
-    assert (result.name, result.status) == ("database", "fail")
+    # a refused login fails the run with exit 1, so the dry run too (not 4: reachable)
+    assert (result.name, result.status) == ("database login", "fail")
     assert "password authentication failed" in result.detail
     assert "definitely-wrong" not in result.detail
 
@@ -629,3 +630,17 @@ def test_check_fails_naming_a_missing_pg_dump_before_any_login(
     [tools] = plugin.backupctl_check(project=make_project(pg_scram_db), settings=settings)
     assert (tools.name, tools.status) == ("tools", "fail")
     assert tools.detail == "not on PATH: pg_dump (install postgresql-client)"
+
+
+def test_pg_tools_get_their_password_and_libpq_settings_but_no_other_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTHER_DB_PASSWORD", "sentinel-other-5151")
+    monkeypatch.setenv("PGPASSWORD", "sentinel-inherited-8080")  # not this project's
+    monkeypatch.setenv("PGSSLMODE", "verify-full")
+    db = DatabaseSettings(type="postgres", host="h", name="d", user="u", password=Secret("own-pw"))
+    env = plugin._environment(db)
+    assert env["PGPASSWORD"] == "own-pw" and env["PGSSLMODE"] == "verify-full"
+    assert "sentinel" not in repr(env)
+    no_password = plugin._environment(DatabaseSettings(type="postgres", host="h", name="d"))
+    assert "PGPASSWORD" not in no_password

@@ -18,13 +18,13 @@ the ``RESTIC_PASSWORD`` environment variable, never in argv. The cache lives in
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 from backupctl_core import PluginError
+from backupctl_core.plugin_kit import child_env
 
 RESTIC_PROGRAM = "restic"
 LOCAL_PREFIX = "local:"
@@ -142,13 +142,14 @@ def global_options(project: Any, settings: Any, ssh_log_file: Path | None = None
 def restic_environment(project: Any, settings: Any) -> tuple[dict[str, str], list[str]]:
     """The environment and base argv for running restic on the project's repository.
 
-    The environment is a copy of ``os.environ`` with ``RESTIC_REPOSITORY``,
+    The environment is the base one (``plugin_kit.child_env``) with ``RESTIC_REPOSITORY``,
     ``RESTIC_PASSWORD`` and ``RESTIC_CACHE_DIR`` set. The argv is the restic program
     plus global options (the SFTP command); append a restic command and its
     arguments, e.g. ``argv + ["snapshots"]``. The argv never contains the password,
     so it is safe to print or log; the environment is not.
     """
-    env = {k: v for k, v in os.environ.items() if k not in _CONFLICTING_ENV}
+    # restic's own settings (RESTIC_COMPRESSION, ...) but none of our other secrets.
+    env = {k: v for k, v in child_env(prefixes=["RESTIC_"]).items() if k not in _CONFLICTING_ENV}
     env["RESTIC_REPOSITORY"] = repository_url(project, settings)
     env["RESTIC_PASSWORD"] = restic_password(project, settings)
     env["RESTIC_CACHE_DIR"] = str(cache_dir(settings))
@@ -169,7 +170,7 @@ def run_sftp_batch(settings: Any, commands: list[str], timeout: int = 60) -> tup
     try:
         done = subprocess.run(
             argv, input="\n".join(commands) + "\n", capture_output=True, text=True,
-            errors="replace", timeout=timeout,
+            errors="replace", timeout=timeout, env=child_env(),
         )  # fmt: skip
     except FileNotFoundError:
         return False, "sftp is not installed (openssh-client)"
