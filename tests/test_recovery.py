@@ -81,6 +81,8 @@ def test_sigkill_in_each_stage_is_recovered(ws: Workspace, tmp_path: Path, stage
     assert row["status"] == "failed" and row["error_stage"] == "crash_recovery"
     assert row["completed_at"] is not None
     assert not (ws.base_dir / "shop" / ".lock").exists()
+    # its temp folder (restic's scratch, under the base dir, not /tmp) is gone
+    assert not (ws.base_dir / ".tmp" / str(process.pid)).exists()
     # a dump the killed run left behind belongs to no successful run
     assert not list((ws.base_dir / "shop").glob("shop_backup_*"))
 

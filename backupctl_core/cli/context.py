@@ -53,12 +53,15 @@ class CliContext:
         return self._store
 
     def enable_file_log(self) -> None:
-        """Commands that change things also log to the day's file under the base dir."""
+        """Commands that change things also log to the day's file under the base dir,
+        and keep their temporary files there (``{BACKUP_BASE_DIR}/.tmp/{pid}``)."""
         import logging
 
+        from backupctl_core.runtime.files import use_private_tempdir
         from backupctl_core.runtime.logs import add_file_log
 
         try:
+            use_private_tempdir(self.config.settings.backup_base_dir)
             add_file_log(self.config.settings)
         except (OSError, ValueError) as error:
             logging.getLogger("backupctl").warning("no log file: %s", error)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
+import os
 import re
 import secrets
-from collections.abc import Sequence
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -61,3 +65,25 @@ class ProjectFiles:
                 path.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+
+TEMP_ROOT = ".tmp"
+
+
+def use_private_tempdir(base_dir: Path) -> Path:
+    """Send this process's temporary files (restic's scratch folder, a tool's option
+    file with a password) to ``{BACKUP_BASE_DIR}/.tmp/{pid}`` (0700) instead of /tmp:
+    what a killed process leaves behind is then ours to find and remove
+    (``stale_tempdirs``), not readable in a shared /tmp forever."""
+    folder = make_private_dir(base_dir / TEMP_ROOT / str(os.getpid()))
+    tempfile.tempdir = str(folder)
+    atexit.register(shutil.rmtree, folder, True)  # a clean exit leaves nothing
+    return folder
+
+
+def stale_tempdirs(base_dir: Path, alive: Callable[[int], bool]) -> list[Path]:
+    """Temp folders of processes that are gone (``alive(pid)`` is False)."""
+    root = base_dir / TEMP_ROOT
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.name.isdigit() and not alive(int(p.name)))

@@ -21,7 +21,7 @@ from backupctl_core.plugins import PluginRegistry
 from backupctl_core.runtime.audit_log import KIND as KIND_AUDIT
 from backupctl_core.runtime.audit_log import replay_audit
 from backupctl_core.runtime.fallback import FallbackLog
-from backupctl_core.runtime.files import ProjectFiles
+from backupctl_core.runtime.files import ProjectFiles, stale_tempdirs
 from backupctl_core.runtime.lock import ProjectLock, is_stale
 from backupctl_core.runtime.notifier import Notifier
 
@@ -138,6 +138,17 @@ class Recovery:
             f": {', '.join(removed)}" if removed else ""
         )
 
+    def stale_tempdirs(self) -> str:
+        """Temp folders of killed processes (restic's scratch, tools' option files)."""
+        import shutil
+
+        import psutil
+
+        removed = stale_tempdirs(self.settings.backup_base_dir, psutil.pid_exists)
+        for folder in removed:
+            shutil.rmtree(folder, ignore_errors=True)
+        return f"{len(removed)} stale temp folder(s) removed"
+
     def unlock_repositories(self) -> str:
         done, failed = 0, []
         for project in self.config.enabled_projects:
@@ -177,6 +188,7 @@ class Recovery:
             ("stale locks", self.stale_locks),
             ("orphaned runs", self.orphaned_rows),
             ("orphaned dumps", self.orphaned_dumps),
+            ("temp files", self.stale_tempdirs),
             ("restic unlock", self.unlock_repositories),
             ("gpg keys", self.import_gpg_keys),
         ]
