@@ -221,6 +221,19 @@ def test_encrypt_writes_private_gpg_file_and_decrypt_restores_identical_bytes(
     assert stat.S_IMODE(plain.stat().st_mode) == 0o600
     assert encrypted.path.exists()  # the encrypted file stays
     assert leftovers(ws) == sorted([plain.name, encrypted.path.name])
+    assert agents_of(ws.base_dir / ".gnupg") == []  # imports and decryption leave none running
+
+
+def agents_of(home: Path) -> list[int]:
+    """gpg-agents serving ``home`` that are still running (one was left per keyring)."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["name", "cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if process.info["name"] == "gpg-agent" and str(home) in cmdline:
+            found.append(process.pid)
+    return found
 
 
 def test_decrypt_ignores_files_it_did_not_encrypt(ws: Workspace) -> None:

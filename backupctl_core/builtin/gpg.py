@@ -228,6 +228,19 @@ class Keyring:
         self.gpg.encoding = "utf-8"  # user ids are UTF-8
 
     # -- explanations
+    def stop_agent(self) -> None:
+        """Stop the gpg-agent this keyring started (imports, decryption): each keyring
+        would otherwise keep one running after backupctl exits."""
+        import subprocess
+
+        try:
+            subprocess.run(
+                ["gpgconf", "--homedir", str(self.home), "--kill", "gpg-agent"],
+                env=child_env(), capture_output=True, timeout=10, check=False,
+            )  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired) as error:
+            log.debug("gpg-agent of %s not stopped: %s", self.home, error)
+
     def where(self) -> str:
         """Where keys come from, for error messages (the real keyring, even
         when this instance looks through a scratch one)."""
@@ -362,7 +375,11 @@ def import_key_file(settings: GlobalSettings, path: Path) -> list[ImportedKey]:
     """Import (and trust) the keys in one file into backupctl's keyring.
 
     A file that cannot be read or holds no key raises ``ConfigError``."""
-    return Keyring(settings, agent=True).import_file(path)
+    keyring = Keyring(settings, agent=True)
+    try:
+        return keyring.import_file(path)
+    finally:
+        keyring.stop_agent()
 
 
 def import_keys_from_dir(settings: GlobalSettings) -> list[ImportedKey]:
@@ -376,11 +393,14 @@ def import_keys_from_dir(settings: GlobalSettings) -> list[ImportedKey]:
         return []
     keyring = Keyring(settings, agent=True)
     imported: list[ImportedKey] = []
-    for path in files:
-        try:
-            imported += keyring.import_file(path)
-        except ConfigError as error:
-            log.warning("GPG_KEYS_DIR: %s", error.message)
+    try:
+        for path in files:
+            try:
+                imported += keyring.import_file(path)
+            except ConfigError as error:
+                log.warning("GPG_KEYS_DIR: %s", error.message)
+    finally:
+        keyring.stop_agent()
     return imported
 
 
@@ -459,6 +479,7 @@ def decrypt_file(settings: GlobalSettings, path: Path) -> Path:
         raise PluginError(f"{what}: {error}", retryable=False) from None
     finally:
         partial.unlink(missing_ok=True)
+        keyring.stop_agent()
     return target
 
 
