@@ -363,3 +363,12 @@ def test_health_reports_and_exits_4_when_unreachable(ws: Workspace, tmp_path: Pa
     code, out, _ = invoke(ws, "health")
     assert code == 4 and out.strip().endswith("UNHEALTHY")
     assert "wrong-password" not in out
+
+
+def test_numeric_options_have_ranges(ws: Workspace) -> None:
+    """`logs --last 1e20` reached the database as an overflowing LIMIT."""
+    migrated(ws)
+    for args in (["logs", "shop", "--last", "100000000000000000000"], ["status", "--last", "0"],
+                 ["snapshots", "shop", "--last", "100001"]):  # fmt: skip
+        code, _, err = invoke(ws, *args)
+        assert code == 1 and "Invalid value for '--last'" in err and "Traceback" not in err
