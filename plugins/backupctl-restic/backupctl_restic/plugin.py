@@ -49,6 +49,7 @@ from backupctl_restic.repository import (
 )
 from backupctl_restic.runner import EXIT_INCOMPLETE, Restic, classify
 from backupctl_restic.runner import _json_document as json_document
+from backupctl_restic.series import retention_series
 
 CHECK_NAME = "restic repository"
 
@@ -144,24 +145,33 @@ def retention_args(retention: Any) -> list[str]:
 
 @hookimpl
 def backupctl_prune(project: Any, settings: Any) -> PruneResult:
+    """``restic forget`` with the project's policy once per retention series
+    (``series.py``), then one ``restic prune`` if anything was forgotten.
+
+    Not restic's default grouping (host and paths: dump names change every run, so
+    each snapshot was a group of one and nothing was ever removed), and not
+    ``--group-by tags`` (the original tool's unique ``timestamp:`` tag made each of
+    its snapshots a group of one, so they were never pruned).
+    """
     policy = retention_args(project.retention)
     if not policy:  # all zero: no policy, keep everything
         return PruneResult(snapshots_removed=0)
-    # Group by tags only: every tag set of the project (combined, or db and assets in
-    # separate mode) keeps its own policy. Not by paths: dump file names change on
-    # every run, so each snapshot would be a group of one and nothing would ever be
-    # removed. Not by host: a container's hostname changes when it is recreated.
-    # So the tags the pipeline passes must be the same on every run.
-    forget = ["forget", "--json", "--quiet", "--prune", "--group-by", "tags"]
     restic = Restic(project, settings)
-    run = restic.run([*forget, "--tag", project_tag(project), *policy])
-    if not run.ok:
-        raise restic.error(run)
-    if not any(line.strip() for line in run.stdout):
-        # No snapshot has the project's tag (never backed up, or a shared repository
-        # used by others only): restic prints nothing at all, not an empty list.
-        return PruneResult(snapshots_removed=0)
-    return PruneResult(snapshots_removed=count_removed(json_document(run.stdout, "forget")))
+    listed = parse_snapshots(restic.json(["snapshots", "--json", "--tag", project_tag(project)]))
+    series = retention_series(listed, project.name, project.restic.snapshot_mode)
+    removed = 0
+    for filters in series.values():
+        tag_args = [arg for where in filters for arg in ("--tag", where)]
+        run = restic.run(["forget", "--json", "--quiet", "--group-by", "", *tag_args, *policy])
+        if not run.ok:
+            raise restic.error(run)
+        if any(line.strip() for line in run.stdout):  # nothing at all when none matched
+            removed += count_removed(json_document(run.stdout, "forget"))
+    if removed:
+        run = restic.run(["prune", "--quiet"])
+        if not run.ok:
+            raise restic.error(run)
+    return PruneResult(snapshots_removed=removed)
 
 
 @hookimpl

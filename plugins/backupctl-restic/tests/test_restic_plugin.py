@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import attrs
 import pluggy
 import pytest
 from backupctl_restic import plugin, restic_environment
@@ -291,7 +292,8 @@ def test_password_never_reaches_argv(
         "init",
         "backup",
         "snapshots",
-        "forget",
+        "snapshots",  # prune: the project's snapshots, to find its retention series
+        "forget",  # (no prune: forget removed nothing)
         "version",
         "cat",
     ]
@@ -304,10 +306,11 @@ def test_password_never_reaches_argv(
     assert not any(PASSWORD in arg for arg in argv)
 
 
-def test_locked_repository_is_retryable(tmp_path: Path, template_repo: Path) -> None:
+def test_locked_repository_is_retryable(tmp_path: Path, template_repo: Path, source: Path) -> None:
     project = _project(str(tmp_path / "repo"), retention=RetentionSettings(keep_daily=1))
     settings = GlobalSettings(backup_base_dir=tmp_path / "base")
     _copy_repo(template_repo, project.restic.repository_path, None)
+    plugin.backupctl_sync(project=project, settings=settings, paths=[source], tags=TAGS)
     env, argv = restic_environment(project, settings)
     # A backup reading stdin holds a (shared) lock until stdin closes; prune needs
     # an exclusive one.
@@ -469,11 +472,12 @@ def test_a_stale_lock_of_a_killed_restic_heals_itself(
     assert f"locked by PID {holder.pid} on {socket.gethostname()}" in caplog.text
 
 
-def test_a_live_lock_is_never_removed(tmp_path: Path, template_repo: Path) -> None:
+def test_a_live_lock_is_never_removed(tmp_path: Path, template_repo: Path, source: Path) -> None:
     repo = tmp_path / "repo"
     shutil.copytree(template_repo, repo)
     settings = GlobalSettings(backup_base_dir=tmp_path / "base")
     project = _project(str(repo), retention=RetentionSettings(keep_last=1))
+    plugin.backupctl_sync(project=project, settings=settings, paths=[source], tags=TAGS)
     with _locked_repository(project, settings) as holder:
         with pytest.raises(PluginError, match="locked by another restic process"):
             plugin.backupctl_prune(project=project, settings=settings)
@@ -513,3 +517,70 @@ def test_check_fails_for_an_sftp_repository_the_storage_user_cannot_create(
     assert check.status == "warn" and "the first backup creates it" in check.detail
     probes = [n for n in sftp_server.listing(str(sftp_server.repos_dir)) if "probe" in n]
     assert probes == []  # created beside the nearest existing folder, then removed
+
+
+def _original_tool_snapshot(
+    project: ProjectSettings, settings: GlobalSettings, dumps: Path, assets: Path, day: int
+) -> None:
+    """A snapshot as the original TypeScript backupctl made it: one per run, the dump
+    and the assets, tagged project:, a unique timestamp: and db:<type>."""
+    stamp = f"202601{day:02d}_020000"
+    dump = dumps / f"p_backup_{stamp}.dump"
+    dump.write_text(f"dump of day {day}")
+    env, argv = restic_environment(project, settings)
+    subprocess.run(
+        [*argv, "backup", "--quiet", "--time", f"2026-01-{day:02d} 02:00:00",
+         "--tag", f"project:p,timestamp:{stamp},db:postgres", str(dump), str(assets)],
+        env=env, check=True, capture_output=True,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("mode", "removed", "left"),
+    [
+        # one series: 3 originals (Jan 1-3) + 2 of ours (today): keep_daily 2 keeps
+        # today's newest and Jan 3
+        ("combined", 3, {"backupctl:combined": 1, "original": 1}),
+        # the originals are a series of their own (Jan 2 and 3 stay), ours another
+        # (today's newest stays)
+        ("separate", 2, {"backupctl:combined": 1, "original": 2}),
+    ],
+)
+def test_prune_treats_the_original_tool_s_snapshots_as_a_series(
+    tmp_path: Path, template_repo: Path, source: Path, mode: str, removed: int,
+    left: dict[str, int],
+) -> None:  # fmt: skip
+    """Their unique timestamp: tag made each a group of one: never pruned."""
+    repo = tmp_path / "repo"
+    shutil.copytree(template_repo, repo)
+    retention = RetentionSettings(keep_daily=2, keep_weekly=0, keep_monthly=0)
+    project = attrs.evolve(
+        _project(str(repo), retention=retention),
+        restic=ResticSettings(repository_path=str(repo), password=Secret(PASSWORD),
+                              snapshot_mode=mode),  # type: ignore[arg-type]
+    )  # fmt: skip
+    settings = GlobalSettings(backup_base_dir=tmp_path / "base")
+    dumps = tmp_path / "data" / "p"
+    dumps.mkdir(parents=True)
+    for day in (1, 2, 3):
+        _original_tool_snapshot(project, settings, dumps, source, day)
+    for _ in range(2):  # ours today: in separate mode still tagged combined here
+        plugin.backupctl_sync(project=project, settings=settings, paths=[source], tags=TAGS)
+    env, argv = restic_environment(project, settings)
+    subprocess.run([*argv, "backup", "--quiet", "--tag", "project:p", str(source)], env=env,
+                   check=True, capture_output=True)  # made by hand: in no series  # fmt: skip
+
+    result = plugin.backupctl_prune(project=project, settings=settings)
+
+    assert result.snapshots_removed == removed
+    kept = plugin.backupctl_snapshots(project=project, settings=settings)
+    kinds = [
+        "backupctl:combined" if "backupctl:combined" in s.tags
+        else "original" if any(t.startswith("timestamp:") for t in s.tags) else "by hand"
+        for s in kept
+    ]  # fmt: skip
+    assert kinds.count("by hand") == 1  # never attributed, never removed
+    assert {k: kinds.count(k) for k in left} == left
+    originals = sorted(t for s in kept for t in s.tags if t.startswith("timestamp:"))
+    days = ["03"] if mode == "combined" else ["02", "03"]
+    assert originals == [f"timestamp:202601{day}_020000" for day in days]
