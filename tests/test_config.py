@@ -375,3 +375,36 @@ def test_validate_warns_when_same_day_snapshots_would_be_pruned(
     else:
         (warning,) = warnings
         assert warning.startswith("projects[app].retention: cron") and warned in warning
+
+
+def test_the_original_tool_s_config_and_env_validate_unchanged(tmp_path: Path) -> None:
+    """docker_network, database.dump_timeout_minutes, `type: mongodb`, `Postgres`,
+    `SLACK` and `timeout_minutes: 0` made every command exit 3."""
+    import subprocess
+    import sys
+
+    original = REPO / "tests/data/original"
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/projects.yml").write_text((original / "projects.yml").read_text())
+    key = tmp_path / "id_ed25519"
+    key.write_text("not used by validate")
+    env = (original / "env").read_text().replace("/home/node/.ssh/id_ed25519", str(key))
+    (tmp_path / ".env").write_text(env + "EMAIL_PASSWORD=mail-secret\n")
+    backupctl = str(Path(sys.executable).with_name("backupctl"))
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([backupctl, *args], cwd=tmp_path, capture_output=True, text=True)
+
+    validate = run("config", "validate")
+    assert validate.returncode == 0, validate.stderr
+    assert "config OK: 4 project(s): vinsware, project-x, analytics, static-assets" in (
+        validate.stdout
+    )
+    assert "info: config/projects.yml: projects[vinsware].docker_network:" in validate.stderr
+    shown = run("config", "show", "vinsware").stdout
+    for key_line in ("docker_network: vinsware_vinsware-network", "dump_timeout_minutes: 90",
+                     "type: postgres", "type: slack", "timeout_minutes: 30"):  # fmt: skip
+        assert key_line in shown
+    assert "type: mongo\n" in run("config", "show", "analytics").stdout
+    assert "timeout_minutes:\n" in run("config", "show", "project-x").stdout  # 0: no warning
+    assert "secret" not in shown

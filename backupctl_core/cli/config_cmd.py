@@ -33,6 +33,8 @@ def validate(context: CliContext) -> None:
             problems.append(error.message)
     if problems:
         raise ConfigError("\n".join(f"{loaded.config_path}: {p}" for p in problems))
+    for info in loaded.infos():
+        click.echo(f"info: {loaded.config_path}: {info}", err=True)
     for warning in loaded.warnings():
         click.echo(f"warning: {loaded.config_path}: {warning}", err=True)
     names = ", ".join(loaded.names) or "none"

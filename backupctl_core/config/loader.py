@@ -72,6 +72,16 @@ class AppConfig:
     def enabled_projects(self) -> list[ProjectSettings]:
         return [p for p in self.projects if p.enabled]
 
+    def infos(self) -> list[str]:
+        """Keys that are accepted but mean nothing here (``config validate`` says why)."""
+        return [
+            f"projects[{p.name}].docker_network: {p.docker_network!r} is not joined by"
+            " backupctl, which does not call Docker: connect the backupctl container to that"
+            " network in docker-compose.yml (networks: {name}: external: true)"
+            for p in self.projects
+            if p.docker_network
+        ]
+
     def warnings(self) -> list[str]:
         """Settings that are valid but costly or lossy (``config validate`` prints them)."""
         found = [
@@ -218,6 +228,28 @@ def env_notification(settings: GlobalSettings) -> NotificationSettings:
     return NotificationSettings(type=settings.notification_type, config=config)
 
 
+# Type names as the original tool accepted them: any case, and its name for MongoDB.
+TYPE_ALIASES = {"mongodb": "mongo"}
+
+
+def _type_name(name: str) -> str:
+    lowered = name.strip().lower()
+    return TYPE_ALIASES.get(lowered, lowered)
+
+
+def _normalised(project: ProjectSettings) -> ProjectSettings:
+    """``Postgres`` → ``postgres``, ``mongodb`` → ``mongo``; ``timeout_minutes: 0`` → no
+    warning (the original's "off")."""
+    changes: dict[str, Any] = {}
+    for block in ("database", "notification", "monitor", "encryption"):
+        value = getattr(project, block)
+        if value is not None and value.type:
+            changes[block] = attrs.evolve(value, type=_type_name(value.type))
+    if project.timeout_minutes == 0:
+        changes["timeout_minutes"] = None
+    return attrs.evolve(project, **changes) if changes else project
+
+
 def _with_env_defaults(project: ProjectSettings, settings: GlobalSettings) -> ProjectSettings:
     """Project YAML > .env global > built-in default."""
     changes: dict[str, Any] = {}
@@ -306,8 +338,11 @@ def _check(projects: list[ProjectSettings]) -> list[str]:
             errors.append(f"{where}.cron: {project.cron!r} is not a valid cron expression")
         if project.cron is not None and len(project.cron.split()) != 5:
             errors.append(f"{where}.cron: expected 5 fields, got {project.cron!r}")
-        if project.timeout_minutes is not None and project.timeout_minutes <= 0:
-            errors.append(f"{where}.timeout_minutes: must be greater than 0")
+        if project.timeout_minutes is not None and project.timeout_minutes < 0:
+            errors.append(f"{where}.timeout_minutes: must be 0 (no warning) or more")
+        database = project.database
+        if database is not None and (database.dump_timeout_minutes or 1) <= 0:
+            errors.append(f"{where}.database.dump_timeout_minutes: must be greater than 0")
         errors += _retention_problems(project.retention, f"{where}.retention")
         if project.hooks.timeout_seconds <= 0:
             errors.append(f"{where}.hooks.timeout_seconds: must be greater than 0")
@@ -345,7 +380,7 @@ def load_config(config_path: Path, env_path: Path, *, env_required: bool = False
     except Exception as error:  # cattrs raises exception groups with every problem
         lines = describe_errors(error)
         raise ConfigError("\n".join(f"{config_path}: {line}" for line in lines)) from None
-    projects = [_with_env_defaults(p, settings) for p in parsed.projects]
+    projects = [_with_env_defaults(_normalised(p), settings) for p in parsed.projects]
     problems = _check(projects)
     if problems:
         raise ConfigError("\n".join(f"{config_path}: {line}" for line in problems))

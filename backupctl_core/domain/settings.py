@@ -38,6 +38,8 @@ class DatabaseSettings:
     name: str | None = None
     user: str | None = None
     password: Secret | None = None
+    # The original tool's key: a dump running longer is killed and the run fails.
+    dump_timeout_minutes: int | None = None
 
 
 @frozen
@@ -117,6 +119,8 @@ class ProjectSettings:
     enabled: bool = True
     cron: str | None = None
     timeout_minutes: int | None = None
+    # The original tool connected its container to this network; here compose does.
+    docker_network: str | None = None
     database: DatabaseSettings | None = None
     compression: CompressionSettings = CompressionSettings()
     assets: AssetSettings = AssetSettings()

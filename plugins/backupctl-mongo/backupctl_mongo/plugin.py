@@ -113,7 +113,8 @@ def backupctl_dump(
     path.parent.mkdir(parents=True, exist_ok=True)
     with removed_on_failure(path):  # never leave a partial dump behind
         create_private_file(path)  # mongodump truncates the file and keeps its mode
-        _run("mongodump", [f"--db={db.name}", f"--archive={path}", "--gzip"], db)
+        archive = [f"--db={db.name}", f"--archive={path}", "--gzip"]
+        _run("mongodump", archive, db, limit_minutes=db.dump_timeout_minutes)
         path.chmod(0o600)  # in case the tool replaced the file
     return DumpArtifact(path=path, size_bytes=path.stat().st_size, format=FORMAT)
 
@@ -225,7 +226,9 @@ def _config_file(db: DatabaseSettings) -> Iterator[list[str]]:
         os.unlink(name)
 
 
-def _run(tool: str, args: list[str], db: DatabaseSettings) -> None:
+def _run(
+    tool: str, args: list[str], db: DatabaseSettings, limit_minutes: int | None = None
+) -> None:
     """Run mongodump/mongorestore with the credentials; PluginError unless it exits 0."""
     with _config_file(db) as config, tempfile.TemporaryFile() as errors:
         argv = [tool, *config, *_connection_args(db), *args]
@@ -236,10 +239,16 @@ def _run(tool: str, args: list[str], db: DatabaseSettings) -> None:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=errors,
+                timeout=limit_minutes * 60 if limit_minutes else None,
             ).returncode
         except FileNotFoundError:
             raise PluginError(
                 f"{tool} not found on PATH (install the MongoDB Database Tools)", retryable=False
+            ) from None
+        except subprocess.TimeoutExpired:  # subprocess.run killed it
+            raise PluginError(
+                f"{tool} timed out after {limit_minutes} min (database.dump_timeout_minutes)",
+                retryable=False,
             ) from None
         if code != 0:
             raise _error(tool, code, read_captured(errors), db)

@@ -36,6 +36,7 @@ import os
 import shlex
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -67,6 +68,7 @@ from backupctl_core.plugin_kit import (
 )
 
 TYPE = "mysql"
+SECONDS_PER_MINUTE = 60  # dump_timeout_minutes' unit (a test shortens it)
 FORMAT = "mysql-sql-gzip"
 EXTENSION = ".sql.gz"
 PLAIN_FORMAT = "mysql-sql"  # compression.enabled: false
@@ -316,11 +318,24 @@ def _dump_through_gzip(
         tempfile.TemporaryFile() as gzip_errors,
     ):
         running: list[subprocess.Popen[bytes]] = []
+        limit = db.dump_timeout_minutes
+        deadline = time.monotonic() + limit * SECONDS_PER_MINUTE if limit else None
+
+        def wait(proc: subprocess.Popen[bytes]) -> int:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                return proc.wait(timeout=remaining)
+            except subprocess.TimeoutExpired:  # the finally below kills the pipeline
+                raise PluginError(
+                    f"mysqldump timed out after {limit} min (database.dump_timeout_minutes)",
+                    retryable=False,
+                ) from None
+
         try:
             if not compress:
                 dump = _start(argv, credentials, stdout=out, stderr=dump_errors)
                 running.append(dump)
-                gzip_code, dump_code = 0, dump.wait()
+                gzip_code, dump_code = 0, wait(dump)
             else:
                 dump = _start(argv, credentials, stdout=subprocess.PIPE, stderr=dump_errors)
                 running.append(dump)
@@ -328,7 +343,7 @@ def _dump_through_gzip(
                 gzip = _start(["gzip", "-c"], stdin=dump.stdout, stdout=out, stderr=gzip_errors)
                 running.append(gzip)
                 dump.stdout.close()  # gzip holds the read end: if it dies, mysqldump gets SIGPIPE
-                gzip_code, dump_code = gzip.wait(), dump.wait()
+                gzip_code, dump_code = wait(gzip), wait(dump)
         finally:
             for proc in running:  # interrupted: stop the children
                 if proc.poll() is None:

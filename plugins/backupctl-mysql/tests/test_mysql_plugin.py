@@ -455,6 +455,9 @@ mode_file = os.path.join(os.path.dirname({record!r}), "stand-in-mode")
 mode = open(mode_file).read().strip() if os.path.exists(mode_file) else "ok"
 sys.stdout.write("-- MariaDB dump 10.19\\n" + "INSERT INTO t VALUES (1);\\n" * 5000)
 sys.stdout.flush()
+if mode == "hang":  # a dump that takes (much) longer than dump_timeout_minutes
+    import time
+    time.sleep(60)
 if mode in ("fail", "echo"):
     said = ""
     if mode == "echo":
@@ -815,3 +818,20 @@ def test_decompress_leaves_a_plain_dump_alone(
     )
     assert result is None
     assert sorted(good_plain_dump.path.parent.iterdir()) == before
+
+
+def test_dump_timeout_minutes_kills_the_pipeline_and_removes_the_dump(
+    stand_in_mysqldump: Path, settings: GlobalSettings, stem: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    (stand_in_mysqldump.parent / "stand-in-mode").write_text("hang")
+    monkeypatch.setattr(plugin, "SECONDS_PER_MINUTE", 0.5)  # 1 "minute" = 0.5 s here
+    db = attrs.evolve(STAND_IN_PROJECT.database, dump_timeout_minutes=1)
+    project = attrs.evolve(STAND_IN_PROJECT, database=db)
+    with pytest.raises(PluginError) as caught:
+        plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+    assert caught.value.message == (
+        "mysqldump timed out after 1 min (database.dump_timeout_minutes)"
+    )
+    assert caught.value.retryable is False
+    assert list(stem.parent.iterdir()) == []

@@ -64,6 +64,8 @@ FORMAT = "postgres-custom"
 EXTENSION = ".dump"
 DEFAULT_PORT = 5432
 CONNECT_TIMEOUT_SECONDS = 10
+SECONDS_PER_MINUTE = 60  # dump_timeout_minutes' unit (a test shortens it)
+
 # ``pg_restore --list`` entry kinds that carry a data block in the archive.
 DATA_ENTRY_KINDS = (b" TABLE DATA ", b" BLOBS ")
 
@@ -117,7 +119,7 @@ def backupctl_dump(
     if not project.compression.enabled:
         argv.insert(2, "--compress=0")  # restic deduplicates and compresses it instead
     with removed_on_failure(path):
-        result = _run(argv, db, stdout=subprocess.DEVNULL)
+        result = _run(argv, db, stdout=subprocess.DEVNULL, limit_minutes=db.dump_timeout_minutes)
         if result.returncode != 0:
             raise _error("pg_dump", result.returncode, result.stderr, db)
     return DumpArtifact(path=path, size_bytes=path.stat().st_size, format=FORMAT)
@@ -285,9 +287,20 @@ def _environment(db: DatabaseSettings) -> dict[str, str]:
 
 
 def _run(
-    argv: list[str], db: DatabaseSettings, *, stdout: int, timeout: float | None = None
+    argv: list[str],
+    db: DatabaseSettings,
+    *,
+    stdout: int,
+    timeout: float | None = None,
+    limit_minutes: int | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a PostgreSQL client tool; stderr is captured for the error message."""
+    """Run a PostgreSQL client tool; stderr is captured for the error message.
+
+    ``timeout``: a connection check that hangs (retryable); ``limit_minutes``: the
+    operator's ``dump_timeout_minutes``, after which the tool is killed for good.
+    """
+    if limit_minutes:
+        timeout = limit_minutes * SECONDS_PER_MINUTE
     try:
         return subprocess.run(
             argv,
@@ -304,7 +317,12 @@ def _run(
         raise PluginError(
             f"{argv[0]} not found on PATH (install postgresql-client)", retryable=False
         ) from None
-    except subprocess.TimeoutExpired:
+    except subprocess.TimeoutExpired:  # subprocess.run killed it (pg_dump has no children)
+        if limit_minutes:
+            raise PluginError(
+                f"{argv[0]} timed out after {limit_minutes} min (database.dump_timeout_minutes)",
+                retryable=False,
+            ) from None
         raise PluginError(f"{argv[0]} timed out after {timeout:g}s", connectivity=True) from None
 
 

@@ -312,6 +312,10 @@ target = next(a.split("=", 1)[1] for a in sys.argv if a.startswith("--file="))
 with open({record!r}, "w") as f:
     json.dump({{"argv": sys.argv, "env": dict(os.environ),
                "mode": stat.S_IMODE(os.stat(target).st_mode)}}, f)
+if os.path.exists(os.path.join(os.path.dirname({record!r}), "stand-in-hang")):
+    open(target, "wb").write(b"PGDMP half a dump")
+    import time
+    time.sleep(60)
 if os.path.exists(os.path.join(os.path.dirname({record!r}), "stand-in-fail")):
     sys.stderr.write("pg_dump: error: echoing " + os.environ["PGPASSWORD"] + "\\n")
     sys.exit(1)
@@ -644,3 +648,19 @@ def test_pg_tools_get_their_password_and_libpq_settings_but_no_other_secret(
     assert "sentinel" not in repr(env)
     no_password = plugin._environment(DatabaseSettings(type="postgres", host="h", name="d"))
     assert "PGPASSWORD" not in no_password
+
+
+def test_dump_timeout_minutes_kills_the_dump_removes_it_and_is_not_retried(
+    stand_in_pg_dump: Path, settings: GlobalSettings, stem: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """The original tool's key: it used to be refused (exit 3 for every command)."""
+    (stand_in_pg_dump.parent / "stand-in-hang").write_text("1")  # writes, then hangs
+    monkeypatch.setattr(plugin, "SECONDS_PER_MINUTE", 0.5)  # 1 "minute" = 0.5 s here
+    db = DatabaseSettings(type="postgres", host="h", name="d", user="u", dump_timeout_minutes=1)
+    project = ProjectSettings(name="p", restic=ResticSettings(repository_path="/x"), database=db)
+    with pytest.raises(PluginError) as caught:
+        plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+    assert caught.value.message == ("pg_dump timed out after 1 min (database.dump_timeout_minutes)")
+    assert caught.value.retryable is False
+    assert list(stem.parent.iterdir()) == []  # the partial dump is gone
