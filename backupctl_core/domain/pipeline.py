@@ -24,6 +24,7 @@ from backupctl_core.domain.events import (
     started_event,
     success_event,
 )
+from backupctl_core.domain.monitor import Ping, result_ping, start_ping
 from backupctl_core.domain.ports import (
     AuditLog,
     Clock,
@@ -71,6 +72,7 @@ class BackupPipeline:
         audit: AuditLog,
         plugins: ProjectPlugins,
         notify: Callable[[Event], None],
+        heartbeat: Callable[[Ping], None] = lambda ping: None,
         hooks: ShellHooks,
         files: LocalFiles,
         clock: Clock,
@@ -85,6 +87,7 @@ class BackupPipeline:
         self.audit = audit
         self.plugins = plugins
         self.notify = notify
+        self.heartbeat = heartbeat
         self.watchdog = watchdog
         self.hooks = hooks
         self.files = files
@@ -131,6 +134,7 @@ class BackupPipeline:
             self._notify(success_event(record, db_name, local_end))
         else:
             self._notify(failed_event(record, self.retry.retries, local_end))
+        self._ping(result_ping(record))
         return record
 
     def _stages(self, record: RunRecord) -> None:
@@ -139,6 +143,7 @@ class BackupPipeline:
         try:
             self._enter(record, Stage.NOTIFY_STARTED)
             self._notify(started_event(record, record.started_at.astimezone(self.zone)))
+            self._ping(start_ping(record))
             if self.project.hooks.pre_backup:
                 self._enter(record, Stage.PRE_HOOK)
                 self._run_hook(record, Stage.PRE_HOOK, self.project.hooks.pre_backup)
@@ -301,3 +306,12 @@ class BackupPipeline:
             self.notify(event)
         except Exception as error:  # a notification failure is never a backup failure
             log.warning("%s: notification failed: %s", self.project.name, error)
+
+    def _ping(self, ping: Ping) -> None:
+        try:
+            self.heartbeat(ping)
+        except Exception as error:  # a monitor failure is never a backup failure
+            log.warning(
+                "%s: monitor %s ping not delivered: %s",
+                self.project.name, ping.phase.value, redact(str(error), self.secrets),
+            )  # fmt: skip

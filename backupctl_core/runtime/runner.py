@@ -47,8 +47,9 @@ def project_secrets(project: ProjectSettings) -> list[str]:
         found.append(project.database.password.reveal())
     if project.restic.password:
         found.append(project.restic.password.reveal())
-    if project.notification:
-        found += [str(v) for k, v in project.notification.config.items() if k in SECRET_KEYS and v]
+    for block in (project.notification, project.monitor):
+        if block is not None:
+            found += [str(v) for k, v in block.config.items() if k in SECRET_KEYS and v]
     return found
 
 
@@ -99,12 +100,14 @@ def run_project(
         pause_for_tests(stage)
         on_stage(stage)
 
+    plugins = registry.for_project(project, settings)
     pipeline = BackupPipeline(
         project,
         lock=ProjectLock(project_dir, project.name, wait=wait_for_lock),
         audit=ResilientAuditLog(store, FallbackLog(settings.fallback_file)),
-        plugins=registry.for_project(project, settings),
+        plugins=plugins,
         notify=notify,
+        heartbeat=plugins.monitor_ping,
         watchdog=watchdog,
         hooks=ShellHookRunner(),
         files=ProjectFiles(project_dir, project.name, settings.timezone),
