@@ -72,15 +72,17 @@ def send(
     read_timeout: float = READ_TIMEOUT_SECONDS,
     error_detail: Callable[[str], str] = lambda body: "",
 ) -> None:
-    """One request (``params`` in the query; a ``json`` or UTF-8 ``text`` body), errors as
-    ``post_json``'s: one line naming ``what``, never the URL; redirects not followed."""
+    """One request (``params`` added to the URL's own query; a ``json`` or UTF-8 ``text``
+    body), errors as ``post_json``'s: one line naming ``what``, never the URL; redirects
+    not followed."""
     import httpx
 
     timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
     headers = {"Content-Type": "text/plain; charset=utf-8"} if text is not None else None
     try:
+        target = httpx.URL(url).copy_merge_params(params) if params else url
         response = httpx.request(
-            method, url, params=params, json=json, content=text, headers=headers, timeout=timeout
+            method, target, json=json, content=text, headers=headers, timeout=timeout
         )
     except httpx.TimeoutException as error:
         phase = "connecting" if isinstance(error, httpx.ConnectTimeout) else "waiting for answer"
