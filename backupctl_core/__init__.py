@@ -15,6 +15,7 @@ from backupctl_core.domain.artifacts import (
     VerifyResult,
 )
 from backupctl_core.domain.errors import PluginError
+from backupctl_core.domain.monitor import Ping, PingPhase
 from backupctl_core.hookspecs import hookimpl
 
 __version__ = "0.1.0"
@@ -23,6 +24,8 @@ __all__ = [
     "CacheInfo",
     "CheckResult",
     "DumpArtifact",
+    "Ping",
+    "PingPhase",
     "PluginError",
     "PluginType",
     "PruneResult",

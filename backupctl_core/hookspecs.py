@@ -1,12 +1,12 @@
 """The ports of backupctl as pluggy hook specifications.
 
-Every database engine, storage backend, notification channel and encryption
-method is a plugin implementing some of these. Call them with keyword
-arguments only; an implementation may accept a subset of the arguments, so a
-hook can gain an argument later without breaking any plugin.
+Every database engine, storage backend, notification channel, encryption
+method and heartbeat monitor is a plugin implementing some of these. Call them
+with keyword arguments only; an implementation may accept a subset of the
+arguments, so a hook can gain an argument later without breaking any plugin.
 
-The core calls each hook only on the plugins a project enables (its
-database type, its storage, its notifier), never on every installed plugin.
+The core calls each hook only on the plugins a project enables (its database
+type, its storage, its notifier, its monitor), never on every installed plugin.
 """
 
 from __future__ import annotations
@@ -98,6 +98,13 @@ def backupctl_notify(project: Any, settings: Any, event: Any, notification: Any)
     """Deliver an ``Event`` with the channel settings ``notification`` (type + config);
     raise on failure (the core writes it to the fallback). ``project`` is None for
     the daily summary."""
+
+
+@hookspec
+def backupctl_monitor_ping(project: Any, settings: Any, monitor: Any, ping: Any) -> None:
+    """Report ``ping`` (a ``Ping``: phase ``start``, ``success`` or ``failure``, run id,
+    duration, short message) to the monitor ``monitor`` (type + config); raise on
+    failure. A failed ping is logged, never retried, and never fails the backup."""
 
 
 @hookspec

@@ -30,6 +30,7 @@ from backupctl_core.domain.artifacts import (
     VerifyResult,
 )
 from backupctl_core.domain.errors import ConfigError, PluginError
+from backupctl_core.domain.monitor import Ping
 from backupctl_core.domain.settings import GlobalSettings, ProjectSettings
 
 log = logging.getLogger("backupctl.plugins")
@@ -48,6 +49,8 @@ KNOWN_DISTRIBUTIONS = {
     ("notification", "slack"): "backupctl-slack",
     ("notification", "email"): "backupctl-email",
     ("notification", "webhook"): "backupctl-webhook",
+    ("monitor", "uptime-kuma"): "backupctl-uptime-kuma",
+    ("monitor", "healthchecks"): "backupctl-healthchecks",
     ("encryption", "gpg"): "backupctl-core",
 }
 
@@ -134,6 +137,10 @@ class PluginRegistry:
         if project.notification is not None and project.notification.type != "none":
             enabled["notification"] = self.require(
                 "notification", project.notification.type, f"{prefix}.notification.type"
+            )
+        if project.monitor is not None:
+            enabled["monitor"] = self.require(
+                "monitor", project.monitor.type, f"{prefix}.monitor.type"
             )
         return enabled
 
@@ -248,6 +255,15 @@ class ProjectPluginSet:
         if result is None:
             raise PluginError(f"plugin '{info.name}' cannot decrypt {path.name}", retryable=False)
         return result
+
+    def monitor_ping(self, ping: Ping) -> None:
+        """Send ``ping`` to the project's monitor (none: nothing); raise on failure."""
+        info = self.enabled.get("monitor")
+        if info is None or self.project.monitor is None:
+            return
+        self.registry.caller_for(info, "backupctl_monitor_ping")(
+            project=self.project, settings=self.settings, monitor=self.project.monitor, ping=ping
+        )
 
     def storage_checks(self) -> list[CheckResult]:
         return self.checks(roles=("storage",))

@@ -18,6 +18,8 @@ from backupctl_core.domain.records import RunRecord, RunStatus
 from backupctl_core.domain.settings import AuditDbSettings, Secret
 from backupctl_core.domain.stages import Stage
 
+MIGRATIONS = ["0001_initial", "0002_dump_file", "0003_warning_message", "0004_metrics_index"]
+
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def settings(request: pytest.FixtureRequest, tmp_path: Path) -> AuditDbSettings:
@@ -41,20 +43,17 @@ def test_nothing_is_created_before_migrate(settings: AuditDbSettings) -> None:
     store = AuditStore.open(settings)
     with pytest.raises(
         BackupctlError,
-        match=r"not migrated \(pending: 0001_initial, 0002_dump_file, 0003_warning_message\)",
+        match=r"not migrated \(pending: 0001_initial, 0002_dump_file, 0003_warning_message,"
+        r" 0004_metrics_index\)",
     ):
         store.ensure_migrated()
     if settings.sqlite_path is not None:
         assert not settings.sqlite_path.exists()
-    assert store.migrate() == ["0001_initial", "0002_dump_file", "0003_warning_message"]
+    assert store.migrate() == MIGRATIONS
     assert store.migrate() == []
     store.ensure_migrated()
     status = store.migration_status()
-    assert [name for name, _ in status] == [
-        "0001_initial",
-        "0002_dump_file",
-        "0003_warning_message",
-    ]
+    assert [name for name, _ in status] == MIGRATIONS
     assert all(applied is not None for _, applied in status)
     columns = {c.name for c in store.database.get_columns("backup_log")}
     assert columns == {
@@ -109,6 +108,61 @@ def test_history_latest_and_failed_filter(store: AuditStore) -> None:
     assert latest["a"].started_at == base + timedelta(days=4)
     assert latest["b"].started_at == base + timedelta(days=4)
     assert latest["a"].id != latest["b"].id
+
+
+def test_newest_run_per_status_and_counts_per_status(store: AuditStore) -> None:
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    statuses = [RunStatus.SUCCESS, RunStatus.FAILED, RunStatus.SUCCESS, RunStatus.FAILED,
+                RunStatus.SUCCESS, RunStatus.STARTED]  # fmt: skip
+    ids = []
+    for day, status in enumerate(statuses):
+        record = RunRecord(project_name="a", started_at=base + timedelta(days=day),
+                           snapshot_mode="combined", dump_size_bytes=100 + day)  # fmt: skip
+        store.start_run(record)
+        if status is not RunStatus.STARTED:
+            record.status = status
+            record.completed_at = record.started_at + timedelta(minutes=5)
+            store.finish_run(record)
+        ids.append(record.id)
+    other = RunRecord(project_name="b", started_at=base + timedelta(days=9), snapshot_mode="x")
+    store.start_run(other)
+    finished = [RunStatus.SUCCESS, RunStatus.FAILED]
+
+    latest = store.latest_by_status(["a", "b", "never-ran"], finished)
+    assert set(latest) == {"a"}  # b has only a started run
+    assert latest["a"][RunStatus.SUCCESS].id == ids[4]
+    assert latest["a"][RunStatus.SUCCESS].dump_size_bytes == 104
+    assert latest["a"][RunStatus.FAILED].id == ids[3]
+    assert latest["a"][RunStatus.FAILED].completed_at == base + timedelta(days=3, minutes=5)
+    assert store.status_counts(["a", "b", "never-ran"]) == {
+        "a": {RunStatus.SUCCESS: 3, RunStatus.FAILED: 2, RunStatus.STARTED: 1},
+        "b": {RunStatus.STARTED: 1},
+        "never-ran": {},
+    }
+
+
+def test_the_metrics_queries_read_the_project_status_index(tmp_path: Path) -> None:
+    """SQLite's plan for the statements the store runs: a seek for the newest run of a
+    status, a count from the index alone (not every row of the project)."""
+    store = AuditStore.open(AuditDbSettings(sqlite_path=tmp_path / "audit.db"))
+    store.migrate()
+    statements: list[str] = []
+    store.database.connection().set_trace_callback(statements.append)
+    store.latest_by_status(["a"], [RunStatus.SUCCESS])
+    store.status_counts(["a"])
+    store.database.connection().set_trace_callback(None)
+    (newest,) = [s for s in statements if "LIMIT" in s]
+    (count,) = [s for s in statements if "COUNT" in s]
+    plans = {
+        name: " ".join(row[3] for row in store.database.execute_sql(f"EXPLAIN QUERY PLAN {sql}"))
+        for name, sql in (("newest", newest), ("count", count))
+    }
+    index = "backup_log_project_status_started"
+    assert f"USING INDEX {index} (project_name=? AND status=?)" in plans["newest"]
+    assert "TEMP B-TREE" not in plans["newest"]
+    assert f"USING COVERING INDEX {index} (project_name=?)" in plans["count"]
+    assert "TEMP B-TREE" not in plans["count"]
+    store.close()
 
 
 def test_unreachable_postgres_is_a_connectivity_error() -> None:
@@ -175,7 +229,7 @@ def test_sqlite_never_loads_psycopg_and_postgres_still_works_after(  # type: ign
     assert json.loads(done.stdout) == {
         "sqlite_rows": 1,
         "psycopg_after_sqlite": False,
-        "migrated": ["0001_initial", "0002_dump_file", "0003_warning_message"],
+        "migrated": MIGRATIONS,
         "pg_rows": 2,
         "psycopg_after_postgres": True,
     }

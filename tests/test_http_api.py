@@ -14,12 +14,14 @@ from typing import Any
 
 import pytest
 
-from backupctl_core.runtime.http_api import CONNECTION_LIMIT, HttpApi
+from backupctl_core.runtime.http_api import CONNECTION_LIMIT, HttpApi, Text
 
 
 def route(path: str) -> tuple[int, Any]:
     if path == "/health":
         return HTTPStatus.OK, {"status": "ok"}
+    if path == "/text":
+        return HTTPStatus.OK, Text("a_metric 1\n", "text/plain; version=0.0.4; charset=utf-8")
     if path == "/boom":
         raise RuntimeError("the store exploded")
     return HTTPStatus.NOT_FOUND, {"error": "not found"}
@@ -58,6 +60,16 @@ def test_get_head_and_other_methods(api: HttpApi) -> None:
     status, headers, body = get(api, "/health", "POST")
     assert status == 405 and headers["Allow"] == "GET, HEAD"
     assert json.loads(body) == {"error": "POST not allowed"}
+
+
+def test_a_route_may_answer_text_with_its_own_content_type(api: HttpApi) -> None:
+    status, headers, body = get(api, "/text")
+    assert status == 200 and body == b"a_metric 1\n"
+    assert headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert headers["Content-Length"] == str(len(body))
+    status, headers, body = get(api, "/text", "HEAD")
+    assert status == 200 and body == b"" and headers["Content-Length"] == "11"
+    assert get(api, "/health")[1]["Content-Type"] == "application/json; charset=utf-8"
 
 
 def test_a_failing_route_is_a_json_500_without_a_traceback(

@@ -50,7 +50,7 @@ def test_dockerfile_installs_the_same_packages_and_every_plugin() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "COPY scripts/packages.txt" in dockerfile  # the list the install script uses
     assert "scripts/packages.txt" in (ROOT / "scripts" / "install.sh").read_text()
-    installed = set(re.findall(r"plugins/(backupctl-[a-z]+)", dockerfile))
+    installed = set(re.findall(r"plugins/(backupctl-[a-z-]+)", dockerfile))
     on_disk = {p.name for p in (ROOT / "plugins").iterdir() if (p / "pyproject.toml").exists()}
     assert installed == on_disk
     assert re.search(r"HEALTHCHECK .*\n.*/health", dockerfile)

@@ -27,8 +27,10 @@ with open(sys.argv[1], "w") as report:
 
 # Heavy stacks only some configurations need: the PostgreSQL driver (SQLite audit
 # store here), HTTP and SMTP (notifiers that send nothing here), cron parsing (no
-# schedules here), the migration runner (only `db migrate` / `db status`).
-NOT_NEEDED = ("psycopg", "httpx", "smtplib", "ssl", "croniter", "dateutil", "playhouse.migrations")
+# schedules here), the migration runner (only `db migrate` / `db status`), Prometheus
+# metrics (only a scrape of `serve`'s /metrics).
+NOT_NEEDED = ("psycopg", "httpx", "smtplib", "ssl", "croniter", "dateutil", "playhouse.migrations",
+              "prometheus_client")  # fmt: skip
 
 
 @pytest.fixture

@@ -236,6 +236,50 @@ class AuditStore:
                     latest[project] = self._record(row)
         return latest
 
+    def latest_by_status(
+        self, projects: Iterable[str], statuses: Iterable[RunStatus]
+    ) -> dict[str, dict[RunStatus, RunRecord]]:
+        """The newest run of each project in each of ``statuses`` (projects and
+        statuses without one are left out).
+
+        One ``ORDER BY started_at DESC LIMIT 1`` per project and status: a seek on the
+        index (project_name, status, started_at) (migration 0004), whatever the history.
+        """
+        wanted = list(statuses)
+        latest: dict[str, dict[RunStatus, RunRecord]] = {}
+        with self._connected():
+            for project in projects:
+                for status in wanted:
+                    row = (
+                        BackupLog.select()
+                        .where(
+                            (BackupLog.project_name == project) & (BackupLog.status == status.value)
+                        )
+                        .order_by(BackupLog.started_at.desc())
+                        .first()
+                    )
+                    if row is not None:
+                        latest.setdefault(project, {})[status] = self._record(row)
+        return latest
+
+    def status_counts(self, projects: Iterable[str]) -> dict[str, dict[RunStatus, int]]:
+        """How many runs each project has per status (only statuses it has).
+
+        One ``GROUP BY status`` per project, counted in the index (project_name,
+        status, started_at) without reading the rows.
+        """
+        counts: dict[str, dict[RunStatus, int]] = {}
+        with self._connected():
+            for project in projects:
+                query = (
+                    BackupLog.select(BackupLog.status, peewee.fn.COUNT(peewee.SQL("*")))
+                    .where(BackupLog.project_name == project)
+                    .group_by(BackupLog.status)
+                )
+                rows = self.database.execute(query).fetchall()
+                counts[project] = {RunStatus(status): int(n) for status, n in rows}
+        return counts
+
     def finished_since(self, since: datetime) -> list[RunRecord]:
         """Every finished run that started at or after ``since``, oldest first."""
         with self._connected():

@@ -31,6 +31,13 @@ NOTIFIER_ENV_KEYS: dict[str, dict[str, str]] = {
 }
 
 
+# Per monitor type: which .env variables fill its config keys the project's
+# ``monitor.config`` leaves out (the original tool's UPTIME_KUMA_BASE_URL).
+MONITOR_ENV_KEYS: dict[str, dict[str, str]] = {
+    "uptime-kuma": {"base_url": "UPTIME_KUMA_BASE_URL"},
+}
+
+
 class Environment:
     """Variables from the .env file first, then the process environment."""
 
@@ -124,6 +131,12 @@ def global_settings(env: Environment) -> GlobalSettings:
         notification_env={
             key: value
             for keys in NOTIFIER_ENV_KEYS.values()
+            for key in keys.values()
+            if (value := env.get(key)) is not None
+        },
+        monitor_env={
+            key: value
+            for keys in MONITOR_ENV_KEYS.values()
             for key in keys.values()
             if (value := env.get(key)) is not None
         },

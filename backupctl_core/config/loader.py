@@ -20,6 +20,7 @@ from ruamel.yaml.error import YAMLError
 
 from backupctl_core.config.converter import describe_errors, make_converter
 from backupctl_core.config.env import (
+    MONITOR_ENV_KEYS,
     NOTIFIER_ENV_KEYS,
     Environment,
     global_settings,
@@ -263,6 +264,13 @@ def _with_env_defaults(project: ProjectSettings, settings: GlobalSettings) -> Pr
         )
     if project.notification is None:
         changes["notification"] = env_notification(settings)
+    monitor = project.monitor
+    if monitor is not None:
+        keys = MONITOR_ENV_KEYS.get(monitor.type, {})
+        defaults = {key: settings.monitor_env[var] for key, var in keys.items()
+                    if var in settings.monitor_env and key not in monitor.config}  # fmt: skip
+        if defaults:
+            changes["monitor"] = attrs.evolve(monitor, config={**monitor.config, **defaults})
     return attrs.evolve(project, **changes) if changes else project
 
 

@@ -10,8 +10,10 @@ import attrs
 
 from backupctl_core.domain.settings import MASK, ProjectSettings, Secret
 
-# Notifier config keys that hold credentials: a token in a URL is a secret too.
-SECRET_KEYS = frozenset({"password", "webhook_url", "url", "token", "push_token", "secret"})
+# Notifier and monitor config keys that hold credentials: a token in a URL is a secret too.
+SECRET_KEYS = frozenset(
+    {"password", "webhook_url", "url", "token", "push_token", "ping_url", "secret"}
+)
 
 
 def _plain(value: Any) -> Any:

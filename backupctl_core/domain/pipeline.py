@@ -25,6 +25,7 @@ from backupctl_core.domain.events import (
     started_event,
     success_event,
 )
+from backupctl_core.domain.monitor import Ping, result_ping, start_ping
 from backupctl_core.domain.ports import (
     AuditLog,
     Clock,
@@ -93,6 +94,7 @@ class BackupPipeline:
         audit: AuditLog,
         plugins: ProjectPlugins,
         notify: Callable[[Event], None],
+        heartbeat: Callable[[Ping], None] = lambda ping: None,
         hooks: ShellHooks,
         files: LocalFiles,
         clock: Clock,
@@ -107,6 +109,7 @@ class BackupPipeline:
         self.audit = audit
         self.plugins = plugins
         self.notify = notify
+        self.heartbeat = heartbeat
         self.watchdog = watchdog
         self.hooks = hooks
         self.files = files
@@ -153,6 +156,7 @@ class BackupPipeline:
             self._notify(success_event(record, db_name, local_end))
         else:
             self._notify(failed_event(record, self.retry.retries, local_end))
+        self._ping(result_ping(record))
         return record
 
     def _stages(self, record: RunRecord) -> None:
@@ -161,6 +165,7 @@ class BackupPipeline:
         try:
             self._enter(record, Stage.NOTIFY_STARTED)
             self._notify(started_event(record, record.started_at.astimezone(self.zone)))
+            self._ping(start_ping(record))
             if self.project.hooks.pre_backup:
                 self._enter(record, Stage.PRE_HOOK)
                 self._run_hook(record, Stage.PRE_HOOK, self.project.hooks.pre_backup)
@@ -335,3 +340,12 @@ class BackupPipeline:
             self.notify(event)
         except Exception as error:  # a notification failure is never a backup failure
             log.warning("%s: notification failed: %s", self.project.name, error)
+
+    def _ping(self, ping: Ping) -> None:
+        try:
+            self.heartbeat(ping)
+        except Exception as error:  # a monitor failure is never a backup failure
+            log.warning(
+                "%s: monitor %s ping not delivered: %s",
+                self.project.name, ping.phase.value, redact(str(error), self.secrets),
+            )  # fmt: skip

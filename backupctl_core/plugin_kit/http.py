@@ -1,9 +1,9 @@
-"""Helpers for notifier plugins that POST JSON (slack, webhook): URL checks and a
-POST whose errors are one line, never show the URL (it is the secret), and say
-whether retrying could help.
+"""Helpers for plugins that call an HTTP endpoint (notifiers, monitors): URL checks
+and a request whose errors are one line, never show the URL (it is the secret),
+and say whether retrying could help.
 
 httpx is the calling plugin's dependency, not the core's, and is imported on the
-first POST: it costs 30-80 ms and ~12 MiB, which a run that notifies through
+first request: it costs 30-80 ms and ~12 MiB, which a run that notifies through
 another channel should not pay (bench/README.md Finding 3).
 """
 
@@ -54,11 +54,36 @@ def post_json(
 
     ``error_detail`` turns an error response's body into text worth showing ("" for none).
     """
+    send(
+        "POST", url, what=what, json=body, connect_timeout=connect_timeout,
+        read_timeout=read_timeout, error_detail=error_detail,
+    )  # fmt: skip
+
+
+def send(
+    method: str,
+    url: str,
+    *,
+    what: str,
+    params: dict[str, str] | None = None,
+    json: dict[str, Any] | None = None,
+    text: str | None = None,
+    connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+    read_timeout: float = READ_TIMEOUT_SECONDS,
+    error_detail: Callable[[str], str] = lambda body: "",
+) -> None:
+    """One request (``params`` added to the URL's own query; a ``json`` or UTF-8 ``text``
+    body), errors as ``post_json``'s: one line naming ``what``, never the URL; redirects
+    not followed."""
     import httpx
 
     timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
+    headers = {"Content-Type": "text/plain; charset=utf-8"} if text is not None else None
     try:
-        response = httpx.post(url, json=body, timeout=timeout)
+        target = httpx.URL(url).copy_merge_params(params) if params else url
+        response = httpx.request(
+            method, target, json=json, content=text, headers=headers, timeout=timeout
+        )
     except httpx.TimeoutException as error:
         phase = "connecting" if isinstance(error, httpx.ConnectTimeout) else "waiting for answer"
         raise PluginError(f"{what}: timed out {phase}", connectivity=True) from None

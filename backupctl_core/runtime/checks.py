@@ -94,7 +94,7 @@ def project_checks(
         return [*results, CheckResult("plugins", "fail", error.message)]
     if problems:
         return [*results, CheckResult("config", "fail", "; ".join(problems))]
-    for role in ("database", "notification", "storage", "encryption"):
+    for role in ("database", "notification", "monitor", "storage", "encryption"):
         if role in enabled:
             info = enabled[role]
             results.append(

@@ -1,5 +1,6 @@
 """Internal HTTP endpoints (no authentication: keep them on 127.0.0.1 or behind a
-proxy): ``GET``/``HEAD`` ``/health``, ``/status``, ``/status/{project}``.
+proxy): ``GET``/``HEAD`` ``/health``, ``/status``, ``/status/{project}`` (JSON) and
+``/metrics`` (Prometheus text).
 
 Served by waitress, a maintained pure-Python WSGI server, for what a hand-rolled
 threading server lacked: a bounded worker pool, a cap on open connections, idle
@@ -16,6 +17,8 @@ from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
+from attrs import frozen
+
 log = logging.getLogger("backupctl.http")
 
 Route = Callable[[str], tuple[int, Any]]
@@ -24,6 +27,14 @@ StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 WORKER_THREADS = 4  # requests served at once; more wait in waitress's queue
 CONNECTION_LIMIT = 64  # open connections; beyond it waitress stops accepting
 IDLE_TIMEOUT_SECONDS = 10  # an idle (or slow-loris) connection is closed after this
+
+
+@frozen
+class Text:
+    """A route's body sent as it is, with its own content type (JSON otherwise)."""
+
+    body: str
+    content_type: str = "text/plain; charset=utf-8"
 
 
 def printable(text: str, limit: int = 200) -> str:
@@ -82,9 +93,12 @@ class HttpApi:
                 log.error("%s %s failed: %s", method, printable(path), printable(str(error)))
                 status, body = HTTPStatus.INTERNAL_SERVER_ERROR, {"error": str(error)}
         log.debug("%s %s -> %d", method, printable(path), status)
-        data = json.dumps(body, default=str, ensure_ascii=False).encode()
-        headers = [("Content-Type", "application/json; charset=utf-8"),
-                   ("Content-Length", str(len(data)))]  # fmt: skip
+        if isinstance(body, Text):
+            data, content_type = body.body.encode(), body.content_type
+        else:
+            data = json.dumps(body, default=str, ensure_ascii=False).encode()
+            content_type = "application/json; charset=utf-8"
+        headers = [("Content-Type", content_type), ("Content-Length", str(len(data)))]
         if status == HTTPStatus.METHOD_NOT_ALLOWED:
             headers.append(("Allow", "GET, HEAD"))
         start_response(f"{int(status)} {HTTPStatus(status).phrase}", headers)

@@ -94,6 +94,21 @@ class ProjectLock:
         self.release()
 
 
+def held_by_live_process(path: Path) -> bool:
+    """True when the ``.lock`` file ``path`` names a process that is alive (a run,
+    from the CLI too); a crashed run's file names a dead one. Reads the file and
+    never locks it: probing with a lock could make a run starting now fail."""
+    try:
+        pid = path.read_text().split()[:1]
+    except OSError:
+        return False
+    if not pid or not pid[0].isdigit():
+        return False
+    import psutil  # imported here: only the service's /metrics asks
+
+    return bool(psutil.pid_exists(int(pid[0])))
+
+
 def is_stale(path: Path) -> bool:
     """True when a ``.lock`` file exists but nobody holds it."""
     if not path.exists():

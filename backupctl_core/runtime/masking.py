@@ -53,6 +53,7 @@ def project_secrets(project: ProjectSettings) -> list[str]:
         found.append(project.database.password.reveal())
     if project.restic.password:
         found.append(project.restic.password.reveal())
-    if project.notification:
-        found += [str(v) for k, v in project.notification.config.items() if k in SECRET_KEYS and v]
+    for block in (project.notification, project.monitor):
+        if block is not None:
+            found += [str(v) for k, v in block.config.items() if k in SECRET_KEYS and v]
     return found

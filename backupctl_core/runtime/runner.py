@@ -87,12 +87,14 @@ def run_project(
         pause_for_tests(stage)
         on_stage(stage)
 
+    plugins = registry.for_project(project, settings)
     pipeline = BackupPipeline(
         project,
         lock=ProjectLock(project_dir, project.name, wait=wait_for_lock),
         audit=ResilientAuditLog(store, FallbackLog(settings.fallback_file)),
-        plugins=registry.for_project(project, settings),
+        plugins=plugins,
         notify=notify,
+        heartbeat=plugins.monitor_ping,
         watchdog=watchdog,
         hooks=ShellHookRunner(),
         files=ProjectFiles(project_dir, project.name, settings.timezone),

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from backupctl_core.audit.store import AuditStore
@@ -33,13 +33,16 @@ from backupctl_core.plugins import PluginRegistry
 from backupctl_core.runtime.audit_log import replay_audit
 from backupctl_core.runtime.checks import disk_check, repository_checks
 from backupctl_core.runtime.fallback import FallbackLog
-from backupctl_core.runtime.http_api import HttpApi
-from backupctl_core.runtime.lock import ServiceLock
+from backupctl_core.runtime.http_api import HttpApi, Text
+from backupctl_core.runtime.lock import ServiceLock, held_by_live_process
 from backupctl_core.runtime.masking import SECRET_FILTER, all_secrets
 from backupctl_core.runtime.notifier import Notifier
 from backupctl_core.runtime.recovery import Recovery
 from backupctl_core.runtime.runner import run_project
 from backupctl_core.runtime.scheduler import CronScheduler, ProjectWorker
+
+if TYPE_CHECKING:
+    from backupctl_core.runtime.metrics import Metrics
 
 log = logging.getLogger("backupctl.service")
 SUMMARY_JOB = "daily-summary"
@@ -80,6 +83,7 @@ class BackupService:
         # job name -> its last failure, until it next succeeds (shown by /health)
         self.job_failures: dict[str, str] = {}
         self._health_cache: tuple[float, list[CheckResult]] | None = None
+        self._metrics: Metrics | None = None  # made on the first scrape
 
     # -- start-up
     def start_up(self) -> None:
@@ -280,6 +284,8 @@ class BackupService:
         parts = [p for p in path.split("/") if p]
         if parts == ["health"]:
             return self.health()
+        if parts == ["metrics"]:
+            return HTTPStatus.OK, self.metrics()
         try:
             if parts == ["status"]:
                 return HTTPStatus.OK, self.status()
@@ -320,6 +326,20 @@ class BackupService:
             "uptime_seconds": int(time.monotonic() - self.started_at),
         }
         return (HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE), body
+
+    def running(self, name: str) -> bool:
+        """A backup of ``name`` runs: this service's, or one a CLI run holds the lock for."""
+        worker = self.workers.get(name)
+        if worker is not None and worker.busy:
+            return True
+        return held_by_live_process(self.config.settings.project_dir(name) / ".lock")
+
+    def metrics(self) -> Text:
+        from backupctl_core.runtime import metrics  # prometheus_client: only when scraped
+
+        if self._metrics is None:
+            self._metrics = metrics.Metrics(self.store, lambda: self.config.names, self.running)
+        return Text(self._metrics.render(), metrics.CONTENT_TYPE)
 
     def _next_run(self, name: str) -> str | None:
         job = self.scheduler.jobs.get(f"project:{name}")

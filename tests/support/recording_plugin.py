@@ -33,6 +33,7 @@ class Recorder:
         self.verify_ok = True
         self.snapshots: list[SyncResult] = []
         self.events: list[Any] = []
+        self.pings: list[Any] = []
 
     def fail(self, hook: str, *errors: PluginError) -> None:
         self.failures[hook] = list(errors)
@@ -113,6 +114,20 @@ class NotifierPlugin:
         recorder.events.append(event)
 
 
+class MonitorPlugin:
+    """monitor type "recording": keeps every ``Ping`` in ``recorder.pings``;
+    ``recorder.fail("monitor_ping", ...)`` makes the next pings fail."""
+
+    @hookimpl
+    def backupctl_plugin_types(self) -> list[PluginType]:
+        return [PluginType("monitor", "recording")]
+
+    @hookimpl
+    def backupctl_monitor_ping(self, project: Any, monitor: Any, ping: Any) -> None:
+        recorder.pings.append(ping)
+        recorder._enter("monitor_ping", project=project, monitor=monitor, ping=ping)
+
+
 class BrokenHookPlugin:
     """Misspells a hook argument: registration must fail, by name."""
 
@@ -124,4 +139,5 @@ class BrokenHookPlugin:
 database = DatabasePlugin()
 storage = StoragePlugin()
 notifier = NotifierPlugin()
+monitor = MonitorPlugin()
 broken = BrokenHookPlugin()

@@ -16,6 +16,7 @@ RECORDING_ENTRY_POINTS = [
     EntryPoint("recording", "tests.support.recording_plugin:database", "backupctl"),
     EntryPoint("restic", "tests.support.recording_plugin:storage", "backupctl"),
     EntryPoint("recording-notify", "tests.support.recording_plugin:notifier", "backupctl"),
+    EntryPoint("recording-monitor", "tests.support.recording_plugin:monitor", "backupctl"),
 ]
 
 
