@@ -152,7 +152,7 @@ def test_missing_variable_exits_3(ws: Workspace, tmp_path: Path) -> None:
     ws.write_env()
     result = executable(ws, "run", "shop", env={"RESTIC_PASSWORD": ""})
     assert result.returncode == 3
-    assert "projects[0].restic.password: ${RESTIC_PASSWORD} is not set" in result.stderr
+    assert "projects[shop].restic.password: ${RESTIC_PASSWORD} is not set" in result.stderr
 
 
 def test_type_without_plugin_is_a_config_error(ws: Workspace, tmp_path: Path) -> None:

@@ -54,7 +54,7 @@ def test_missing_variable_names_variable_key_and_file(ws: Workspace) -> None:
     ws.write_config([minimal()])
     message = error_of(ws)
     assert message == (
-        f"{ws.config_path}: projects[0].database.password: ${{DB_PASSWORD}}"
+        f"{ws.config_path}: projects[app].database.password: ${{DB_PASSWORD}}"
         f" is not set in {ws.env_path} or the environment"
     )
 
@@ -63,14 +63,14 @@ def test_unknown_key_is_an_error_with_its_path(ws: Workspace) -> None:
     ws.write_env(DB_PASSWORD="pw")
     ws.write_config([minimal(), minimal(name="b", database={"type": "postgres", "pasword": "x"})])
     assert error_of(ws) == (
-        f"{ws.config_path}: projects[1].database: unknown key(s): pasword (did you mean password?)"
+        f"{ws.config_path}: projects[b].database: unknown key(s): pasword (did you mean password?)"
     )
 
 
 def test_unknown_keys_get_a_suggestion_only_when_one_is_close(ws: Workspace) -> None:
     ws.write_config([minimal(database=None, retension={"keep_daily": 3}, zzz=1)])
     assert error_of(ws) == (
-        f"{ws.config_path}: projects[0]: unknown key(s): retension (did you mean retention?), zzz"
+        f"{ws.config_path}: projects[app]: unknown key(s): retension (did you mean retention?), zzz"
     )
 
 
@@ -79,11 +79,11 @@ def test_wrong_type_names_the_key_and_value(ws: Workspace) -> None:
     ws.write_config([minimal(retention={"keep_daily": "lots"}, enabled="perhaps")])
     message = error_of(ws)
     assert (
-        f"{ws.config_path}: projects[0].retention.keep_daily: expected an integer, got 'lots'"
+        f"{ws.config_path}: projects[app].retention.keep_daily: expected an integer, got 'lots'"
         in message
     )
     assert (
-        f"{ws.config_path}: projects[0].enabled: expected true or false, got 'perhaps'" in message
+        f"{ws.config_path}: projects[app].enabled: expected true or false, got 'perhaps'" in message
     )
 
 
@@ -92,8 +92,8 @@ def test_required_keys_and_literals(ws: Workspace) -> None:
         [{"name": "a", "restic": {"repository_path": "/r", "snapshot_mode": "both"}}, {"name": "b"}]
     )
     message = error_of(ws)
-    assert "projects[0].restic.snapshot_mode: both is not one of 'combined', 'separate'" in message
-    assert "projects[1].restic: required key missing" in message
+    assert "projects[a].restic.snapshot_mode: both is not one of 'combined', 'separate'" in message
+    assert "projects[b].restic: required key missing" in message
 
 
 def test_checks_beyond_types(ws: Workspace) -> None:
@@ -106,11 +106,31 @@ def test_checks_beyond_types(ws: Workspace) -> None:
         ]
     )
     message = error_of(ws)
+    # named by the project, by its index only when the name is unusable
     assert "projects[0].name: 'Bad Name' must match" in message
     assert "projects[0].cron: '61 * * * *' is not a valid cron expression" in message
-    assert "projects[1].retention.keep_daily: must be between 0 and 1000000, got -1" in message
-    assert "projects[2].name: duplicate project name 'dup'" in message
-    assert "projects[2].encryption.recipient: required when encryption is enabled" in message
+    assert "projects[dup].retention.keep_daily: must be between 0 and 1000000, got -1" in message
+    assert "projects[dup].name: duplicate project name 'dup'" in message
+    assert "projects[dup].encryption.recipient: required when encryption is enabled" in message
+
+
+def test_every_problem_of_every_project_is_reported_at_once(ws: Workspace) -> None:
+    """A bad snapshot_mode hid a bad project name and a bad cron; a typo hid the rest."""
+    ws.write_env(DB_PASSWORD="pw")
+    ws.write_config(
+        [
+            minimal(name="shop", restic={"repository_path": "/r", "snapshot_mode": "both"}),
+            minimal(name="Bad Name", cron="61 * * * *"),
+            minimal(name="blog", retension={"keep_daily": 3}),
+        ]
+    )
+    lines = [line.split(": ", 1)[1] for line in error_of(ws).splitlines()]
+    assert lines == [
+        "projects[shop].restic.snapshot_mode: both is not one of 'combined', 'separate'",
+        "projects[blog]: unknown key(s): retension (did you mean retention?)",
+        "projects[1].name: 'Bad Name' must match [a-z0-9][a-z0-9_-]*",
+        "projects[1].cron: '61 * * * *' is not a valid cron expression",
+    ]
 
 
 def test_invalid_yaml_and_missing_file(ws: Workspace) -> None:

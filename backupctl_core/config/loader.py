@@ -330,11 +330,17 @@ def _same_day_warning(project: ProjectSettings, timezone: str) -> str | None:
     )
 
 
-def _check(projects: list[ProjectSettings]) -> list[str]:
+def project_label(name: object, index: int) -> str:
+    """``projects[shop]`` by its name, ``projects[2]`` only when it has no usable one."""
+    valid = isinstance(name, str) and NAME_PATTERN.fullmatch(name) is not None
+    return f"projects[{name if valid else index}]"
+
+
+def _check(projects: list[tuple[int, ProjectSettings]]) -> list[str]:
     errors: list[str] = []
     seen: set[str] = set()
-    for index, project in enumerate(projects):
-        where = f"projects[{index}]"
+    for index, project in projects:
+        where = project_label(project.name, index)
         if not NAME_PATTERN.fullmatch(project.name):  # fullmatch: "$" accepts a final "\n"
             errors.append(f"{where}.name: {project.name!r} must match [a-z0-9][a-z0-9_-]*")
         elif len(project.name) > MAX_NAME_LENGTH:
@@ -364,6 +370,17 @@ def _check(projects: list[ProjectSettings]) -> list[str]:
     return errors
 
 
+def _unknown_top_level_keys(raw: dict[str, Any]) -> list[str]:
+    unknown = sorted(str(key) for key in raw if key != "projects")
+    return [f"(top level): unknown key(s): {', '.join(unknown)}"] if unknown else []
+
+
+def _under(label: str, line: str) -> str:
+    """``database.port: …`` of one project → ``projects[shop].database.port: …``."""
+    where, _, text = line.partition(": ")
+    return f"{label}: {text}" if where == "(top level)" else f"{label}.{where}: {text}"
+
+
 def load_config(config_path: Path, env_path: Path, *, env_required: bool = False) -> AppConfig:
     """Load and check both files; raise one ``ConfigError`` listing every problem."""
     env = Environment.load(env_path, required=env_required)
@@ -378,22 +395,31 @@ def load_config(config_path: Path, env_path: Path, *, env_required: bool = False
         raise ConfigError(f"{config_path}: expected a mapping with a 'projects' list")
     if "projects" not in raw:
         raise ConfigError(f"{config_path}: projects: required key missing")
-    errors: list[str] = []
-    resolved = _resolve_vars(raw, env, "", errors)
+    errors = _unknown_top_level_keys(raw)
+    items = raw["projects"]
+    if not isinstance(items, list):
+        raise ConfigError(f"{config_path}: projects: expected a list of projects")
+    # Every project on its own, so that one bad value hides no other problem: all
+    # are reported at once, each named by its project.
+    converter = make_converter()
+    projects: list[tuple[int, ProjectSettings]] = []
+    for index, item in enumerate(items):
+        label = project_label(item.get("name") if isinstance(item, dict) else None, index)
+        var_errors: list[str] = []
+        resolved = _resolve_vars(item, env, label, var_errors)
+        errors += var_errors
+        try:
+            project = converter.structure(resolved, ProjectSettings)
+        except Exception as error:  # cattrs raises exception groups with every problem
+            errors += [_under(label, line) for line in describe_errors(error)]
+            continue
+        if not var_errors:
+            projects.append((index, _with_env_defaults(_normalised(project), settings)))
+    errors += _check(projects)
     if errors:
         raise ConfigError("\n".join(f"{config_path}: {line}" for line in errors))
-    converter = make_converter()
-    try:
-        parsed = converter.structure(resolved, ConfigFile)
-    except Exception as error:  # cattrs raises exception groups with every problem
-        lines = describe_errors(error)
-        raise ConfigError("\n".join(f"{config_path}: {line}" for line in lines)) from None
-    projects = [_with_env_defaults(_normalised(p), settings) for p in parsed.projects]
-    problems = _check(projects)
-    if problems:
-        raise ConfigError("\n".join(f"{config_path}: {line}" for line in problems))
     templates = _hook_templates(raw)
     return AppConfig(
-        projects, settings, config_path, env_path,
+        [project for _, project in projects], settings, config_path, env_path,
         secret_values=secret_values(env, templates), hook_templates=templates,
     )  # fmt: skip
