@@ -154,7 +154,7 @@ def test_prune_all_partial_success_exits_5(ws: Workspace, tmp_path: Path) -> Non
     assert result.returncode == 5, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "good: 1 snapshot(s) removed"
-    assert lines[1].startswith("gone: FAILED: restic forget failed: no restic repository")
+    assert lines[1].startswith("gone: FAILED: restic snapshots failed: no restic repository")
     assert lines[2] == "also-good: 0 snapshot(s) removed"
     assert lines[3] == "Summary: 2/3 projects pruned"
     assert "off" not in result.stdout and "Traceback" not in result.stderr
@@ -171,7 +171,7 @@ def test_prune_of_a_missing_repository_is_one_line_exit_1(ws: Workspace, tmp_pat
     ws.write_config([shop(tmp_path, "gone", repo="no-such-repo")])
     result = executable(ws, "prune", "gone")
     assert result.returncode == 1
-    assert result.stderr.startswith("error: restic forget failed: no restic repository")
+    assert result.stderr.startswith("error: restic snapshots failed: no restic repository")
     assert len(result.stderr.splitlines()) == 1
 
 

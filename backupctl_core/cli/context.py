@@ -21,6 +21,8 @@ class CliContext:
         self._config: AppConfig | None = None
         self._registry: PluginRegistry | None = None
         self._store: AuditStore | None = None
+        self._tempdir_set = False
+        self._previous_tempdir: str | None = None
 
     @property
     def config(self) -> AppConfig:
@@ -61,7 +63,8 @@ class CliContext:
         from backupctl_core.runtime.logs import add_file_log
 
         try:
-            use_private_tempdir(self.config.settings.backup_base_dir)
+            self._previous_tempdir = use_private_tempdir(self.config.settings.backup_base_dir)
+            self._tempdir_set = True
             add_file_log(self.config.settings)
         except (OSError, ValueError) as error:
             logging.getLogger("backupctl").warning("no log file: %s", error)
@@ -81,3 +84,7 @@ class CliContext:
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
+        if self._tempdir_set:
+            from backupctl_core.runtime.files import restore_tempdir
+
+            restore_tempdir(self._previous_tempdir)

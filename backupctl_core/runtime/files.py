@@ -70,15 +70,20 @@ class ProjectFiles:
 TEMP_ROOT = ".tmp"
 
 
-def use_private_tempdir(base_dir: Path) -> Path:
+def use_private_tempdir(base_dir: Path) -> str | None:
     """Send this process's temporary files (restic's scratch folder, a tool's option
     file with a password) to ``{BACKUP_BASE_DIR}/.tmp/{pid}`` (0700) instead of /tmp:
     what a killed process leaves behind is then ours to find and remove
     (``stale_tempdirs``), not readable in a shared /tmp forever."""
     folder = make_private_dir(base_dir / TEMP_ROOT / str(os.getpid()))
+    previous = tempfile.tempdir
     tempfile.tempdir = str(folder)
     atexit.register(shutil.rmtree, folder, True)  # a clean exit leaves nothing
-    return folder
+    return previous  # for ``restore_tempdir``: in-process callers (tests) put it back
+
+
+def restore_tempdir(previous: str | None) -> None:
+    tempfile.tempdir = previous
 
 
 def stale_tempdirs(base_dir: Path, alive: Callable[[int], bool]) -> list[Path]:
