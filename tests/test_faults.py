@@ -31,20 +31,29 @@ def last_row(ws: Workspace) -> dict[str, object]:
     return dict(rows[0])
 
 
-def test_storage_box_down_retries_then_exit_4_and_recovers(
-    tmp_path: Path, sftp_server: SftpServer
-) -> None:
+def storage_box_workspace(
+    tmp_path: Path, ssh: SftpServer, repo: str, *, retries: int, delay_ms: int
+) -> Workspace:
+    """A SQLite project backed up to a fresh repository on the test storage box."""
     ws = Workspace(tmp_path)
-    ssh = sftp_server
     ws.write_env(
-        RESTIC_PASSWORD="faults-pw", BACKUP_RETRY_COUNT="2", BACKUP_RETRY_DELAY_MS="300",
-        HETZNER_SSH_HOST=ssh.host, HETZNER_SSH_USER=ssh.user, HETZNER_SSH_PORT=str(ssh.port),
+        RESTIC_PASSWORD="faults-pw", BACKUP_RETRY_COUNT=str(retries),
+        BACKUP_RETRY_DELAY_MS=str(delay_ms), HETZNER_SSH_HOST=ssh.host,
+        HETZNER_SSH_USER=ssh.user, HETZNER_SSH_PORT=str(ssh.port),
         HETZNER_SSH_KEY_PATH=str(ssh.key_path),
     )  # fmt: skip
     make_sqlite_db(tmp_path / "shop.sqlite")
     ws.write_config(
-        [sqlite_project("shop", tmp_path / "shop.sqlite", Path(ssh.new_repo_path("faults")))]
+        [sqlite_project("shop", tmp_path / "shop.sqlite", Path(ssh.new_repo_path(repo)))]
     )
+    return ws
+
+
+def test_storage_box_down_retries_then_exit_4_and_recovers(
+    tmp_path: Path, sftp_server: SftpServer
+) -> None:
+    ssh = sftp_server
+    ws = storage_box_workspace(tmp_path, ssh, "faults", retries=2, delay_ms=300)
     assert backupctl(ws, "db", "migrate").returncode == 0
     with ssh.stopped():
         started = time.monotonic()
@@ -170,17 +179,8 @@ def test_a_repository_that_can_never_be_created_fails_at_once(tmp_path: Path) ->
 def test_a_storage_box_that_is_down_is_retried_with_backoff(
     tmp_path: Path, sftp_server: SftpServer
 ) -> None:
-    ws = Workspace(tmp_path)
     ssh = sftp_server
-    ws.write_env(
-        RESTIC_PASSWORD="faults-pw", BACKUP_RETRY_COUNT="3", BACKUP_RETRY_DELAY_MS="4000",
-        HETZNER_SSH_HOST=ssh.host, HETZNER_SSH_USER=ssh.user, HETZNER_SSH_PORT=str(ssh.port),
-        HETZNER_SSH_KEY_PATH=str(ssh.key_path),
-    )  # fmt: skip
-    make_sqlite_db(tmp_path / "shop.sqlite")
-    ws.write_config(
-        [sqlite_project("shop", tmp_path / "shop.sqlite", Path(ssh.new_repo_path("backoff")))]
-    )
+    ws = storage_box_workspace(tmp_path, ssh, "backoff", retries=3, delay_ms=4000)
     with ssh.stopped():
         outcome, clock = run_with_fake_clock(ws)
     record = outcome.record  # type: ignore[attr-defined]
