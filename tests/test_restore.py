@@ -228,7 +228,7 @@ def test_separate_mode_backs_up_any_asset_path(ws: Workspace, tmp_path: Path) ->
     assert "shop: success" in cli_ok(ws, "run", "shop")
     listing = cli_ok(ws, "snapshots", "shop")
     for folder in folders:
-        assert f"backupctl:assets:{folder}" in listing  # the real path, decoded
+        assert f"  assets:{folder}  " in listing  # the KIND column: the real path, decoded
     target = tmp_path / "out"
     cli_ok(ws, "restore", "shop", "latest", str(target), "--only", "assets")
     for folder in folders:
@@ -261,3 +261,16 @@ def test_same_day_snapshots_survive_with_keep_last_or_keep_within(
         cli_ok(ws, "run", "shop")
     found = len(json.loads(cli_ok(ws, "snapshots", "shop", "--json")))
     assert found == kept
+
+
+def test_snapshots_fit_100_columns_and_show_the_audited_size(ws: Workspace, tmp_path: Path) -> None:
+    """restic 0.14 records no size (always `-`), and lines were 215 characters long."""
+    setup(ws, tmp_path, "combined")
+    lines = cli_ok(ws, "snapshots", "shop").splitlines()
+    assert lines[0].split() == ["ID", "TIME", "KIND", "SIZE", "PATHS"]
+    assert all(len(line) <= 100 for line in lines)
+    (record,) = json.loads(cli_ok(ws, "status", "shop", "--json"))
+    size = lines[1].split("  combined  ")[1].split("  ")[0].strip()
+    from backupctl_core.domain.events import human_size
+
+    assert size == f"+{human_size(record['bytes_added'])}"  # what the run added
