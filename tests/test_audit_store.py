@@ -261,3 +261,98 @@ def test_postgres_driver_connects_by_url_streams_and_binds_binary(pg_scram_db) -
         cursor.close()
     finally:
         database.close()
+
+
+# The original TypeScript backupctl's table (TypeORM, SPEC's BackupLog entity plus its
+# later backup_type column), written from its documented schema.
+ORIGINAL_BACKUP_LOG = """
+CREATE TYPE backup_log_status_enum AS ENUM ('started', 'success', 'failed');
+CREATE TABLE backup_log (
+  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  project_name varchar NOT NULL,
+  status backup_log_status_enum NOT NULL DEFAULT 'started',
+  current_stage varchar,
+  started_at TIMESTAMP NOT NULL,
+  completed_at TIMESTAMP,
+  dump_size_bytes bigint,
+  encrypted boolean NOT NULL DEFAULT false,
+  verified boolean NOT NULL DEFAULT false,
+  snapshot_id varchar,
+  snapshot_mode varchar,
+  files_new integer,
+  files_changed integer,
+  bytes_added bigint,
+  prune_snapshots_removed integer,
+  local_files_cleaned integer,
+  error_stage varchar,
+  error_message text,
+  retry_count integer NOT NULL DEFAULT 0,
+  duration_ms bigint,
+  created_at TIMESTAMP NOT NULL DEFAULT now(),
+  backup_type varchar
+);
+CREATE TABLE migrations (id SERIAL PRIMARY KEY, timestamp bigint NOT NULL, name varchar NOT NULL);
+INSERT INTO migrations (timestamp, name)
+  VALUES (1742467200000, 'AddBackupTypeToBackupLog1742467200000');
+INSERT INTO backup_log (id, project_name, status, current_stage, started_at, completed_at,
+  dump_size_bytes, encrypted, verified, snapshot_id, snapshot_mode, files_new, files_changed,
+  bytes_added, duration_ms, backup_type)
+  VALUES ('7d8e1254-2cff-4155-8112-eea6e096c15f', 'shop', 'success', 'notify_result',
+  '2026-03-18 00:00:00', '2026-03-18 00:03:12', 256901120, true, true, 'a1b2c3d4', 'combined',
+  12, 3, 1048576, 192000, 'database+assets');
+INSERT INTO backup_log (project_name, status, current_stage, started_at, completed_at,
+  error_stage, error_message, retry_count, duration_ms, backup_type)
+  VALUES ('shop', 'failed', 'sync', '2026-03-19 00:00:00', '2026-03-19 00:01:00', 'sync',
+  'Repository unreachable', 3, 60000, 'database+assets');
+"""
+
+
+def test_db_migrate_adopts_the_original_tool_s_backup_log_in_place(
+    tmp_path: Path,
+    pg_scram_db,  # type: ignore[no-untyped-def]
+) -> None:
+    import psycopg
+
+    from tests.support.workspace import Workspace
+
+    dsn = (f"host={pg_scram_db.host} port={pg_scram_db.port} dbname={pg_scram_db.name}"
+           f" user={pg_scram_db.user} password={pg_scram_db.password}")  # fmt: skip
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(ORIGINAL_BACKUP_LOG)
+    ws = Workspace(tmp_path)
+    ws.write_env(
+        AUDIT_DB_HOST=pg_scram_db.host, AUDIT_DB_PORT=str(pg_scram_db.port),
+        AUDIT_DB_NAME=pg_scram_db.name, AUDIT_DB_USER=pg_scram_db.user,
+        AUDIT_DB_PASSWORD=pg_scram_db.password,
+    )  # fmt: skip
+    ws.write_config([{"name": "shop", "restic": {"repository_path": "/r"}}])
+    backupctl = str(Path(sys.executable).with_name("backupctl"))
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([backupctl, *ws.cli_args(), *args], capture_output=True, text=True)
+
+    migrate = run("db", "migrate")
+    assert migrate.returncode == 0, migrate.stderr
+    logs = run("logs", "shop", "--json")
+    assert logs.returncode == 0, logs.stderr
+    failed, success = json.loads(logs.stdout)  # newest first, both of the original's rows
+    assert success["id"] == "7d8e1254-2cff-4155-8112-eea6e096c15f"
+    assert (success["status"], success["snapshot_id"], success["dump_size_bytes"]) == (
+        "success", "a1b2c3d4", 256901120,
+    )  # fmt: skip
+    assert (failed["status"], failed["error_stage"], failed["retry_count"]) == ("failed", "sync", 3)
+    status = json.loads(run("status", "--json").stdout)
+    assert status["shop"]["status"] == "failed"
+    # and our own rows go into the same table from now on (its status is an enum there)
+    store = AuditStore.open(ws.load().settings.audit_db)
+    record = RunRecord(project_name="shop", started_at=datetime.now(UTC), snapshot_mode="combined")
+    store.start_run(record)
+    record.status, record.completed_at = RunStatus.SUCCESS, datetime.now(UTC)
+    store.finish_run(record)
+    assert store.history("shop", 1)[0].status is RunStatus.SUCCESS
+    store.close()
+    with psycopg.connect(dsn) as conn:
+        columns = {row[0] for row in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'backup_log'"
+        )}  # fmt: skip
+    assert {"backup_type", "dump_file", "warning_message"} <= columns
