@@ -315,3 +315,66 @@ def test_a_signal_stops_a_cli_run_cleanly(
     with pytest.raises(ProcessLookupError):  # no tool left running
         os.kill(orphan, 0)
     assert not (ws.base_dir / "shop" / ".lock").exists()
+
+
+def _original_result(run_id: str, status: str, dump: Path | None, **extra: object) -> dict:  # type: ignore[type-arg]
+    """A run result as the original TypeScript tool serialised it (camelCase)."""
+    return {
+        "runId": run_id, "projectName": "app", "status": status, "currentStage": "notify_result",
+        "startedAt": "2026-03-18T00:00:00.000Z", "completedAt": "2026-03-18T00:03:12.000Z",
+        "dumpResult": {"filePath": str(dump), "sizeBytes": 2048, "durationMs": 900} if dump
+        else None,
+        "syncResult": {"snapshotId": "a1b2c3d4", "filesNew": 3, "filesChanged": 1,
+                       "bytesAdded": 4096, "durationMs": 1200},
+        "pruneResult": {"snapshotsRemoved": 1, "spaceFreed": ""},
+        "cleanupResult": {"filesRemoved": 2, "spaceFreed": 0},
+        "encrypted": False, "verified": True, "backupType": "database",
+        "snapshotMode": "combined", "errorStage": None, "errorMessage": None,
+        "retryCount": 0, "durationMs": 192000, **extra,
+    }  # fmt: skip
+
+
+def test_the_original_tool_s_fallback_entries_are_replayed_once_or_kept(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    """They were neither replayed nor removed."""
+    ws.write_env(NOTIFICATION_TYPE="recording")
+    ws.write_config(
+        [{"name": "app", "database": {"type": "recording", "name": "db"},
+          "restic": {"repository_path": "/r", "password": "pw-123456"}}]
+    )  # fmt: skip
+    config = ws.load()
+    dump = ws.base_dir / "app" / "app_backup_20260318_000000.dump"
+    dump.parent.mkdir(parents=True)
+    dump.write_text("the original's dump")
+    run_id = "6f1d2c3b-0000-4000-8000-00000000beef"
+    lines = [
+        {"id": "o1", "type": "audit", "payload": _original_result(run_id, "success", dump),
+         "timestamp": "2026-03-18T00:03:13.000Z"},
+        {"id": "o2", "type": "audit", "payload": _original_result("dry-run", "success", None),
+         "timestamp": "2026-03-18T00:04:00.000Z"},
+        {"id": "o3", "type": "notification", "timestamp": "2026-03-18T00:03:14.000Z",
+         "payload": {"notificationType": "failure", "projectName": "app",
+                     "result": _original_result(run_id.replace("beef", "dead"), "failed", None,
+                                                errorStage="sync", errorMessage="box gone")}},
+    ]  # fmt: skip
+    fallback = FallbackLog(config.settings.fallback_file)
+    fallback.path.parent.mkdir(parents=True, exist_ok=True)
+    fallback.path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    store = ws.store()
+
+    reports = {r.step: r for r in Recovery(config, recording_registry(), store).run()}
+
+    assert reports["replay fallback"].detail == (
+        "audit rows: 1 replayed, 1 pending; notifications: 1 delivered, 0 pending"
+    )
+    (row,) = store.history("app")
+    assert (row.id, row.status.value, row.snapshot_id, row.dump_path) == (
+        run_id, "success", "a1b2c3d4", dump,
+    )  # fmt: skip
+    (event,) = recorder.events
+    assert event.type.value == "backup_failed" and "Error: box gone" in event.text
+    assert [e["id"] for e in fallback.entries()] == ["o2"]  # not a run: kept, reported
+    assert dump.exists()  # a successful run's dump, now attributed
+    Recovery(config, recording_registry(), store).run()
+    assert len(store.history("app")) == 1 and len(recorder.events) == 1  # exactly once

@@ -12,6 +12,7 @@ from backupctl_core.domain.errors import ConnectivityError
 from backupctl_core.domain.records import RunRecord
 from backupctl_core.domain.stages import Stage
 from backupctl_core.runtime.fallback import FallbackLog
+from backupctl_core.runtime.original_fallback import ORIGINAL_PREFIX, record_from_original
 
 log = logging.getLogger("backupctl.audit")
 KIND = "audit"
@@ -56,4 +57,10 @@ def replay_audit(store: AuditStore, fallback: FallbackLog) -> tuple[int, int]:
         else:
             store.ensure_started(record)
 
-    return fallback.replay(KIND, deliver)
+    ours = fallback.replay(KIND, deliver)
+
+    def deliver_original(entry: dict[str, Any]) -> None:
+        store.finish_run(record_from_original(entry["payload"]))  # an upsert by run id
+
+    theirs = fallback.replay(ORIGINAL_PREFIX + KIND, deliver_original)
+    return ours[0] + theirs[0], ours[1] + theirs[1]

@@ -27,6 +27,13 @@ from backupctl_core.plugin_kit import make_private_dir
 log = logging.getLogger("backupctl.fallback")
 
 
+def entry_kind(entry: dict[str, Any]) -> str | None:
+    """Ours carry ``kind``; the original tool's lines are ``original-<type>``."""
+    from backupctl_core.runtime.original_fallback import original_kind
+
+    return entry.get("kind") or original_kind(entry)
+
+
 class FallbackLog:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -51,7 +58,7 @@ class FallbackLog:
         return entry_id
 
     def entries(self, kind: str | None = None) -> list[dict[str, Any]]:
-        return [e for e in self._read() if kind is None or e.get("kind") == kind]
+        return [e for e in self._read() if kind is None or entry_kind(e) == kind]
 
     def _read(self) -> Iterator[dict[str, Any]]:
         if not self.path.exists():
@@ -80,7 +87,7 @@ class FallbackLog:
         pending = 0
         with self._locked():
             for entry in self._read():
-                if entry.get("kind") != kind:
+                if entry_kind(entry) != kind:
                     continue
                 try:
                     deliver(entry)

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from backupctl_core.config.loader import AppConfig, env_notification
 from backupctl_core.config.render import SECRET_KEYS
 from backupctl_core.domain.errors import ConfigError
-from backupctl_core.domain.events import Event, EventType
+from backupctl_core.domain.events import Event, EventType, failed_event, success_event
 from backupctl_core.domain.pipeline import redact
+from backupctl_core.domain.records import RunStatus
 from backupctl_core.domain.settings import NotificationSettings, ProjectSettings
 from backupctl_core.plugins import PluginRegistry
 from backupctl_core.runtime.fallback import FallbackLog
+from backupctl_core.runtime.original_fallback import ORIGINAL_PREFIX, record_from_original
 
 log = logging.getLogger("backupctl.notify")
 KIND = "notification"
@@ -90,4 +93,22 @@ class Notifier:
                     project = None  # removed from the config: use the global channel
             self.deliver(project, _event_from(entry["event"]))
 
-        return self.fallback.replay(KIND, deliver)
+        ours = self.fallback.replay(KIND, deliver)
+        theirs = self.fallback.replay(ORIGINAL_PREFIX + KIND, self._deliver_original)
+        return ours[0] + theirs[0], ours[1] + theirs[1]
+
+    def _deliver_original(self, entry: dict[str, Any]) -> None:
+        """The original tool's undelivered notice: its run result, as our event."""
+        record = record_from_original(entry["payload"]["result"])
+        try:
+            project: ProjectSettings | None = self.config.project(record.project_name)
+        except ConfigError:
+            project = None
+        zone = ZoneInfo(self.config.settings.timezone)
+        local_end = (record.completed_at or record.started_at).astimezone(zone)
+        if record.status is RunStatus.SUCCESS:
+            db_name = project.database.name if project and project.database else None
+            event = success_event(record, db_name, local_end)
+        else:
+            event = failed_event(record, self.config.settings.retry_count, local_end)
+        self.deliver(project, event)

@@ -22,6 +22,7 @@ from backupctl_core.runtime.audit_log import KIND as KIND_AUDIT
 from backupctl_core.runtime.audit_log import replay_audit
 from backupctl_core.runtime.fallback import FallbackLog
 from backupctl_core.runtime.files import ProjectFiles, stale_tempdirs
+from backupctl_core.runtime.original_fallback import ORIGINAL_PREFIX
 from backupctl_core.runtime.lock import ProjectLock, is_stale
 from backupctl_core.runtime.notifier import Notifier
 
@@ -121,8 +122,13 @@ class Recovery:
         """Dumps named by audit entries the replay could not write yet: their runs'
         outcome is unknown to the store, so their files are not ours to judge."""
         found = set()
-        for entry in FallbackLog(self.settings.fallback_file).entries(KIND_AUDIT):
+        fallback = FallbackLog(self.settings.fallback_file)
+        for entry in fallback.entries(KIND_AUDIT):
             dump = (entry.get("record") or {}).get("dump_path")
+            if dump:
+                found.add(Path(dump))
+        for entry in fallback.entries(ORIGINAL_PREFIX + KIND_AUDIT):  # the original tool's
+            dump = ((entry.get("payload") or {}).get("dumpResult") or {}).get("filePath")
             if dump:
                 found.add(Path(dump))
         return found
