@@ -263,17 +263,16 @@ def test_postgres_driver_connects_by_url_streams_and_binds_binary(pg_scram_db) -
         database.close()
 
 
-# The original TypeScript backupctl's table (TypeORM, SPEC's BackupLog entity plus its
-# later backup_type column), written from its documented schema.
+# The original TypeScript backupctl's table as its two TypeORM migrations make it
+# (CreateBackupLogTable, then AddBackupTypeToBackupLog), and rows as it writes them.
 ORIGINAL_BACKUP_LOG = """
-CREATE TYPE backup_log_status_enum AS ENUM ('started', 'success', 'failed');
 CREATE TABLE backup_log (
-  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  id uuid PRIMARY KEY,
   project_name varchar NOT NULL,
-  status backup_log_status_enum NOT NULL DEFAULT 'started',
+  status varchar NOT NULL,
   current_stage varchar,
-  started_at TIMESTAMP NOT NULL,
-  completed_at TIMESTAMP,
+  started_at timestamptz NOT NULL,
+  completed_at timestamptz,
   dump_size_bytes bigint,
   encrypted boolean NOT NULL DEFAULT false,
   verified boolean NOT NULL DEFAULT false,
@@ -288,7 +287,7 @@ CREATE TABLE backup_log (
   error_message text,
   retry_count integer NOT NULL DEFAULT 0,
   duration_ms bigint,
-  created_at TIMESTAMP NOT NULL DEFAULT now(),
+  created_at timestamptz NOT NULL DEFAULT now(),
   backup_type varchar
 );
 CREATE TABLE migrations (id SERIAL PRIMARY KEY, timestamp bigint NOT NULL, name varchar NOT NULL);
@@ -298,11 +297,12 @@ INSERT INTO backup_log (id, project_name, status, current_stage, started_at, com
   dump_size_bytes, encrypted, verified, snapshot_id, snapshot_mode, files_new, files_changed,
   bytes_added, duration_ms, backup_type)
   VALUES ('7d8e1254-2cff-4155-8112-eea6e096c15f', 'shop', 'success', 'notify_result',
-  '2026-03-18 00:00:00', '2026-03-18 00:03:12', 256901120, true, true, 'a1b2c3d4', 'combined',
+  '2026-03-18 00:00:00+00', '2026-03-18 00:03:12+00', 256901120, true, true, 'a1b2c3d4', 'combined',
   12, 3, 1048576, 192000, 'database+assets');
-INSERT INTO backup_log (project_name, status, current_stage, started_at, completed_at,
+INSERT INTO backup_log (id, project_name, status, current_stage, started_at, completed_at,
   error_stage, error_message, retry_count, duration_ms, backup_type)
-  VALUES ('shop', 'failed', 'sync', '2026-03-19 00:00:00', '2026-03-19 00:01:00', 'sync',
+  VALUES (gen_random_uuid(), 'shop', 'failed', 'sync', '2026-03-19 00:00:00+00',
+  '2026-03-19 00:01:00+00', 'sync',
   'Repository unreachable', 3, 60000, 'database+assets');
 """
 
@@ -319,6 +319,8 @@ def test_db_migrate_adopts_the_original_tool_s_backup_log_in_place(
            f" user={pg_scram_db.user} password={pg_scram_db.password}")  # fmt: skip
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(ORIGINAL_BACKUP_LOG)
+        # a server in another zone: timestamptz values must not shift when we read them
+        conn.execute(f"ALTER DATABASE {pg_scram_db.name} SET timezone TO 'Europe/Berlin'")
     ws = Workspace(tmp_path)
     ws.write_env(
         AUDIT_DB_HOST=pg_scram_db.host, AUDIT_DB_PORT=str(pg_scram_db.port),
@@ -340,6 +342,7 @@ def test_db_migrate_adopts_the_original_tool_s_backup_log_in_place(
     assert (success["status"], success["snapshot_id"], success["dump_size_bytes"]) == (
         "success", "a1b2c3d4", 256901120,
     )  # fmt: skip
+    assert datetime.fromisoformat(success["started_at"]) == datetime(2026, 3, 18, tzinfo=UTC)
     assert (failed["status"], failed["error_stage"], failed["retry_count"]) == ("failed", "sync", 3)
     status = json.loads(run("status", "--json").stdout)
     assert status["shop"]["status"] == "failed"
@@ -349,7 +352,9 @@ def test_db_migrate_adopts_the_original_tool_s_backup_log_in_place(
     store.start_run(record)
     record.status, record.completed_at = RunStatus.SUCCESS, datetime.now(UTC)
     store.finish_run(record)
-    assert store.history("shop", 1)[0].status is RunStatus.SUCCESS
+    newest = store.history("shop", 1)[0]
+    assert newest.status is RunStatus.SUCCESS and newest.id == record.id
+    assert abs((newest.started_at - record.started_at).total_seconds()) < 1  # no zone shift
     store.close()
     with psycopg.connect(dsn) as conn:
         columns = {row[0] for row in conn.execute(

@@ -79,6 +79,10 @@ class AuditStore:
                 user=settings.user,
                 password=settings.password.reveal() if settings.password else None,
                 connect_timeout=10,
+                # Times are stored as UTC. In a session of another zone, a naive UTC
+                # value written to a timestamptz column (the original tool's table)
+                # would be read as local time and shift by the zone's offset.
+                options="-c TimeZone=UTC",
             )
             where = f"PostgreSQL {settings.user}@{settings.host}:{settings.port}/{settings.name}"
         else:
