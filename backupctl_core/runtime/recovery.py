@@ -22,9 +22,9 @@ from backupctl_core.runtime.audit_log import KIND as KIND_AUDIT
 from backupctl_core.runtime.audit_log import replay_audit
 from backupctl_core.runtime.fallback import FallbackLog
 from backupctl_core.runtime.files import ProjectFiles, stale_tempdirs
-from backupctl_core.runtime.original_fallback import ORIGINAL_PREFIX
 from backupctl_core.runtime.lock import ProjectLock, is_stale
 from backupctl_core.runtime.notifier import Notifier
+from backupctl_core.runtime.original_fallback import ORIGINAL_PREFIX
 
 log = logging.getLogger("backupctl.recovery")
 CRASH_STAGE = "crash_recovery"
