@@ -29,7 +29,10 @@ def backupctl_plugin_types() -> Any:
 
 @hookspec
 def backupctl_validate_config(project: Any, settings: Any) -> Any:
-    """Return a list of problems with the project's config for this plugin (strings)."""
+    """Return a list of problems with the project's config for this plugin (strings).
+
+    A line starting with ``warning: `` is only printed by ``config validate``: the
+    config works, but not as the operator may think."""
 
 
 @hookspec(firstresult=True)

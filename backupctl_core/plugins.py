@@ -36,6 +36,9 @@ from backupctl_core.domain.settings import GlobalSettings, ProjectSettings
 log = logging.getLogger("backupctl.plugins")
 
 ENTRY_POINT_GROUP = "backupctl"
+# A validate_config line starting with this is a warning: config validate prints it,
+# nothing fails (e.g. a monitor that cannot ping, which never fails a backup either).
+WARNING = "warning: "
 # Modules inside backupctl-core registered like any third-party plugin.
 BUILTIN_PLUGINS: tuple[str, ...] = ("backupctl_core.builtin.gpg",)
 
@@ -145,7 +148,15 @@ class PluginRegistry:
         return enabled
 
     def validate(self, project: ProjectSettings, settings: GlobalSettings) -> list[str]:
-        """Problems the project's own plugins find with its config."""
+        """Problems the project's own plugins find with its config (errors only)."""
+        return [p for p in self._validation(project, settings) if not p.startswith(WARNING)]
+
+    def validation_warnings(self, project: ProjectSettings, settings: GlobalSettings) -> list[str]:
+        """What the plugins found worth saying but not fatal (``warning: ...`` lines)."""
+        found = self._validation(project, settings)
+        return [p.removeprefix(WARNING) for p in found if p.startswith(WARNING)]
+
+    def _validation(self, project: ProjectSettings, settings: GlobalSettings) -> list[str]:
         problems: list[str] = []
         for info in self.project_plugins(project).values():
             caller = self.caller_for(info, "backupctl_validate_config")

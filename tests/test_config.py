@@ -422,6 +422,8 @@ def test_the_original_tool_s_config_and_env_validate_unchanged(tmp_path: Path) -
         validate.stdout
     )
     assert "info: config/projects.yml: projects[vinsware].docker_network:" in validate.stderr
+    # its example leaves UPTIME_KUMA_BASE_URL commented out: said, not fatal
+    assert "projects[vinsware].monitor.config.base_url is required" in validate.stderr
     shown = run("config", "show", "vinsware").stdout
     for key_line in ("docker_network: vinsware_vinsware-network", "dump_timeout_minutes: 90",
                      "type: postgres", "type: slack", "timeout_minutes: 30"):  # fmt: skip

@@ -23,11 +23,16 @@ def validate(context: CliContext) -> None:
     """Load both files and check every project against its plugins."""
     loaded = context.config
     problems: list[str] = []
+    plugin_warnings: list[str] = []
     for project in loaded.projects:
         try:
             problems += [
                 f"projects[{project.name}].{p}"
                 for p in context.registry.validate(project, loaded.settings)
+            ]
+            plugin_warnings += [
+                f"projects[{project.name}].{w}"
+                for w in context.registry.validation_warnings(project, loaded.settings)
             ]
         except ConfigError as error:
             problems.append(error.message)
@@ -35,7 +40,7 @@ def validate(context: CliContext) -> None:
         raise ConfigError("\n".join(f"{loaded.config_path}: {p}" for p in problems))
     for info in loaded.infos():
         click.echo(f"info: {loaded.config_path}: {info}", err=True)
-    for warning in loaded.warnings():
+    for warning in [*loaded.warnings(), *plugin_warnings]:
         click.echo(f"warning: {loaded.config_path}: {warning}", err=True)
     names = ", ".join(loaded.names) or "none"
     click.echo(f"config OK: {len(loaded.projects)} project(s): {names}")

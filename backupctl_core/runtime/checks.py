@@ -94,6 +94,8 @@ def project_checks(
         return [*results, CheckResult("plugins", "fail", error.message)]
     if problems:
         return [*results, CheckResult("config", "fail", "; ".join(problems))]
+    results += [CheckResult("config", "warn", w) for w in registry.validation_warnings(
+        project, config.settings)]  # fmt: skip
     for role in ("database", "notification", "monitor", "storage", "encryption"):
         if role in enabled:
             info = enabled[role]

@@ -44,7 +44,13 @@ def backupctl_plugin_types() -> list[PluginType]:
 def backupctl_validate_config(project: ProjectSettings) -> list[str]:
     if project.monitor is None or project.monitor.type != TYPE:
         return []
-    return config_problems(project.monitor)
+    # The original tool's example leaves UPTIME_KUMA_BASE_URL commented out: accepted,
+    # with a warning, as a ping never fails a backup (each run logs the missing URL).
+    return [
+        f"warning: {problem}; no heartbeat is sent" if problem.startswith(NO_BASE_URL)
+        else problem
+        for problem in config_problems(project.monitor)
+    ]  # fmt: skip
 
 
 @hookimpl
@@ -66,6 +72,9 @@ def backupctl_monitor_ping(monitor: MonitorSettings | None, ping: Ping) -> None:
     )
 
 
+NO_BASE_URL = "monitor.config.base_url is required"
+
+
 def config_problems(monitor: MonitorSettings) -> list[str]:
     problems = []
     token = monitor.config.get("push_token")
@@ -74,7 +83,7 @@ def config_problems(monitor: MonitorSettings) -> list[str]:
     problem = url_problem(monitor.config.get("base_url"))
     if problem == "is required":
         problems.append(
-            "monitor.config.base_url is required: set UPTIME_KUMA_BASE_URL in .env"
+            f"{NO_BASE_URL}: set UPTIME_KUMA_BASE_URL in .env"
             " (or base_url in the project's monitor.config)"
         )
     elif problem:
