@@ -52,6 +52,7 @@ from backupctl_restic.runner import _json_document as json_document
 from backupctl_restic.series import retention_series
 
 CHECK_NAME = "restic repository"
+SECONDS_PER_MINUTE = 60  # dump_timeout_minutes' unit (a test shortens it)
 
 
 def project_tag(project: Any) -> str:
@@ -96,15 +97,23 @@ def backupctl_sync(
     tag_args = [arg for tag in all_tags for arg in ("--tag", tag)]
     backup = ["backup", "--json", *tag_args, "--", *sources]
 
+    # The original tool's database.dump_timeout_minutes limits the upload too.
+    limit = project.database.dump_timeout_minutes if project.database else None
+    limit_seconds = limit * SECONDS_PER_MINUTE if limit else None
     progress = BackupProgress()
-    run = restic.run(backup, progress.feed)
+    run = restic.run(backup, progress.feed, limit_seconds)
     if not run.ok and classify(run).kind == "no-repository":
         # First backup into this repository: create it, then back up again. (Asking
         # first with `cat config` would cost a connection and a key derivation on
         # every later run; restic stops before any work when there is no repository.)
         init_repository(restic)
         progress = BackupProgress()
-        run = restic.run(backup, progress.feed)
+        run = restic.run(backup, progress.feed, limit_seconds)
+    if run.timed_out:
+        raise PluginError(
+            f"restic backup timed out after {limit} min (database.dump_timeout_minutes)",
+            retryable=False,
+        )
     if run.returncode == EXIT_INCOMPLETE:
         # The snapshot exists, but it lacks files: that is not a good backup.
         first = describe_json_error(run.json_errors[0]) if run.json_errors else "see restic"

@@ -8,11 +8,15 @@ its own errors to a log file of the run (``ssh -E``), read back the same way.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import re
+import signal
 import subprocess
 import tempfile
+import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +50,7 @@ class ResticRun:
     stderr_tail: list[str] = field(default_factory=list)
     json_errors: list[dict[str, Any]] = field(default_factory=list)  # first few only
     json_error_count: int = 0
+    timed_out: bool = False  # killed at its time limit
 
     @property
     def ok(self) -> bool:
@@ -64,7 +69,10 @@ class Restic:
         self._password = self.env["RESTIC_PASSWORD"]
 
     def run(
-        self, args: Sequence[str], on_stdout_line: Callable[[str], None] | None = None
+        self,
+        args: Sequence[str],
+        on_stdout_line: Callable[[str], None] | None = None,
+        limit_seconds: float | None = None,
     ) -> ResticRun:
         """Run ``restic ARGS``; stdout lines go to ``on_stdout_line`` (else are kept).
 
@@ -73,7 +81,7 @@ class Restic:
         host that no longer exists, e.g. a killed run) and one more try. A lock of a
         live process stays, and the caller's retry policy waits for it as before.
         """
-        run = self._run_once(args, on_stdout_line)
+        run = self._run_once(args, on_stdout_line, limit_seconds)
         if run.ok or not args or args[0] == "unlock" or classify(run).kind != "locked":
             return run
         unlock = self._run_once(["unlock"], None)
@@ -81,24 +89,33 @@ class Restic:
             return run
         log.warning("%s: locked by %s; stale locks removed, trying again",
                     self.repository, _lock_holder(run))  # fmt: skip
-        return self._run_once(args, on_stdout_line)
+        return self._run_once(args, on_stdout_line, limit_seconds)
 
     def _run_once(
-        self, args: Sequence[str], on_stdout_line: Callable[[str], None] | None
+        self,
+        args: Sequence[str],
+        on_stdout_line: Callable[[str], None] | None,
+        limit_seconds: float | None = None,
     ) -> ResticRun:
         run = ResticRun(args=list(args), returncode=-1)
         sink = on_stdout_line or (lambda line: run.stdout.append(line))
         with tempfile.TemporaryDirectory(prefix="backupctl-restic-") as scratch:
             ssh_log = Path(scratch) / "ssh.log"
             options = global_options(self.project, self.settings, ssh_log_file=ssh_log)
-            self._run([self.program, *options, *args], sink, run, Path(scratch) / "stderr")
+            argv = [self.program, *options, *args]
+            self._run(argv, sink, run, Path(scratch) / "stderr", limit_seconds)
             if ssh_log.exists():  # ssh's own errors, ahead of restic's
                 ssh_lines = [f"subprocess ssh: {line}" for line in _lines(ssh_log) if line]
                 run.stderr_tail = [*ssh_lines[-20:], *run.stderr_tail]
         return run
 
     def _run(
-        self, argv: list[str], sink: Callable[[str], None], run: ResticRun, stderr_path: Path
+        self,
+        argv: list[str],
+        sink: Callable[[str], None],
+        run: ResticRun,
+        stderr_path: Path,
+        limit_seconds: float | None = None,
     ) -> None:
         with stderr_path.open("w+b") as stderr_file:
             try:
@@ -110,9 +127,19 @@ class Restic:
                     stderr=stderr_file,
                     text=True,
                     errors="replace",
+                    start_new_session=True,  # its ssh too: one process group to stop
                 )
             except OSError as error:
                 raise PluginError(f"cannot start restic: {error}", retryable=False) from error
+
+            def stop_at_limit() -> None:
+                run.timed_out = True
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+
+            timer = threading.Timer(limit_seconds, stop_at_limit) if limit_seconds else None
+            if timer is not None:
+                timer.start()
             with process:
                 assert process.stdout is not None
                 try:
@@ -121,6 +148,9 @@ class Restic:
                 except BaseException:
                     process.kill()
                     raise
+                finally:
+                    if timer is not None:
+                        timer.cancel()
                 run.returncode = process.wait()
             stderr_file.seek(0)
             _read_stderr(stderr_file, run)

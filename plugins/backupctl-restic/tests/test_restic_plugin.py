@@ -22,6 +22,7 @@ from backupctl_restic.repository import known_hosts_file, repository_url
 
 from backupctl_core import PluginError, hookspecs
 from backupctl_core.domain.settings import (
+    DatabaseSettings,
     GlobalSettings,
     ProjectSettings,
     ResticSettings,
@@ -584,3 +585,45 @@ def test_prune_treats_the_original_tool_s_snapshots_as_a_series(
     originals = sorted(t for s in kept for t in s.tags if t.startswith("timestamp:"))
     days = ["03"] if mode == "combined" else ["02", "03"]
     assert originals == [f"timestamp:202601{day}_020000" for day in days]
+
+
+def test_dump_timeout_minutes_also_limits_the_upload(
+    tmp_path: Path, template_repo: Path, source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The original tool's key covers `restic backup` too: killed with its children."""
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    child = tmp_path / "child.pid"
+    (shims / "restic").write_text(
+        "#!/bin/sh\n"
+        f'case "$*" in *backup*) sleep 60 & echo $! > {child}; wait;; esac\n'
+        f'exec {shutil.which("restic")} "$@"\n'
+    )
+    (shims / "restic").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shims}:{os.environ['PATH']}")
+    monkeypatch.setattr(plugin, "SECONDS_PER_MINUTE", 0.5)  # 1 "minute" = 0.5 s here
+    repo = tmp_path / "repo"
+    shutil.copytree(template_repo, repo)
+    project = attrs.evolve(
+        _project(str(repo)),
+        database=DatabaseSettings(type="postgres", name="d", dump_timeout_minutes=1),
+    )
+    settings = GlobalSettings(backup_base_dir=tmp_path / "base")
+    with pytest.raises(PluginError) as caught:
+        plugin.backupctl_sync(project=project, settings=settings, paths=[source], tags=TAGS)
+    assert caught.value.message == (
+        "restic backup timed out after 1 min (database.dump_timeout_minutes)"
+    )
+    assert caught.value.retryable is False
+    import psutil
+
+    def gone(pid: int) -> bool:  # dead, or a zombie nobody reaps in this container
+        try:
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    deadline = time.monotonic() + 5
+    while not gone(int(child.read_text())):  # the whole process group was killed
+        assert time.monotonic() < deadline, "restic's child outlived the time limit"
+        time.sleep(0.05)
