@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -373,3 +374,19 @@ def test_numeric_options_have_ranges(ws: Workspace) -> None:
                  ["snapshots", "shop", "--last", "100001"]):  # fmt: skip
         code, _, err = invoke(ws, *args)
         assert code == 1 and "Invalid value for '--last'" in err and "Traceback" not in err
+
+
+def test_init_writes_a_config_to_start_from_and_overwrites_nothing(tmp_path: Path) -> None:
+    """pip users got no config to start from; README's "Using it" now starts here."""
+    folder = tmp_path / "site"
+    first = subprocess.run([BACKUPCTL, "init", str(folder)], capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    assert f"written {folder / 'config' / 'projects.yml'}" in first.stdout
+    env = folder / ".env"
+    assert stat.S_IMODE(env.stat().st_mode) == 0o600 and "RESTIC_PASSWORD=" in env.read_text()
+    env.write_text(env.read_text() + "# mine\n")
+    again = subprocess.run([BACKUPCTL, "init", str(folder)], capture_output=True, text=True)
+    assert f"kept    {env} (exists)" in again.stdout and env.read_text().endswith("# mine\n")
+    validate = subprocess.run([BACKUPCTL, "config", "validate"], cwd=folder, capture_output=True,
+                              text=True)  # fmt: skip
+    assert validate.returncode == 0, validate.stderr  # works as written

@@ -25,6 +25,7 @@ COMMANDS = {
     "config": "config_cmd:config",
     "db": "db_cmd:db",
     "health": "health_cmd:health",
+    "init": "init_cmd:init",
     "logs": "status_cmd:logs",
     "plugins": "plugins_cmd:plugins",
     "prune": "prune_cmd:prune",
