@@ -431,3 +431,38 @@ def test_the_original_tool_s_config_and_env_validate_unchanged(tmp_path: Path) -
     assert "type: mongo\n" in run("config", "show", "analytics").stdout
     assert "timeout_minutes:\n" in run("config", "show", "project-x").stdout  # 0: no warning
     assert "secret" not in shown
+
+
+def test_without_backup_base_dir_the_user_s_data_folder_is_used(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default was /data/backups: a normal user could not create it."""
+    ws.env.pop("BACKUP_BASE_DIR")
+    ws.write_env()
+    ws.write_config([minimal(database=None)])
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert ws.load().settings.backup_base_dir == tmp_path / "xdg" / "backupctl"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert ws.load().settings.backup_base_dir == tmp_path / "home/.local/share/backupctl"
+
+
+def test_an_audit_folder_that_cannot_be_created_names_the_settings(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    """It was `unexpected PermissionError ... '/data'`, naming no setting."""
+    import subprocess
+    import sys
+
+    (tmp_path / "a-file").write_text("x")
+    ws.write_env(AUDIT_DB_SQLITE_PATH=str(tmp_path / "a-file" / "audit" / "audit.db"))
+    ws.write_config([minimal(database=None)])
+    backupctl = str(Path(sys.executable).with_name("backupctl"))
+    done = subprocess.run([backupctl, *ws.cli_args(), "db", "migrate"], capture_output=True,
+                          text=True)  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.startswith(
+        f"error: cannot create the audit store's folder {tmp_path / 'a-file' / 'audit'}"
+    )
+    assert "set BACKUP_BASE_DIR or AUDIT_DB_SQLITE_PATH in .env" in done.stderr
+    assert "unexpected" not in done.stderr

@@ -129,7 +129,14 @@ class AuditStore:
     def migrate(self) -> list[str]:
         """Apply pending migrations (the only place tables are created)."""
         if self.sqlite_path is not None:
-            make_private_dir(self.sqlite_path.parent)
+            try:
+                make_private_dir(self.sqlite_path.parent)
+            except OSError as error:  # name the settings that chose the path
+                raise BackupctlError(
+                    f"cannot create the audit store's folder {self.sqlite_path.parent}"
+                    f" ({error.strerror}): set BACKUP_BASE_DIR or AUDIT_DB_SQLITE_PATH in .env"
+                    " to a folder this user may write"
+                ) from None
         with self._connected():
             applied: list[str] = self._runner().up()
             return applied

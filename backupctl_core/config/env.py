@@ -105,8 +105,17 @@ class Environment:
         return Secret(value) if value else None
 
 
+def default_base_dir() -> Path:
+    """Without BACKUP_BASE_DIR: the user's data folder (``$XDG_DATA_HOME/backupctl``,
+    else ``~/.local/share/backupctl``), which a normal user can create. The Docker
+    image sets ``BACKUP_BASE_DIR=/data/backups``."""
+    xdg = os.environ.get("XDG_DATA_HOME")
+    root = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
+    return root / "backupctl"
+
+
 def global_settings(env: Environment) -> GlobalSettings:
-    base_dir = env.file_path("BACKUP_BASE_DIR") or Path("/data/backups")
+    base_dir = env.file_path("BACKUP_BASE_DIR") or default_base_dir()
     return GlobalSettings(
         timezone=env.text("TIMEZONE", "Europe/Berlin"),
         backup_base_dir=base_dir,
