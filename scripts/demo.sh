@@ -5,7 +5,8 @@
 # `logs` and `snapshots`. Everything lives in ./demo-data (delete it to start over).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh >/dev/null
+echo "==> installing what the demo needs (first time: a minute; then: seconds)"
+bash scripts/install.sh --demo
 export PATH="$PWD/.venv/bin:$PATH"
 
 DEMO="$PWD/demo-data"
