@@ -79,6 +79,13 @@ def test_a_run_writes_the_day_log_and_quiet_console(tmp_path: Path) -> None:
     log_file = ws.base_dir / ".logs" / f"backupctl-{date.today().isoformat()}.log"
     text = log_file.read_text()
     assert f"1 asset path missing: {tmp_path / 'missing'} (skipped)" in text
+    # times in TIMEZONE with their offset, as in status and messages (were the machine's)
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    offset = datetime.now(ZoneInfo("Europe/Berlin")).isoformat(timespec="seconds")[-6:]
+    first = text.splitlines()[0]
+    assert first.split(" ")[1].endswith(offset), first
     assert "log-pw-1234" not in text
     verbose = runner.invoke(cli, [*ws.cli_args(), "-v", "run", "shop"])
     assert "Dump (3/11)" in verbose.stdout  # progress lines with -v

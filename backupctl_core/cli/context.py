@@ -28,12 +28,14 @@ class CliContext:
     def config(self) -> AppConfig:
         if self._config is None:
             from backupctl_core.config.loader import load_config
+            from backupctl_core.runtime.log_format import set_log_zone
             from backupctl_core.runtime.masking import SECRET_FILTER, all_secrets
 
             self._config = load_config(
                 self.config_path, self.env_path, env_required=self.env_explicit
             )
             SECRET_FILTER.update(all_secrets(self._config))
+            set_log_zone(self._config.settings.timezone)
         return self._config
 
     @property

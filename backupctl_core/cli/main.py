@@ -13,6 +13,7 @@ import click
 
 from backupctl_core.cli.context import CliContext
 from backupctl_core.domain.errors import EXIT_FAILURE, BackupctlError, Interrupted
+from backupctl_core.runtime.log_format import ZonedFormatter
 from backupctl_core.runtime.masking import SECRET_FILTER
 
 log = logging.getLogger("backupctl")
@@ -106,6 +107,7 @@ class BackupctlGroup(click.Group):
 
 
 _console = logging.StreamHandler()
+CONSOLE_FORMAT = ZonedFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", date=False)
 
 
 def _setup_logging(verbose: int) -> None:
@@ -113,9 +115,7 @@ def _setup_logging(verbose: int) -> None:
     (commands that change things) has its own level, LOG_LEVEL."""
     _console.setStream(sys.stderr)  # click's test runner swaps sys.stderr per call
     _console.setLevel(max(logging.WARNING - 10 * verbose, logging.DEBUG))
-    _console.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
-    )
+    _console.setFormatter(CONSOLE_FORMAT)
     logger = logging.getLogger("backupctl")
     if _console not in logger.handlers:
         _console.addFilter(SECRET_FILTER)

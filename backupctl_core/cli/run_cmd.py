@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -50,7 +51,8 @@ def _run_one(context: CliContext, project: ProjectSettings, verbose: bool) -> Ru
 
     def show_stage(stage: Stage) -> None:
         if verbose:
-            stamp = datetime.now(UTC).astimezone().strftime("%H:%M:%S")
+            zone = ZoneInfo(context.config.settings.timezone)  # as every time shown
+            stamp = datetime.now(UTC).astimezone(zone).isoformat(timespec="seconds")[11:]
             click.echo(f"{stamp} {project.name}: {stage.progress()}")
 
     from backupctl_core.runtime.interrupt import stop_on_signals

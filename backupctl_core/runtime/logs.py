@@ -12,6 +12,7 @@ from pathlib import Path
 from backupctl_core.config.env import parse_size
 from backupctl_core.domain.settings import GlobalSettings
 from backupctl_core.plugin_kit import make_private_dir
+from backupctl_core.runtime.log_format import ZonedFormatter, set_log_zone
 from backupctl_core.runtime.masking import SECRET_FILTER
 
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -46,7 +47,8 @@ def add_file_log(settings: GlobalSettings) -> Path:
         backupCount=max(settings.log_max_files - 1, 0),
         encoding="utf-8",
     )
-    handler.setFormatter(logging.Formatter(_FORMAT))
+    handler.setFormatter(ZonedFormatter(_FORMAT, date=True))
+    set_log_zone(settings.timezone)
     handler.addFilter(SECRET_FILTER)
     handler.setLevel(getattr(logging, settings.log_level, logging.INFO))
     logger.addHandler(handler)

@@ -35,6 +35,7 @@ from backupctl_core.runtime.checks import disk_check, repository_checks
 from backupctl_core.runtime.fallback import FallbackLog
 from backupctl_core.runtime.http_api import HttpApi, Text
 from backupctl_core.runtime.lock import ServiceLock, held_by_live_process
+from backupctl_core.runtime.log_format import set_log_zone
 from backupctl_core.runtime.masking import SECRET_FILTER, all_secrets
 from backupctl_core.runtime.notifier import Notifier
 from backupctl_core.runtime.recovery import Recovery
@@ -69,6 +70,7 @@ class BackupService:
         self.now = now
         self.config = load_config(config_path, env_path)
         SECRET_FILTER.update(all_secrets(self.config))
+        set_log_zone(self.config.settings.timezone)
         self.store = AuditStore.open(self.config.settings.audit_db)
         self.scheduler = CronScheduler(self.config.settings.timezone)
         self.workers: dict[str, ProjectWorker] = {}
@@ -209,6 +211,7 @@ class BackupService:
             return
         self.config = config
         SECRET_FILTER.update(all_secrets(config))
+        set_log_zone(config.settings.timezone)
         self._schedule()
         log.info("config reloaded: %d project(s)", len(config.projects))
 
