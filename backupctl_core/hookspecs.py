@@ -126,3 +126,24 @@ def backupctl_passthrough(project: Any, settings: Any) -> Any:
     """Return ``(env, argv)``: the environment (``dict[str, str]``, secrets only here)
     and base argv (no secrets) to run the storage tool on the project's repository;
     the caller appends the tool's command and arguments to ``argv``."""
+
+
+@hookspec(firstresult=True)
+def backupctl_manifest(project: Any, settings: Any, artifact: Any) -> Any:
+    """Describe the dump just made as a ``DumpManifest``: its tables and their exact
+    row counts, read from the dump itself (so they are the dump's own snapshot of
+    the data), plus engine and tool versions. Stored next to the dump; restore
+    drills compare an import with it. None: this dumper writes no manifest."""
+
+
+@hookspec(firstresult=True)
+def backupctl_scratch_database(project: Any, settings: Any, name: str, workdir: Path) -> Any:
+    """Return a ``ScratchDatabase`` called ``name`` that a restore drill imports a dump
+    into (on the project's server, or on the ``drill.database`` server when set;
+    SQLite: a file in ``workdir``). Creating nothing yet; ``drop()`` removes it."""
+
+
+@hookspec(firstresult=True)
+def backupctl_snapshot_stats(project: Any, settings: Any, snapshot_id: str) -> Any:
+    """Return ``(files, bytes)``: what a full restore of ``snapshot_id`` writes, so a
+    restore drill can tell that everything came back."""

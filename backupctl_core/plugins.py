@@ -29,6 +29,7 @@ from backupctl_core.domain.artifacts import (
     SyncResult,
     VerifyResult,
 )
+from backupctl_core.domain.drill import DumpManifest, ScratchDatabase
 from backupctl_core.domain.errors import ConfigError, PluginError
 from backupctl_core.domain.monitor import Ping
 from backupctl_core.domain.settings import GlobalSettings, ProjectSettings
@@ -246,13 +247,27 @@ class ProjectPluginSet:
 
     def decompress(self, path: Path) -> Path | None:
         """The plain file the database plugin makes of a dump, or None."""
-        info = self.enabled.get("database")
+        result: Path | None = self._optional("database", "backupctl_decompress", path=path)
+        return result
+
+    def manifest(self, artifact: DumpArtifact) -> DumpManifest | None:
+        """The database plugin's manifest of ``artifact``, or None (it writes none)."""
+        return self._optional("database", "backupctl_manifest", artifact=artifact)
+
+    def scratch_database(self, name: str, workdir: Path) -> ScratchDatabase | None:
+        """A scratch database for a restore drill, or None (the plugin cannot import)."""
+        return self._optional("database", "backupctl_scratch_database", name=name, workdir=workdir)
+
+    def snapshot_stats(self, snapshot_id: str) -> tuple[int, int] | None:
+        """``(files, bytes)`` a full restore of the snapshot brings back, or None."""
+        return self._optional("storage", "backupctl_snapshot_stats", snapshot_id=snapshot_id)
+
+    def _optional(self, role: str, hook_name: str, **kwargs: Any) -> Any:
+        info = self.enabled.get(role)
         if info is None:
             return None
-        result: Path | None = self.registry.caller_for(info, "backupctl_decompress")(
-            project=self.project, settings=self.settings, path=path
-        )
-        return result
+        caller = self.registry.caller_for(info, hook_name)
+        return caller(project=self.project, settings=self.settings, **kwargs)
 
     def restore_guide(self, dump_file: Path) -> list[str]:
         result: list[str] = self._call("database", "backupctl_restore_guide", dump_file=dump_file)

@@ -18,7 +18,9 @@ from backupctl_core.domain.records import RunRecord, RunStatus
 from backupctl_core.domain.settings import AuditDbSettings, Secret
 from backupctl_core.domain.stages import Stage
 
-MIGRATIONS = ["0001_initial", "0002_dump_file", "0003_warning_message", "0004_metrics_index"]
+MIGRATIONS = [
+    "0001_initial", "0002_dump_file", "0003_warning_message", "0004_metrics_index", "0006_drills",
+]  # fmt: skip
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -44,7 +46,7 @@ def test_nothing_is_created_before_migrate(settings: AuditDbSettings) -> None:
     with pytest.raises(
         BackupctlError,
         match=r"not migrated \(pending: 0001_initial, 0002_dump_file, 0003_warning_message,"
-        r" 0004_metrics_index\)",
+        r" 0004_metrics_index, 0006_drills\)",
     ):
         store.ensure_migrated()
     if settings.sqlite_path is not None:
@@ -63,7 +65,9 @@ def test_nothing_is_created_before_migrate(settings: AuditDbSettings) -> None:
         "error_stage", "error_message", "retry_count", "duration_ms", "created_at",
         "dump_file",  # 0002: a backupctl extension
         "warning_message",  # 0003: a backupctl extension
+        "manifest_file",  # 0006: a backupctl extension
     }  # fmt: skip
+    assert store.database.table_exists("drill_log")  # 0006: drills never in backup_log
     store.close()
 
 
@@ -361,3 +365,30 @@ def test_db_migrate_adopts_the_original_tool_s_backup_log_in_place(
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'backup_log'"
         )}  # fmt: skip
     assert {"backup_type", "dump_file", "warning_message"} <= columns
+
+
+def test_drills_are_recorded_apart_from_backups(store: AuditStore) -> None:
+    from backupctl_core.domain.drill import DrillReport
+
+    first = datetime(2026, 3, 18, 5, 0, tzinfo=UTC)
+    passed = DrillReport("locaboo", "a1b2c3d4", first, duration_ms=4200, restored_bytes=10)
+    passed.add("rows", True, "2 table(s)")
+    store.record_drill(passed, first + timedelta(seconds=5))
+    failed = DrillReport("locaboo", "b2c3d4e5", first + timedelta(days=1))
+    failed.add("rows", True, "2 table(s)")
+    failed.add("check 1", False, "false: SELECT 1 = 2")
+    store.record_drill(failed, first + timedelta(days=1, seconds=5))
+
+    latest = store.latest_drills(["locaboo", "other"])
+    assert list(latest) == ["locaboo"]
+    assert latest["locaboo"].ok is False
+    assert latest["locaboo"].error_message == "check 1: false: SELECT 1 = 2"
+    assert latest["locaboo"].last_success == first
+    history = store.drill_history("locaboo", last=5)
+    assert [(d.snapshot_id, d.ok, d.duration_ms) for d in history] == [
+        ("b2c3d4e5", False, 0),
+        ("a1b2c3d4", True, 4200),
+    ]
+    # Never a backup: no run row, no status count.
+    assert store.history("locaboo") == []
+    assert store.status_counts(["locaboo"]) == {"locaboo": {}}

@@ -62,7 +62,7 @@ def test_run_status_logs_snapshots(ws: Workspace) -> None:
     code, out, _ = invoke(ws, "status", "shop", "--json")
     (row,) = json.loads(out)
     assert row["status"] == "success" and row["verified"] is True
-    assert row["files_new"] == 1 and row["dump_size_bytes"] > 0
+    assert row["files_new"] == 2 and row["dump_size_bytes"] > 0  # the dump and its manifest
 
     code, out, _ = invoke(ws, "snapshots", "shop", "--json")
     (snap,) = json.loads(out)
@@ -226,7 +226,7 @@ def test_unmigrated_audit_store_is_not_created_implicitly(ws: Workspace) -> None
     assert result.returncode == 1
     assert (
         "is not migrated (pending: 0001_initial, 0002_dump_file, 0003_warning_message,"
-        " 0004_metrics_index);"
+        " 0004_metrics_index, 0006_drills);"
         " run `backupctl db migrate`" in result.stderr
     )
     assert not (ws.base_dir / ".audit" / "audit.db").exists()

@@ -228,7 +228,7 @@ def test_example_config_documents_every_key(tmp_path: Path) -> None:
     example = (REPO / "config/projects.example.yml").read_text()
     for cls in (s.ProjectSettings, s.DatabaseSettings, s.ResticSettings, s.RetentionSettings,
                 s.EncryptionSettings, s.HookSettings, s.NotificationSettings,
-                s.MonitorSettings):  # fmt: skip
+                s.MonitorSettings, s.DrillSettings, s.DrillDatabaseSettings):  # fmt: skip
         for field in attrs.fields(cls):
             assert f"{field.name}:" in example, f"{cls.__name__}.{field.name} undocumented"
     env_example = (REPO / "config/.env.example").read_text()

@@ -76,8 +76,9 @@ def test_full_restore_brings_back_dump_and_assets(ws: Workspace, tmp_path: Path,
 def test_only_db_and_only_assets(ws: Workspace, tmp_path: Path, mode: str) -> None:
     assets = setup(ws, tmp_path, mode)
     cli_ok(ws, "restore", "shop", "latest", str(tmp_path / "db"), "--only", "db")
-    files = [p.name for p in (tmp_path / "db").rglob("*") if p.is_file()]
-    assert len(files) == 1 and files[0].startswith("shop_backup_")
+    files = sorted(p.name for p in (tmp_path / "db").rglob("*") if p.is_file())
+    assert len(files) == 2 and files[0].startswith("shop_backup_")  # the dump, its manifest
+    assert files[1] == files[0] + ".manifest.json"
     cli_ok(ws, "restore", "shop", "latest", str(tmp_path / "as"), "--only", "assets")
     assert not list((tmp_path / "as").rglob("shop_backup_*"))
     assert tree((tmp_path / "as") / str(assets).lstrip("/")) == tree(assets)
@@ -93,7 +94,7 @@ def test_separate_latest_takes_the_newest_of_each_source(ws: Workspace, tmp_path
     assert out.count("restoring snapshot") == 2
     restored = (tmp_path / "out") / str(assets).lstrip("/")
     assert (restored / "docs" / "new.txt").read_text() == "second run\n"
-    assert len(list((tmp_path / "out").rglob("shop_backup_*"))) == 1
+    assert len(list((tmp_path / "out").rglob("shop_backup_*.gz"))) == 1
 
 
 def test_guide_commands_work(ws: Workspace, tmp_path: Path) -> None:
@@ -110,7 +111,7 @@ def test_restore_by_id_and_bad_references(ws: Workspace, tmp_path: Path) -> None
     snapshots = json.loads(cli_ok(ws, "snapshots", "shop", "--json"))
     db_snapshot = next(s for s in snapshots if "backupctl:db" in s["tags"])
     cli_ok(ws, "restore", "shop", db_snapshot["id"], str(tmp_path / "one"))
-    assert len(list((tmp_path / "one").rglob("shop_backup_*"))) == 1
+    assert len(list((tmp_path / "one").rglob("shop_backup_*.gz"))) == 1
     code, err = cli_fail(
         ws, "restore", "shop", db_snapshot["id"], str(tmp_path / "x"), "--only", "assets"
     )
@@ -196,7 +197,7 @@ def test_only_restores_paths_with_glob_characters(ws: Workspace, tmp_path: Path)
         assert (target / str(folder).lstrip("/") / "f.txt").read_text() == folder.name
     target = tmp_path / "out-db"
     out = cli_ok(ws, "restore", "shop", "latest", str(target), "--only", "db")
-    assert "1 file(s) restored, 1 dump(s)" in out  # was "0 file(s) restored, 0 dump(s)"
+    assert "2 file(s) restored, 1 dump(s)" in out  # was "0 file(s) restored, 0 dump(s)"
 
 
 def test_missing_after_restore_names_every_expected_path_not_restored() -> None:

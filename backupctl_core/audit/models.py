@@ -38,6 +38,27 @@ class BackupLog(Model):
     created_at = DateTimeField()
     dump_file = CharField(null=True)  # migration 0002: not in SPEC's schema
     warning_message = TextField(null=True)  # migration 0003: not in SPEC's schema
+    manifest_file = TextField(null=True)  # migration 0006: not in SPEC's schema
 
     class Meta:
         table_name = "backup_log"
+
+
+class DrillLog(Model):
+    """One restore drill (migration 0006); never a backup run."""
+
+    id = UUIDField(primary_key=True)
+    project_name = CharField(max_length=255)
+    status = CharField(max_length=16)
+    snapshot_id = CharField(max_length=128, null=True)
+    started_at = DateTimeField()
+    completed_at = DateTimeField(null=True)
+    duration_ms = BigIntegerField(null=True)
+    restored_bytes = BigIntegerField(null=True)
+    scratch_database = CharField(max_length=128, null=True)
+    checks = TextField()
+    error_message = TextField(null=True)
+    created_at = DateTimeField()
+
+    class Meta:
+        table_name = "drill_log"

@@ -8,6 +8,7 @@ service start; a normal command on an unmigrated store says so and stops.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -18,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 import peewee
 
 from backupctl_core.audit import import_without_psycopg
-from backupctl_core.audit.models import BackupLog
+from backupctl_core.audit.models import BackupLog, DrillLog
 from backupctl_core.audit.postgres_driver import PostgresDatabase
+from backupctl_core.domain.drill import DrillReport, DrillSummary
 from backupctl_core.domain.errors import BackupctlError, ConnectivityError
 from backupctl_core.domain.records import RunRecord, RunStatus
 from backupctl_core.domain.settings import AuditDbSettings
@@ -67,7 +69,7 @@ class AuditStore:
     def __init__(self, database: peewee.Database, description: str) -> None:
         self.database = database
         self.description = description
-        database.bind([BackupLog])
+        database.bind([BackupLog, DrillLog])
 
     @classmethod
     def open(cls, settings: AuditDbSettings) -> AuditStore:
@@ -208,6 +210,7 @@ class AuditStore:
         values["started_at"] = _to_db_time(record.started_at)
         values["completed_at"] = _to_db_time(record.completed_at)
         values["dump_file"] = str(record.dump_path) if record.dump_path else None
+        values["manifest_file"] = str(record.manifest_path) if record.manifest_path else None
         return values
 
     # -- queries
@@ -218,6 +221,7 @@ class AuditStore:
         values["started_at"] = _from_db_time(row.started_at)
         values["completed_at"] = _from_db_time(row.completed_at)
         values["dump_path"] = Path(row.dump_file) if row.dump_file else None
+        values["manifest_path"] = Path(row.manifest_file) if row.manifest_file else None
         return RunRecord(id=str(row.id), **values)
 
     def history(self, project: str, last: int = 10, failed_only: bool = False) -> list[RunRecord]:
@@ -333,3 +337,64 @@ class AuditStore:
         with self._connected():
             row = BackupLog.get_or_none(BackupLog.id == uuid.UUID(run_id))
             return self._record(row) if row else None
+
+    # -- restore drills (their own table: never counted as backups)
+    def record_drill(self, report: DrillReport, completed_at: datetime) -> None:
+        failures = report.failures
+        with self._connected():
+            DrillLog.insert(
+                id=uuid.uuid4(),
+                project_name=report.project,
+                status="success" if report.ok else "failed",
+                snapshot_id=report.snapshot_id or None,
+                started_at=_to_db_time(report.started_at),
+                completed_at=_to_db_time(completed_at),
+                duration_ms=report.duration_ms,
+                restored_bytes=report.restored_bytes,
+                scratch_database=report.scratch_database,
+                checks=json.dumps(report.as_json()["checks"]),
+                error_message=f"{failures[0].name}: {failures[0].detail}" if failures else None,
+                created_at=_to_db_time(datetime.now(UTC)),
+            ).execute()
+
+    def latest_drills(self, projects: Iterable[str]) -> dict[str, DrillSummary]:
+        """Each project's newest drill and its newest successful one."""
+        latest: dict[str, DrillSummary] = {}
+        with self._connected():
+            for project in projects:
+                query = DrillLog.select().where(DrillLog.project_name == project)
+                newest = query.order_by(DrillLog.started_at.desc()).first()
+                if newest is None:
+                    continue
+                passed = (
+                    query.where(DrillLog.status == "success")
+                    .order_by(DrillLog.started_at.desc())
+                    .first()
+                )
+                latest[project] = DrillSummary(
+                    started_at=_from_db_time(newest.started_at) or datetime.now(UTC),
+                    ok=newest.status == "success",
+                    snapshot_id=newest.snapshot_id,
+                    error_message=newest.error_message,
+                    last_success=_from_db_time(passed.started_at) if passed else None,
+                )
+        return latest
+
+    def drill_history(self, project: str, last: int = 10) -> list[DrillSummary]:
+        with self._connected():
+            rows = (
+                DrillLog.select()
+                .where(DrillLog.project_name == project)
+                .order_by(DrillLog.started_at.desc())
+                .limit(last)
+            )
+            return [
+                DrillSummary(
+                    started_at=_from_db_time(row.started_at) or datetime.now(UTC),
+                    ok=row.status == "success",
+                    snapshot_id=row.snapshot_id,
+                    error_message=row.error_message,
+                    duration_ms=row.duration_ms,
+                )
+                for row in rows
+            ]

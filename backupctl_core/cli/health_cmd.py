@@ -30,13 +30,20 @@ def audit_check(context: CliContext) -> CheckResult:
 
 
 def health_results(context: CliContext) -> list[CheckResult]:
-    from backupctl_core.runtime.checks import disk_check, repository_checks
+    from datetime import UTC, datetime
+
+    from backupctl_core.runtime.checks import disk_check, drill_checks, repository_checks
 
     config = context.config
+    audit = audit_check(context)
+    drills = []
+    if audit.status == "pass":  # restore drills are judged from the audit store
+        drills = drill_checks(config, context.store(), datetime.now(UTC))
     return [
-        audit_check(context),
+        audit,
         disk_check(config.settings),
         *repository_checks(config, context.registry),
+        *drills,
     ]
 
 

@@ -25,6 +25,7 @@ COMMANDS = {
     "cache": "cache_cmd:cache",
     "config": "config_cmd:config",
     "db": "db_cmd:db",
+    "drill": "drill_cmd:drill",
     "health": "health_cmd:health",
     "init": "init_cmd:init",
     "logs": "status_cmd:logs",

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
 import click
 
 from backupctl_core.cli.completion import complete_projects
 from backupctl_core.cli.context import CliContext
 from backupctl_core.cli.output import MAX_LAST, echo_json, local_time, table
+from backupctl_core.domain.drill import DrillSummary, drill_overdue
 from backupctl_core.domain.events import human_duration, human_size
 from backupctl_core.domain.records import RunRecord, RunStatus
 from backupctl_core.domain.stages import describe_stage
+
+if TYPE_CHECKING:
+    from backupctl_core.config.loader import AppConfig
 
 
 def _stage(record: RunRecord) -> str:
@@ -20,6 +28,34 @@ def _stage(record: RunRecord) -> str:
     if record.warning_message:  # "done, 1 asset path missing": the paths are in `logs`
         return f"done, {record.warning_message.split(':')[0]}"
     return "done"
+
+
+def _drill_json(summary: DrillSummary | None) -> dict[str, Any] | None:
+    if summary is None:
+        return None
+    return {
+        "started_at": summary.started_at.isoformat(),
+        "ok": summary.ok,
+        "snapshot_id": summary.snapshot_id,
+        "error": summary.error_message,
+        "last_success": summary.last_success.isoformat() if summary.last_success else None,
+        "duration_ms": summary.duration_ms,
+    }
+
+
+def _echo_drills(config: AppConfig, drills: dict[str, DrillSummary]) -> None:
+    """``last verified restore: <when>, <result>`` per project that drills or must."""
+    zone = ZoneInfo(config.settings.timezone)
+    now = datetime.now(UTC)
+    for project in config.projects:
+        summary = drills.get(project.name)
+        max_age = project.drill.max_age_days if project.drill else None
+        if summary is None and max_age is None:
+            continue
+        text = summary.text(zone) if summary else "never"
+        overdue = drill_overdue(max_age, summary, now)
+        flag = f" — OVERDUE: {overdue}" if overdue else ""
+        click.echo(f"{project.name}: last verified restore: {text}{flag}")
 
 
 @click.command()
@@ -38,11 +74,17 @@ def status(context: CliContext, project: str | None, last: int, as_json: bool) -
     config = context.config
     tz = config.settings.timezone
     if project is None:
-        latest = context.store().latest_per_project(config.names)
+        store = context.store()
+        latest = store.latest_per_project(config.names)
+        drills = store.latest_drills(config.names)
         if as_json:
-            echo_json(
-                {name: r.to_json() if (r := latest.get(name)) else None for name in config.names}
-            )
+            data: dict[str, Any] = {}
+            for name in config.names:
+                record = latest.get(name)
+                data[name] = record.to_json() if record else None
+                if data[name] is not None:
+                    data[name]["last_drill"] = _drill_json(drills.get(name))
+            echo_json(data)
             return
         rows = []
         for name in config.names:
@@ -61,6 +103,7 @@ def status(context: CliContext, project: str | None, last: int, as_json: bool) -
                 ]
             )
         click.echo(table(["PROJECT", "STATUS", "STAGE", "STARTED", "DURATION", "SNAPSHOT"], rows))
+        _echo_drills(config, drills)
         return
     config.project(project)
     records = context.store().history(project, last)
@@ -105,14 +148,32 @@ def logs(context: CliContext, project: str, last: int, failed: bool, as_json: bo
     """PROJECT's audit log entries, newest first."""
     context.config.project(project)
     tz = context.config.settings.timezone
-    records = context.store().history(project, last, failed_only=failed)
+    store = context.store()
+    records = store.history(project, last, failed_only=failed)
+    drills = [d for d in store.drill_history(project, last) if not (failed and d.ok)]
+    # Backups and restore drills, newest first; a drill is never counted as a backup.
+    entries: list[RunRecord | DrillSummary] = [*records, *drills]
+    entries.sort(key=lambda e: e.started_at, reverse=True)
+    entries = entries[:last]
     if as_json:
-        echo_json([r.to_json() for r in records])
+        echo_json(
+            [
+                {"kind": "backup", **e.to_json()}
+                if isinstance(e, RunRecord)
+                else {"kind": "drill", **(_drill_json(e) or {})}
+                for e in entries
+            ]
+        )
         return
-    if not records:
+    if not entries:
         click.echo(f"{project}: no {'failed ' if failed else ''}runs recorded")
         return
-    for r in records:
+    for r in entries:
+        if isinstance(r, DrillSummary):
+            result = "passed" if r.ok else f"FAILED: {r.error_message}"
+            click.echo(f"{local_time(r.started_at, tz)}  drill  snapshot {r.snapshot_id or '-'}")
+            click.echo(f"  restore drill {result}, duration {human_duration(r.duration_ms)}")
+            continue
         click.echo(f"{local_time(r.started_at, tz)}  {r.status.value}  run {r.id}")
         if r.status is RunStatus.FAILED:
             click.echo(f"  error at {describe_stage(r.error_stage)}: {r.error_message}")

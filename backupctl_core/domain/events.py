@@ -12,6 +12,7 @@ from typing import Any
 
 from attrs import field, frozen
 
+from backupctl_core.domain.drill import DrillReport
 from backupctl_core.domain.records import RunRecord, RunStatus
 from backupctl_core.domain.stages import describe_stage
 
@@ -22,6 +23,8 @@ class EventType(StrEnum):
     FAILED = "backup_failed"
     WARNING = "backup_warning"
     DAILY_SUMMARY = "daily_summary"
+    DRILL_SUCCESS = "drill_success"
+    DRILL_FAILED = "drill_failed"
 
 
 @frozen
@@ -172,6 +175,27 @@ def job_failed_event(job: str, project: str, message: str, local_now: datetime) 
     )
     data = {"job": job, "error": message, "timestamp": local_now.isoformat(timespec="seconds")}
     return Event(EventType.WARNING, project, text, data)
+
+
+def drill_event(report: DrillReport, local_end: datetime) -> Event:
+    """A restore drill's result: what was proven, or the first thing that was not."""
+    passed = sum(1 for check in report.checks if check.status == "pass")
+    if report.ok:
+        lines = [f"✅ Restore drill passed — {report.project}"]
+    else:
+        first = report.failures[0]
+        lines = [
+            f"❌ Restore drill failed — {report.project}",
+            f"Failed: {first.name} — {first.detail}",
+        ]
+    lines += [
+        f"Snapshot: {report.snapshot_id or '-'} | Checks: {passed}/{len(report.checks)} passed"
+        f" | Restored: {human_size(report.restored_bytes)}",
+        f"Duration: {human_duration(report.duration_ms)}",
+    ]
+    data = {**report.as_json(), "timestamp": local_end.isoformat(timespec="seconds")}
+    kind = EventType.DRILL_SUCCESS if report.ok else EventType.DRILL_FAILED
+    return Event(kind, report.project, "\n".join(lines), data)
 
 
 def daily_summary_event(records: list[RunRecord], day: datetime) -> Event:

@@ -16,6 +16,7 @@ from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from backupctl_core.domain.artifacts import DumpArtifact
+from backupctl_core.domain.drill import manifest_path
 from backupctl_core.domain.errors import Interrupted, PluginError
 from backupctl_core.domain.events import (
     Event,
@@ -119,6 +120,7 @@ class BackupPipeline:
         self.secrets = list(secrets)
         self.on_stage = on_stage
         self._progress_warned = False
+        self._manifest: DumpArtifact | None = None
         self.connectivity_failure = False
         self.interrupted: Interrupted | None = None
 
@@ -219,11 +221,31 @@ class BackupPipeline:
         if self.project.verification.enabled:
             self._stage(record, Stage.VERIFY, lambda: self._verify(dump))
             record.verified = True
+        manifest = self._stage(
+            record, Stage.VERIFY, partial(self._write_manifest, dump), track=False
+        )
+        record.manifest_path = manifest.path if manifest else None
         if self.project.encryption_enabled:
             dump = self._stage(record, Stage.ENCRYPT, partial(self.plugins.encrypt, dump))
             record.dump_path = dump.path
+            if manifest is not None:  # table names are the operator's data too
+                manifest = self._stage(
+                    record, Stage.ENCRYPT, partial(self.plugins.encrypt, manifest), track=False
+                )
+                record.manifest_path = manifest.path
             record.encrypted = True
+        self._manifest = manifest
         return dump
+
+    def _write_manifest(self, dump: DumpArtifact) -> DumpArtifact | None:
+        """The dumper's manifest of ``dump``, written beside it (restore drills read it)."""
+        manifest = self.plugins.manifest(dump)
+        if manifest is None:
+            return None
+        path = manifest_path(dump.path)
+        text = manifest.to_json()
+        self.files.write_private(path, text)
+        return DumpArtifact(path=path, size_bytes=len(text.encode()), format="manifest")
 
     def _verify(self, dump: DumpArtifact) -> None:
         result = self.plugins.verify(dump)
@@ -232,11 +254,14 @@ class BackupPipeline:
 
     def _sync(self, record: RunRecord, dump: DumpArtifact | None, assets: list[Path]) -> None:
         name = self.project.name
+        dump_files = [dump.path] if dump else []
+        if dump and self._manifest is not None:
+            dump_files.append(self._manifest.path)
         if self.project.restic.snapshot_mode == "combined":
-            batches = [([dump.path] if dump else []) + assets]
+            batches = [dump_files + assets]
             tag_sets = [snapshot_tags(name, "combined")]
         else:
-            batches = ([[dump.path]] if dump else []) + [[asset] for asset in assets]
+            batches = ([dump_files] if dump else []) + [[asset] for asset in assets]
             tag_sets = ([snapshot_tags(name, "db")] if dump else []) + [
                 snapshot_tags(name, f"assets:{asset}") for asset in assets
             ]

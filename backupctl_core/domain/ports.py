@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Protocol
 
 from backupctl_core.domain.artifacts import DumpArtifact, PruneResult, SyncResult, VerifyResult
+from backupctl_core.domain.drill import DumpManifest
 from backupctl_core.domain.records import RunRecord
 from backupctl_core.domain.stages import Stage
 
@@ -38,6 +39,8 @@ class ProjectPlugins(Protocol):
 
     def prune(self) -> PruneResult: ...
 
+    def manifest(self, artifact: DumpArtifact) -> DumpManifest | None: ...
+
 
 class Watchdog(Protocol):
     def watch(self, record: RunRecord) -> AbstractContextManager[object]:
@@ -56,6 +59,9 @@ class LocalFiles(Protocol):
         """Asset paths that exist, and the ones that do not."""
 
     def cleanup(self, older_than_days: int, now: datetime) -> int: ...
+
+    def write_private(self, path: Path, text: str) -> None:
+        """Write a small 0600 file (a dump's manifest)."""
 
 
 class Clock(Protocol):

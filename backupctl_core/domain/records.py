@@ -46,12 +46,15 @@ class RunRecord:
     # What a successful run left out ("1 asset path missing: /srv/x"), or None
     # (stored as ``warning_message``, a backupctl extension).
     warning_message: str | None = None
+    # The dump's manifest stored beside it (``manifest_file``, a backupctl extension).
+    manifest_path: Path | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Plain data for the JSONL fallback (``from_json`` reads it back)."""
         data = {f.name: getattr(self, f.name) for f in fields(RunRecord)}
         data["status"] = self.status.value
         data["dump_path"] = str(self.dump_path) if self.dump_path else None
+        data["manifest_path"] = str(self.manifest_path) if self.manifest_path else None
         for key in ("started_at", "completed_at"):
             data[key] = data[key].isoformat() if data[key] else None
         return data
@@ -61,6 +64,8 @@ class RunRecord:
         values = dict(data)
         values["status"] = RunStatus(values["status"])
         values["dump_path"] = Path(values["dump_path"]) if values.get("dump_path") else None
+        manifest = values.get("manifest_path")
+        values["manifest_path"] = Path(manifest) if manifest else None
         for key in ("started_at", "completed_at"):
             values[key] = datetime.fromisoformat(values[key]) if values.get(key) else None
         return cls(**values)

@@ -15,6 +15,7 @@ from typing import Literal
 from attrs import field, frozen
 
 from backupctl_core.domain.artifacts import Snapshot
+from backupctl_core.domain.drill import is_manifest
 from backupctl_core.domain.errors import BackupctlError
 
 Only = Literal["db", "assets"] | None
@@ -29,6 +30,13 @@ class RestoreStep:
 
 
 def is_dump_path(path: str, project: str) -> bool:
+    """A dump of ``project`` (its manifest, stored beside it, is not a dump)."""
+    name = PurePosixPath(path).name
+    return name.startswith(f"{project}_backup_") and not is_manifest(name)
+
+
+def is_backup_file(path: str, project: str) -> bool:
+    """A dump or its manifest: what ``--only db`` restores."""
     return PurePosixPath(path).name.startswith(f"{project}_backup_")
 
 
@@ -57,7 +65,7 @@ def _find(snapshots: Sequence[Snapshot], ref: str) -> Snapshot:
 def _narrow(snapshot: Snapshot, only: Only, project: str) -> RestoreStep:
     if only is None or _kind(snapshot) != "combined":
         return RestoreStep(snapshot.id, None, tuple(snapshot.paths))
-    wanted = tuple(p for p in snapshot.paths if is_dump_path(p, project) == (only == "db"))
+    wanted = tuple(p for p in snapshot.paths if is_backup_file(p, project) == (only == "db"))
     if not wanted:
         raise BackupctlError(f"snapshot {snapshot.id} has no {only} paths")
     return RestoreStep(snapshot.id, wanted, wanted)

@@ -111,6 +111,27 @@ class MonitorSettings:
     config: dict[str, Any] = field(factory=dict)
 
 
+@frozen
+class DrillDatabaseSettings:
+    """The server a restore drill imports into instead of the project's own."""
+
+    host: str | None = None
+    port: int | None = None
+    user: str | None = None
+    password: Secret | None = None
+
+
+@frozen
+class DrillSettings:
+    """Restore drills (``backupctl drill``): where to import, what else must hold."""
+
+    database: DrillDatabaseSettings | None = None
+    # SQL the imported database must answer with true, e.g. "SELECT count(*) > 0 FROM orders".
+    checks: tuple[str, ...] = ()
+    cron: str | None = None  # serve drills on this schedule
+    max_age_days: int | None = None  # status/health flag a project without a newer pass
+
+
 @frozen(kw_only=True)
 class ProjectSettings:
     """One entry of ``projects:`` after ``${VAR}`` resolution and defaults."""
@@ -131,6 +152,7 @@ class ProjectSettings:
     verification: VerificationSettings = VerificationSettings()
     notification: NotificationSettings | None = None
     monitor: MonitorSettings | None = None
+    drill: DrillSettings | None = None
 
     @property
     def files_only(self) -> bool:

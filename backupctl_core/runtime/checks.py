@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from datetime import datetime
 from pathlib import Path
 
+from backupctl_core.audit.store import AuditStore
 from backupctl_core.config.loader import AppConfig
 from backupctl_core.domain.artifacts import CheckResult
+from backupctl_core.domain.drill import drill_overdue
 from backupctl_core.domain.errors import (
     EXIT_CONFIG,
     EXIT_CONNECTIVITY,
@@ -130,4 +133,23 @@ def repository_checks(config: AppConfig, registry: PluginRegistry) -> list[Check
         except BackupctlError as error:
             found = [CheckResult("plugins", "fail", error.message)]
         results += [CheckResult(r.name, r.status, f"{project.name}: {r.detail}") for r in found]
+    return results
+
+
+def drill_checks(config: AppConfig, store: AuditStore, now: datetime) -> list[CheckResult]:
+    """One ``restore drill`` line per project with ``drill.max_age_days``: fail when
+    its newest passed drill is older (or there is none)."""
+    projects = [p for p in config.enabled_projects if p.drill and p.drill.max_age_days]
+    if not projects:
+        return []
+    latest = store.latest_drills([p.name for p in projects])
+    results = []
+    for project in projects:
+        assert project.drill is not None
+        summary = latest.get(project.name)
+        problem = drill_overdue(project.drill.max_age_days, summary, now)
+        passed = summary.last_success if summary else None
+        detail = problem or f"last passed {passed.isoformat(timespec='minutes') if passed else '-'}"
+        detail = f"{project.name}: {detail}"
+        results.append(CheckResult("restore drill", "fail" if problem else "pass", detail))
     return results

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from backupctl_core.plugin_kit import make_private_dir
+from backupctl_core.plugin_kit import make_private_dir, open_private_file
 
 
 class ProjectFiles:
@@ -56,8 +56,12 @@ class ProjectFiles:
                 missing.append(raw)
         return present, missing
 
+    def write_private(self, path: Path, text: str) -> None:
+        with open_private_file(path) as handle:
+            handle.write(text.encode())
+
     def cleanup(self, older_than_days: int, now: datetime) -> int:
-        """Remove dumps whose modification time is older than ``older_than_days``."""
+        """Remove dumps (and their manifests) modified more than ``older_than_days`` ago."""
         cutoff = (now - timedelta(days=older_than_days)).timestamp()
         removed = 0
         for path in self.dumps():

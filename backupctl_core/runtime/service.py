@@ -31,7 +31,8 @@ from backupctl_core.domain.settings import ProjectSettings
 from backupctl_core.plugin_kit import make_private_dir
 from backupctl_core.plugins import PluginRegistry
 from backupctl_core.runtime.audit_log import replay_audit
-from backupctl_core.runtime.checks import disk_check, repository_checks
+from backupctl_core.runtime.checks import disk_check, drill_checks, repository_checks
+from backupctl_core.runtime.drill import run_drill
 from backupctl_core.runtime.fallback import FallbackLog
 from backupctl_core.runtime.http_api import HttpApi, Text
 from backupctl_core.runtime.lock import ServiceLock, held_by_live_process
@@ -182,12 +183,37 @@ class BackupService:
 
         return trigger
 
+    def _drill_trigger(self, project: ProjectSettings) -> Callable[[], None]:
+        """A scheduled drill runs on a worker of its own (``drill:<name>``), so a long
+        import never delays the scheduler or the project's backups."""
+        name = project.name
+
+        def drill() -> None:
+            report = run_drill(self.config, self.config.project(name), self.registry, self.store)
+            # Shown by /health until the next drill passes; drill_failed was sent already.
+            if report.ok:
+                self.job_failures.pop(f"restore drill {name}", None)
+            else:
+                self.job_failures[f"restore drill {name}"] = report.summary()
+
+        def trigger() -> None:
+            key = f"drill:{name}"
+            if key not in self.workers:
+                self.workers[key] = ProjectWorker(key, self._guarded(f"drill {name}", drill, name))
+            log.info("%s: drill %s", name, self.workers[key].trigger())
+
+        return trigger
+
     def _schedule(self) -> None:
         jobs: dict[str, tuple[str, Callable[[], None]]] = {
             f"project:{p.name}": (p.cron, self._guarded(f"schedule {p.name}", self._trigger(p)))
             for p in self.config.enabled_projects
             if p.cron
         }
+        for p in self.config.enabled_projects:
+            if p.drill and p.drill.cron:
+                trigger = self._drill_trigger(p)
+                jobs[f"drill:{p.name}"] = (p.drill.cron, self._guarded(f"drill {p.name}", trigger))
         summary = self._guarded(SUMMARY_JOB, self.send_summary)
         jobs[SUMMARY_JOB] = (self.config.settings.daily_summary_cron, summary)
         self.scheduler = CronScheduler(self.config.settings.timezone)
@@ -318,7 +344,13 @@ class BackupService:
         if self._health_cache is None or now - self._health_cache[0] >= HEALTH_CACHE_SECONDS:
             self._health_cache = (now, repository_checks(self.config, self.registry))
         repositories = self._health_cache[1]
-        checks = [audit, disk, *repositories]
+        drills: list[CheckResult] = []
+        if audit.status == "pass":
+            try:
+                drills = drill_checks(self.config, self.store, self.now())
+            except BackupctlError as error:
+                drills = [CheckResult("restore drill", "fail", error.message)]
+        checks = [audit, disk, *repositories, *drills]
         healthy = all(c.status != "fail" for c in checks) and not self.job_failures
         body = {
             "status": "ok" if healthy else "degraded",

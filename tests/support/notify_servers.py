@@ -28,10 +28,12 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from backupctl_core.domain.drill import DrillReport
 from backupctl_core.domain.events import (
     Event,
     EventType,
     daily_summary_event,
+    drill_event,
     failed_event,
     started_event,
     success_event,
@@ -54,7 +56,7 @@ SUCCESS_TEXT = (
 
 
 def sample_events() -> dict[EventType, Event]:
-    """One event of each of the five types, built by the core from run records."""
+    """One event of each type, built by the core from run records and drill reports."""
     start = datetime(2026, 3, 18, 0, 0, 0, tzinfo=BERLIN)
     running = RunRecord(
         project_name="locaboo",
@@ -92,6 +94,12 @@ def sample_events() -> dict[EventType, Event]:
         duration_ms=342_000,
         dump_path=Path("/data/backups/project-y/backup_2026-03-18_000000.sql.gz"),
     )
+    passed = DrillReport("locaboo", "a1b2c3d4", start, duration_ms=42_000, restored_bytes=12 * MB)
+    passed.add("import", True, "into locaboo_db_drill_20260318000000")
+    passed.add("rows", True, "5 table(s), 12543 row(s) as in the dump")
+    broken = DrillReport("project-y", "b2c3d4e5", start, duration_ms=42_000, restored_bytes=MB)
+    broken.add("import", True, "into project_y_drill_20260318000000")
+    broken.add("rows", False, "table orders: 3001 row(s) in the dump, 3000 imported")
     return {
         EventType.STARTED: started_event(running, start),
         EventType.SUCCESS: success_event(ok, "locaboo_db", start + timedelta(seconds=192)),
@@ -100,6 +108,8 @@ def sample_events() -> dict[EventType, Event]:
             running, 35 * 60_000, 30, start + timedelta(minutes=35)
         ),
         EventType.DAILY_SUMMARY: daily_summary_event([ok, failed], start),
+        EventType.DRILL_SUCCESS: drill_event(passed, start + timedelta(seconds=42)),
+        EventType.DRILL_FAILED: drill_event(broken, start + timedelta(seconds=42)),
     }
 
 

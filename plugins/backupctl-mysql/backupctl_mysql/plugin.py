@@ -50,6 +50,7 @@ from backupctl_core import (
     VerifyResult,
     hookimpl,
 )
+from backupctl_core.domain.drill import DumpManifest
 from backupctl_core.domain.settings import DatabaseSettings, GlobalSettings, ProjectSettings
 from backupctl_core.plugin_kit import (
     child_env,
@@ -160,6 +161,29 @@ def backupctl_verify(
     if not _is_gzip(path):
         return VerifyResult(True, f"plain SQL, ends with '{trailer}'")
     return VerifyResult(True, f"gzip intact, ends with '{trailer}'")
+
+
+@hookimpl
+def backupctl_manifest(
+    project: ProjectSettings, settings: GlobalSettings, artifact: DumpArtifact
+) -> DumpManifest | None:
+    """Tables and exact row counts, read from the dump itself (see drill.py)."""
+    from backupctl_mysql import drill
+
+    db = database_of(project, TYPE)
+    if db is None or artifact.format not in (FORMAT, PLAIN_FORMAT):
+        return None
+    return drill.dump_manifest(Path(artifact.path), db)
+
+
+@hookimpl
+def backupctl_scratch_database(
+    project: ProjectSettings, settings: GlobalSettings, name: str
+) -> Any:
+    from backupctl_mysql import drill
+
+    db = database_of(project, TYPE)
+    return drill.MysqlScratchDatabase(project, db, name) if db is not None else None
 
 
 @hookimpl

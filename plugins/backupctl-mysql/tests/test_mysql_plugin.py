@@ -835,3 +835,44 @@ def test_dump_timeout_minutes_kills_the_pipeline_and_removes_the_dump(
     )
     assert caught.value.retryable is False
     assert list(stem.parent.iterdir()) == []
+
+
+# -- restore drills: the manifest counts rows in the dump itself ------------------------
+
+
+def test_count_insert_rows_in_both_mysqldump_layouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from backupctl_mysql import drill
+
+    one_line = (
+        b"-- MySQL dump 10.13  Distrib 8.0.36\n-- Server version\t8.0.36\n"
+        b"CREATE TABLE `a``b` (\n  `id` int\n);\n"
+        b"INSERT INTO `a``b` VALUES (1,'x),(y'),(2,'it\\'s; (3)'),(3,NULL);\n"
+        b"CREATE TABLE `empty` (`id` int);\n"
+        b"INSERT INTO `a``b` VALUES (4,0x28292C28);\n"
+    )
+    per_line = (  # MariaDB 10.11+: one row per line
+        b"CREATE TABLE `t` (`v` text);\n"
+        b"INSERT INTO `t` VALUES\n('a;\\n(b'),\n('c'),\n(''),\n('\\\\');\n"
+        b"/*!40000 ALTER TABLE `t` ENABLE KEYS */;\n"
+    )
+    for chunk in (1, 5, 17, 1 << 20):
+        monkeypatch.setattr(drill, "CHUNK", chunk)
+        counts, header = drill.count_insert_rows(io.BytesIO(one_line + per_line))
+        assert counts == {"a`b": 4, "empty": 0, "t": 4}, chunk
+        assert "Server version\t8.0.36" in header
+    with pytest.raises(PluginError, match="ends inside the rows of table t"):
+        drill.count_insert_rows(io.BytesIO(b"INSERT INTO `t` VALUES\n(1),\n"))
+
+
+def test_manifest_of_a_real_dump_matches_the_database(
+    mariadb: MariaDb, filled_db: MysqlDatabase, settings: GlobalSettings, stem: Path
+) -> None:
+    project = make_project(filled_db)
+    artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+    manifest = plugin.backupctl_manifest(project=project, settings=settings, artifact=artifact)
+    assert manifest is not None
+    tables = fingerprint(mariadb, filled_db.name)["rows"]
+    assert dict(manifest.tables) == {name: int(count) for name, count in tables.items()}
+    assert manifest.engine_version and manifest.tool_version

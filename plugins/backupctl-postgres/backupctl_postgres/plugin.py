@@ -42,6 +42,7 @@ from backupctl_core import (
     VerifyResult,
     hookimpl,
 )
+from backupctl_core.domain.drill import DumpManifest
 from backupctl_core.domain.settings import DatabaseSettings, GlobalSettings, ProjectSettings
 from backupctl_core.plugin_kit import (
     child_env,
@@ -58,6 +59,7 @@ from backupctl_core.plugin_kit import (
     require_database,
     tools_check,
 )
+from backupctl_postgres import drill
 
 TYPE = "postgres"
 FORMAT = "postgres-custom"
@@ -161,6 +163,25 @@ def backupctl_verify(
         if problem:
             return VerifyResult(False, problem)
     return VerifyResult(True, f"{entries} entries")
+
+
+@hookimpl
+def backupctl_manifest(
+    project: ProjectSettings, settings: GlobalSettings, artifact: DumpArtifact
+) -> DumpManifest | None:
+    """Tables and exact row counts, read from the dump itself (see drill.py)."""
+    db = database_of(project, TYPE)
+    if db is None or artifact.format != FORMAT:
+        return None
+    return drill.dump_manifest(Path(artifact.path), db)
+
+
+@hookimpl
+def backupctl_scratch_database(
+    project: ProjectSettings, settings: GlobalSettings, name: str
+) -> drill.PostgresScratchDatabase | None:
+    db = database_of(project, TYPE)
+    return drill.PostgresScratchDatabase(project, db, name) if db is not None else None
 
 
 @hookimpl

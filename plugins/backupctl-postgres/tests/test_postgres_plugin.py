@@ -664,3 +664,43 @@ def test_dump_timeout_minutes_kills_the_dump_removes_it_and_is_not_retried(
     assert caught.value.message == ("pg_dump timed out after 1 min (database.dump_timeout_minutes)")
     assert caught.value.retryable is False
     assert list(stem.parent.iterdir()) == []  # the partial dump is gone
+
+
+# -- restore drills: the manifest counts rows in the dump itself ------------------------
+
+
+def test_count_copy_rows_across_chunk_boundaries(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from backupctl_postgres import drill
+
+    sql = (
+        b"SET x = 1;\n"
+        b"COPY public.people (id, name) FROM stdin;\n1\tAda\n2\tline\\nbreak \\\\.\n3\t\\.x\n\\.\n"
+        b"\n"
+        b'COPY shop."Gift Cards" (code) FROM stdin;\n\\.\n'
+        b"COPY public.numbers (n) FROM stdin;\n" + b"".join(b"%d\n" % i for i in range(500))
+        + b"\\.\n"
+        b"SELECT 1;\n"
+    )  # fmt: skip
+    expected = {"public.people": 3, 'shop."Gift Cards"': 0, "public.numbers": 500}
+    for chunk in (1, 2, 3, 7, 64, 1 << 20):  # every cut: in a marker, a name, a row
+        monkeypatch.setattr(drill, "CHUNK", chunk)
+        assert drill.count_copy_rows(io.BytesIO(sql)) == expected, chunk
+    with pytest.raises(PluginError, match=r"ends inside the data of table public\.t"):
+        drill.count_copy_rows(io.BytesIO(b"COPY public.t (a) FROM stdin;\n1\n2\n"))
+
+
+def test_manifest_counts_every_table_of_a_real_dump(
+    filled_db: PgDatabase, settings: GlobalSettings, stem: Path
+) -> None:
+    project = make_project(filled_db)
+    artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+    manifest = plugin.backupctl_manifest(project=project, settings=settings, artifact=artifact)
+    assert manifest is not None
+    assert dict(manifest.tables) == {"public.people": 3, "public.numbers": 5000}
+    assert manifest.engine == "postgres" and manifest.database == filled_db.name
+    assert manifest.engine_version.startswith("1") and manifest.tool_version.startswith("1")
+    assert manifest.dump_bytes == artifact.size_bytes
+    other = DumpArtifact(path=artifact.path, size_bytes=1, format="mysql-sql-gzip")
+    assert plugin.backupctl_manifest(project=project, settings=settings, artifact=other) is None

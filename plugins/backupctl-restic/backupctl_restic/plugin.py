@@ -202,6 +202,21 @@ def backupctl_snapshots(project: Any, settings: Any) -> list[Snapshot]:
 
 
 @hookimpl
+def backupctl_snapshot_stats(project: Any, settings: Any, snapshot_id: str) -> tuple[int, int]:
+    """``restic stats --mode restore-size``: the regular files and bytes a full restore
+    writes (restic counts files only, not folders or links)."""
+    data = Restic(project, settings).json(
+        ["stats", "--json", "--mode", "restore-size", snapshot_id]
+    )
+    try:
+        return int(data["total_file_count"]), int(data["total_size"])
+    except (KeyError, TypeError, ValueError):
+        raise PluginError(
+            f"restic stats gave no file count: {data!r}"[:200], retryable=False
+        ) from None
+
+
+@hookimpl
 def backupctl_restore(
     project: Any,
     settings: Any,

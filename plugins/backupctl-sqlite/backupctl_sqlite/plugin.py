@@ -38,8 +38,10 @@ from backupctl_core import (
     VerifyResult,
     hookimpl,
 )
+from backupctl_core.domain.drill import DumpManifest
 from backupctl_core.domain.settings import GlobalSettings, ProjectSettings
 from backupctl_core.plugin_kit import create_private_file, database_of, removed_on_failure
+from backupctl_sqlite import drill
 
 TYPE = "sqlite"  # the database.type this plugin answers to
 FORMAT = "sqlite-gzip"  # recorded in the audit log with each dump
@@ -166,6 +168,26 @@ def backupctl_verify(
             False, f"{path.name}: {size} bytes, not {pages} whole pages of {page_size}: cut short"
         )
     return VerifyResult(True, f"integrity ok, {table_count} tables")
+
+
+@hookimpl
+def backupctl_manifest(
+    project: ProjectSettings, settings: GlobalSettings, artifact: DumpArtifact
+) -> DumpManifest | None:
+    """Tables and row counts of the dump (restore drills compare an import with them)."""
+    if database_of(project, TYPE) is None:
+        return None
+    return drill.dump_manifest(Path(artifact.path), str(_source_path(project)))
+
+
+@hookimpl
+def backupctl_scratch_database(
+    project: ProjectSettings, settings: GlobalSettings, name: str, workdir: Path
+) -> drill.SqliteScratchDatabase | None:
+    """A restore drill's copy of the dump, in the drill's own folder."""
+    if database_of(project, TYPE) is None:
+        return None
+    return drill.SqliteScratchDatabase(name, workdir)
 
 
 @hookimpl

@@ -370,3 +370,53 @@ def test_the_guide_swaps_in_the_copy_with_the_live_file_s_owner_mode_and_no_stal
         nobody.pw_uid, nobody.pw_gid, 0o640,
     )  # fmt: skip
     assert read_rows(source) == ROWS  # the backup's rows, not the WAL's extra one
+
+
+# -- restore drills ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compressed", [True, False])
+def test_manifest_and_scratch_copy_agree(
+    source: Path, settings: GlobalSettings, stem: Path, tmp_path: Path, compressed: bool
+) -> None:
+    import attrs
+
+    from backupctl_core.domain.settings import CompressionSettings
+
+    project = attrs.evolve(make_project(source), compression=CompressionSettings(compressed))
+    artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+    manifest = plugin.backupctl_manifest(project=project, settings=settings, artifact=artifact)
+    assert manifest is not None
+    assert dict(manifest.tables) == {"people": 3, "numbers": 10000}
+    assert sorted(p.name for p in stem.parent.iterdir()) == [artifact.path.name]  # no leftovers
+
+    workdir = tmp_path / "drill"
+    workdir.mkdir()
+    scratch = plugin.backupctl_scratch_database(
+        project=project, settings=settings, name="app_drill_1", workdir=workdir
+    )
+    assert scratch is not None
+    scratch.create_and_import(artifact.path)
+    assert scratch.table_counts() == dict(manifest.tables)
+    assert scratch.check("SELECT count(*) = 3 FROM people") is True
+    assert scratch.check("SELECT count(*) = 4 FROM people") is False
+    with pytest.raises(PluginError, match="no such table"):
+        scratch.check("SELECT * FROM nope")
+    with pytest.raises(PluginError, match="readonly"):
+        scratch.check("DELETE FROM people")
+    scratch.drop()
+    assert list(workdir.iterdir()) == []
+
+
+def test_scratch_import_of_a_broken_dump_fails(
+    source: Path, settings: GlobalSettings, tmp_path: Path
+) -> None:
+    broken = tmp_path / "p_backup_x.sqlite.gz"
+    broken.write_bytes(b"\x1f\x8b not really gzip")
+    scratch = plugin.backupctl_scratch_database(
+        project=make_project(source), settings=settings, name="x", workdir=tmp_path
+    )
+    assert scratch is not None
+    with pytest.raises(PluginError, match="cannot unpack"):
+        scratch.create_and_import(broken)
+    scratch.drop()

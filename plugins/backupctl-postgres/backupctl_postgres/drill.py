@@ -1,0 +1,217 @@
+"""Restore drills for PostgreSQL: the dump's manifest and a scratch database.
+
+* manifest — the row count of every table, counted in the dump itself: each
+  ``COPY … FROM stdin;`` block of ``pg_restore --data-only --file=-`` holds one
+  line per row (COPY's text format escapes newlines inside values). Counted in
+  1 MiB chunks with ``bytes.count``, so no row passes through a Python loop.
+* scratch database — ``CREATE DATABASE <db>_drill_<ts>`` on the project's server
+  (or ``drill.database``), ``pg_restore --exit-on-error --no-owner --no-acl``
+  into it, ``count(*)`` per table, the operator's checks in a read-only
+  transaction, then ``DROP DATABASE``.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from backupctl_core import PluginError
+from backupctl_core.domain.drill import DumpManifest
+from backupctl_core.domain.settings import DatabaseSettings, ProjectSettings
+from backupctl_core.plugin_kit import child_env, first_error_line, mask, read_captured
+
+CHUNK = 1 << 20
+COPY_LINE = re.compile(rb'^COPY ((?:"[^"]*(?:""[^"]*)*"|[^\s"])+) .*FROM stdin;\n', re.MULTILINE)
+END_OF_DATA = b"\\.\n"
+VERSION_LINE = re.compile(r";\s+Dumped (from database|by pg_dump) version: (\S+)")
+CONNECT_TIMEOUT_SECONDS = 10
+
+
+def count_copy_rows(stream: IO[bytes]) -> dict[str, int]:
+    """``{table: rows}`` of the COPY blocks in a plain SQL dump read from ``stream``."""
+    counts: dict[str, int] = {}
+    table: str | None = None
+    buffer = b""
+    for chunk in iter(lambda: stream.read(CHUNK), b""):
+        buffer += chunk
+        position = 0
+        while True:
+            if table is None:
+                match = COPY_LINE.search(buffer, position)
+                if match is None:
+                    # Keep the unfinished last line: a COPY line may go on in the next chunk.
+                    position = max(position, buffer.rfind(b"\n", position) + 1)
+                    break
+                table = match.group(1).decode("utf-8", "replace")
+                counts[table] = 0
+                position = match.end()
+                continue
+            end = _end_of_data(buffer, position)
+            if end < 0:  # the block goes on: count the whole lines we have
+                last = max(position, buffer.rfind(b"\n", position) + 1)
+                counts[table] += buffer.count(b"\n", position, last)
+                position = last
+                break
+            counts[table] += buffer.count(b"\n", position, end)
+            position = end + len(END_OF_DATA)
+            table = None
+        buffer = buffer[position:]
+    if table is not None:
+        raise PluginError(f"the dump ends inside the data of table {table}", retryable=False)
+    return counts
+
+
+def _end_of_data(buffer: bytes, position: int) -> int:
+    """Where ``\\.`` alone on a line starts (``position`` is always a line start)."""
+    if buffer.startswith(END_OF_DATA, position):
+        return position
+    found = buffer.find(b"\n" + END_OF_DATA, position)
+    return found + 1 if found >= 0 else -1
+
+
+def dump_manifest(dump: Path, db: DatabaseSettings) -> DumpManifest:
+    versions = _dump_versions(dump)
+    with tempfile.TemporaryFile() as stderr:
+        proc = subprocess.Popen(
+            ["pg_restore", "--data-only", "--file=-", str(dump)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+        )
+        assert proc.stdout is not None
+        with proc.stdout:
+            counts = count_copy_rows(proc.stdout)
+        returncode = proc.wait()
+        errors = read_captured(stderr)
+    if returncode != 0:
+        line = first_error_line(errors, ("error:",), ignore_case=False)
+        raise PluginError(f"cannot read the dump's data: {line or returncode}", retryable=False)
+    return DumpManifest(
+        engine="postgres",
+        database=db.name or "",
+        tables=counts,
+        engine_version=versions.get("from database", ""),
+        tool_version=versions.get("by pg_dump", ""),
+        dump_bytes=dump.stat().st_size,
+    )
+
+
+def _dump_versions(dump: Path) -> dict[str, str]:
+    listing = subprocess.run(
+        ["pg_restore", "--list", str(dump)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        check=False,
+    )
+    return {m.group(1): m.group(2) for m in VERSION_LINE.finditer(listing.stdout)}
+
+
+class PostgresScratchDatabase:
+    """A throw-away database on the drill server (``domain.drill.ScratchDatabase``)."""
+
+    def __init__(self, project: ProjectSettings, db: DatabaseSettings, name: str) -> None:
+        self.name = name
+        server = project.drill.database if project.drill and project.drill.database else None
+        self.host = (server.host if server and server.host else None) or db.host
+        self.port = (server.port if server and server.port else None) or db.port or 5432
+        self.user = (server.user if server and server.user else None) or db.user
+        secret = server.password if server and server.user else db.password
+        self.password = secret.reveal() if secret else None
+        # Where CREATE/DROP DATABASE connect: the project's database on its own
+        # server, the always-present ``postgres`` on a drill server.
+        self.maintenance_db = "postgres" if server else (db.name or "postgres")
+        self.created = False
+
+    @contextmanager
+    def _connect(self, dbname: str, autocommit: bool = True) -> Iterator[Any]:
+        import psycopg  # the core's dependency; only drills connect from Python
+
+        try:
+            conn = psycopg.connect(
+                host=self.host,
+                port=self.port,
+                user=self.user,
+                password=self.password,
+                dbname=dbname,
+                connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                autocommit=autocommit,
+            )
+        except psycopg.Error as error:
+            raise PluginError(self._masked(error), connectivity=True) from None
+        try:
+            yield conn
+        except psycopg.Error as error:
+            raise PluginError(self._masked(error), retryable=False) from None
+        finally:
+            conn.close()
+
+    def _masked(self, error: Exception) -> str:
+        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return mask(text, [self.password])
+
+    def create_and_import(self, dump_file: Path) -> None:
+        with self._connect(self.maintenance_db) as conn:
+            conn.execute(f'CREATE DATABASE "{self.name}"')
+        self.created = True
+        argv = ["pg_restore", "--exit-on-error", "--no-owner", "--no-acl", "--no-password"]
+        argv += [f"--host={self.host}", f"--port={self.port}", f"--username={self.user}"]
+        argv += [f"--dbname={self.name}", str(dump_file)]
+        if dump_file.suffix == ".sql":
+            argv = ["psql", "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1", "--no-password"]
+            argv += [f"--host={self.host}", f"--port={self.port}", f"--username={self.user}"]
+            argv += [f"--dbname={self.name}", f"--file={dump_file}"]
+        own = {"PGCONNECT_TIMEOUT": str(CONNECT_TIMEOUT_SECONDS)}
+        if self.password is not None:
+            own["PGPASSWORD"] = self.password
+        result = subprocess.run(
+            argv,
+            env=child_env(own, prefixes=["PG"]),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            check=False,
+        )
+        if result.returncode != 0:
+            line = first_error_line(result.stderr, ("error:", "ERROR:"), ignore_case=False)
+            message = line or f"{argv[0]} exited {result.returncode}"
+            raise PluginError(mask(message, [self.password]), retryable=False)
+
+    def table_counts(self) -> dict[str, int]:
+        with self._connect(self.name) as conn:
+            names = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)"
+                    " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                    " WHERE c.relkind = 'r'"
+                    " AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+                    " AND n.nspname NOT LIKE 'pg_toast%'"
+                )
+            ]
+            return {
+                name: int(conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0])
+                for name in names
+            }
+
+    def check(self, query: str) -> bool:
+        with self._connect(self.name, autocommit=False) as conn:
+            conn.execute("SET TRANSACTION READ ONLY")
+            row = conn.execute(query).fetchone()
+            conn.rollback()
+        return bool(row and row[0] is True)
+
+    def drop(self) -> None:
+        if not self.created:
+            return
+        with self._connect(self.maintenance_db) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        self.created = False

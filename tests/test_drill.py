@@ -1,0 +1,263 @@
+"""Restore drills end to end: ``run``, then ``drill``, on real servers and restic.
+
+PostgreSQL (the private scram cluster, PG_SCHEMA's realistic content), MariaDB
+(the machine's server) and SQLite: the drill passes; a manifest altered in a
+stored snapshot, or a false operator check, fails it naming what differs; and no
+scratch database or scratch folder is left behind, whatever the result.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.fixtures_pg import PgDatabase
+from tests.support.mariadb import MariaDb, MysqlDatabase, quote_string
+from tests.support.pgcluster import PgCluster
+from tests.support.sqlite_demo import make_sqlite_db, sqlite_project
+from tests.support.workspace import Workspace
+from tests.test_roundtrip import (  # noqa: F401 - fixtures used by name
+    PROJECT,
+    RETENTION,
+    backupctl,
+    make_workspace,
+    mysql_source,
+    pg_source,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+def ok(ws: Workspace, *args: str) -> str:
+    result = backupctl(ws, *args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def drill_json(ws: Workspace, *args: str) -> tuple[int, dict[str, Any]]:
+    result = backupctl(ws, "drill", PROJECT, "--json", *args)
+    assert not result.stderr.strip() or "warning" in result.stderr, result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+def checks(report: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {c["name"]: (c["status"], c["detail"]) for c in report["checks"]}
+
+
+def nothing_left(ws: Workspace) -> None:
+    drill_root = ws.base_dir / ".drill"
+    assert not drill_root.exists() or list(drill_root.iterdir()) == []
+
+
+def pg_scratch_databases(pg: PgCluster, db: PgDatabase) -> list[str]:
+    with pg.connect("postgres") as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s", (f"{db.name}_drill_%",)
+        ).fetchall()
+    return [str(name) for (name,) in rows]
+
+
+def configure(ws: Workspace, **drill: Any) -> None:
+    """Add a ``drill:`` block to the workspace's one project."""
+    from ruamel.yaml import YAML
+
+    data = YAML().load(ws.config_path.read_text())
+    data["projects"][0]["drill"] = drill
+    ws.write_config(list(data["projects"]))
+
+
+# == PostgreSQL =========================================================================
+
+
+def test_postgres_drill_passes_and_leaves_nothing(
+    pg_scram: PgCluster,
+    pg_source: PgDatabase,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+) -> None:
+    db = pg_source
+    database = {"type": "postgres", "host": db.host, "port": db.port, "name": db.name}
+    ws, _ = make_workspace(tmp_path, {**database, "user": db.user}, db.password, "combined")
+    configure(ws, checks=["SELECT count(*) = 2001 FROM shop.customers"])
+    ok(ws, "run", PROJECT)
+
+    code, report = drill_json(ws)
+
+    assert code == 0, report["checks"]
+    found = checks(report)
+    assert found["import"][0] == "pass"
+    assert found["rows"] == ("pass", found["rows"][1])
+    assert found["rows"][1] == "5 table(s), 12543 row(s) as in the dump"
+    assert found["files"][0] == "pass"
+    assert found["check 1"] == ("pass", "SELECT count(*) = 2001 FROM shop.customers")
+    assert report["scratch_database"].startswith(f"{db.name}_drill_")
+    assert pg_scratch_databases(pg_scram, db) == []
+    nothing_left(ws)
+
+    # Recorded as a drill, shown by status, never counted as a backup.
+    status = json.loads(ok(ws, "status", "--json"))
+    assert status[PROJECT]["status"] == "success"
+    assert status[PROJECT]["last_drill"]["ok"] is True
+    entries = json.loads(ok(ws, "logs", PROJECT, "--json"))
+    assert [e["kind"] for e in entries] == ["drill", "backup"]
+    assert "last verified restore: " in ok(ws, "status")
+
+
+def test_postgres_drill_fails_on_a_false_check_and_names_it(
+    pg_scram: PgCluster,
+    pg_source: PgDatabase,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+) -> None:
+    db = pg_source
+    database = {"type": "postgres", "host": db.host, "port": db.port, "name": db.name}
+    ws, _ = make_workspace(tmp_path, {**database, "user": db.user}, db.password, "separate")
+    configure(ws, checks=["SELECT count(*) = 0 FROM shop.orders", "SELECT no_such_column"])
+    ok(ws, "run", PROJECT)
+
+    result = backupctl(ws, "drill", PROJECT)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAIL check 1: false: SELECT count(*) = 0 FROM shop.orders" in result.stdout
+    assert "FAIL check 2: SELECT no_such_column: " in result.stdout
+    assert "ok   rows: " in result.stdout  # the data itself came back
+    assert f"{PROJECT}: drill FAILED" in result.stdout
+    assert db.password not in result.stdout + result.stderr
+    assert pg_scratch_databases(pg_scram, db) == []
+    nothing_left(ws)
+
+
+def test_a_manifest_that_disagrees_with_the_import_fails_the_drill(
+    pg_scram: PgCluster,
+    pg_source: PgDatabase,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+) -> None:
+    db = pg_source
+    database = {"type": "postgres", "host": db.host, "port": db.port, "name": db.name}
+    ws, _ = make_workspace(tmp_path, {**database, "user": db.user}, db.password, "combined")
+    ok(ws, "run", PROJECT)
+    (manifest,) = (ws.base_dir / PROJECT).glob("*.manifest.json")
+    data = json.loads(manifest.read_text())
+    assert data["tables"]["shop.customers"] == 2001
+    assert data["tables"]['shop."Gift Cards"'] == 500
+    data["tables"]["shop.customers"] = 2000
+    manifest.write_text(json.dumps(data))
+    (dump,) = (ws.base_dir / PROJECT).glob("*.dump")
+    # A newer snapshot holding the dump and the altered manifest, tagged as backupctl's.
+    stored = backupctl(ws, "restic", PROJECT, "backup", str(dump), str(manifest),
+                       "--tag", f"project:{PROJECT}", "--tag", "backupctl:combined")  # fmt: skip
+    assert stored.returncode == 0, stored.stdout + stored.stderr
+
+    code, report = drill_json(ws)
+
+    assert code == 1
+    assert checks(report)["rows"] == (
+        "fail",
+        "table shop.customers: 2000 row(s) in the dump, 2001 imported",
+    )
+    assert pg_scratch_databases(pg_scram, db) == []
+    nothing_left(ws)
+
+
+# == MariaDB ============================================================================
+
+
+def test_mysql_drill_passes_and_drops_its_database(
+    mariadb: MariaDb,
+    mysql_source: MysqlDatabase,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+) -> None:
+    db = mysql_source
+    database = {"type": "mysql", "host": db.host, "port": db.port, "name": db.name}
+    ws, _ = make_workspace(tmp_path, {**database, "user": db.user}, db.password, "combined")
+    configure(ws, checks=["SELECT count(*) = 200 FROM products"])
+    ok(ws, "run", PROJECT)
+
+    code, report = drill_json(ws)
+
+    assert code == 0, report["checks"]
+    found = checks(report)
+    assert found["rows"][0] == "pass"
+    assert "5 table(s), 10203 row(s)" in found["rows"][1]
+    assert found["check 1"][0] == "pass"
+    left = mariadb.query(
+        "SELECT schema_name FROM information_schema.schemata"
+        f" WHERE schema_name LIKE {quote_string(db.name + '_drill_%')}"
+    )
+    assert left == []
+    nothing_left(ws)
+
+
+# == SQLite =============================================================================
+
+
+def sqlite_workspace(tmp_path: Path, encrypt: bool = False) -> Workspace:
+    ws = Workspace(tmp_path)
+    ws.write_env(RESTIC_PASSWORD="restic-drill-pw")
+    database = make_sqlite_db(tmp_path / "shop.sqlite", rows=120)
+    ws.write_config([sqlite_project(PROJECT, database, tmp_path / "repo", retention=RETENTION)])
+    ok(ws, "db", "migrate")
+    return ws
+
+
+def test_sqlite_drill_passes_and_an_empty_repository_fails(tmp_path: Path) -> None:
+    ws = sqlite_workspace(tmp_path)
+
+    before = backupctl(ws, "drill", PROJECT)
+    assert before.returncode == 1
+    assert "FAIL restore: restic snapshots failed: no restic repository" in before.stdout
+
+    ok(ws, "run", PROJECT)
+    code, report = drill_json(ws)
+    assert code == 0, report["checks"]
+    assert checks(report)["rows"] == ("pass", "1 table(s), 120 row(s) as in the dump")
+    nothing_left(ws)
+
+    # --all drills every enabled project; status shows the newest drill.
+    out = ok(ws, "drill", "--all")
+    assert f"{PROJECT}: drill passed" in out
+    status = ok(ws, "status")
+    assert f"{PROJECT}: last verified restore: " in status
+    assert status.rstrip().endswith(", passed")
+    logs = ok(ws, "logs", PROJECT)
+    assert logs.count("restore drill passed") == 2  # drilled twice, one backup
+    assert logs.count(" success  run ") == 1
+
+
+def test_drill_usage_errors(tmp_path: Path) -> None:
+    ws = sqlite_workspace(tmp_path)
+    neither = backupctl(ws, "drill")
+    assert neither.returncode == 1
+    assert "give a project name or --all" in neither.stderr
+    assert "Traceback" not in neither.stderr
+    unknown = backupctl(ws, "drill", "nope")
+    assert unknown.returncode == 3  # a config error
+    assert "unknown project 'nope'" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+
+
+def test_restic_stats_counts_what_a_restore_writes(tmp_path: Path) -> None:
+    """The files check compares with ``restic stats --mode restore-size``, which
+    counts every entry a restore writes: the folders down to the dump, and files."""
+    ws = sqlite_workspace(tmp_path)
+    ok(ws, "run", PROJECT)
+    result = subprocess.run(
+        [*backupctl_argv(ws), "restic", PROJECT, "stats", "--json", "--mode", "restore-size"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    stats = json.loads(result.stdout)
+    (dump,) = (ws.base_dir / PROJECT).glob("*.sqlite.gz")
+    folders = len(dump.parent.parts) - 1  # below the root: tmp, pytest-of-..., ..., shop
+    assert stats["total_file_count"] == folders + 2  # and the dump and its manifest
+    size = dump.stat().st_size + dump.with_name(dump.name + ".manifest.json").stat().st_size
+    assert stats["total_size"] == size
+
+
+def backupctl_argv(ws: Workspace) -> list[str]:
+    from tests.test_roundtrip import BACKUPCTL
+
+    return [BACKUPCTL, *ws.cli_args()]
