@@ -113,6 +113,17 @@ def test_timeout_warning_and_daily_summary() -> None:
         "❌ project-y — FAILED — restic sync timeout\n"
         "Total: 1/2 successful | Next run: per project schedule"
     )
+    from backupctl_core.domain.drill import DrillSummary
+
+    drilled = DrillSummary(datetime(2026, 3, 17, 5, tzinfo=BERLIN), True)
+    broken = DrillSummary(datetime(2026, 3, 17, 6, tzinfo=BERLIN), False, error_message="rows: x")
+    with_drills = daily_summary_event(
+        [ok], datetime(2026, 3, 18, tzinfo=BERLIN), {"project-y": broken, "locaboo": drilled}
+    )
+    assert with_drills.text.splitlines()[-2:] == [
+        "🔎 Last verified restore — locaboo: 2026-03-17 05:00 CET, passed",
+        "🔎 Last verified restore — project-y: 2026-03-17 06:00 CET, failed: rows: x",
+    ]
 
 
 def test_retry_delays_grow_exponentially_with_a_cap() -> None:

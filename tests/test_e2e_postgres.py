@@ -120,7 +120,7 @@ def round_trip(ws: Workspace, pg: PgCluster, source: PgDatabase, tmp_path: Path)
     assert sorted(snapshot["tags"]) == ["backupctl:combined", "project:shop"]
     status = json.loads(backupctl(ws, "status", "shop", "--json").stdout)[0]
     assert status["status"] == "success" and snapshot["id"].startswith(status["snapshot_id"])
-    assert status["files_new"] == 2 and status["bytes_added"] > 0
+    assert status["files_new"] == 3 and status["bytes_added"] > 0  # dump, manifest, asset
 
     target = tmp_path / "restored"
     restic(ws, "restore", "latest", "--target", str(target))

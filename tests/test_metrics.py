@@ -112,6 +112,7 @@ def ended(record: RunRecord) -> float:
 def test_metrics_from_a_running_serve_match_the_audit_rows(ws: Workspace, serve: int) -> None:
     for project in ("shop", "shop", "gone"):
         backupctl(ws, "run", project)
+    assert backupctl(ws, "drill", "shop").returncode == 0  # a drill is not a run
     (ws.root / "shop.sqlite").rename(ws.root / "away.sqlite")
     backupctl(ws, "run", "shop")  # shop's newest run fails
     content_type, samples = scrape(serve)
@@ -134,6 +135,11 @@ def test_metrics_from_a_running_serve_match_the_audit_rows(ws: Workspace, serve:
     }
     for name, value in expected.items():
         assert of(samples, name, project="shop") == pytest.approx(value, abs=1e-6), name
+    (drill,) = store.drill_history("shop")
+    for name in ("backupctl_last_drill_timestamp_seconds",
+                 "backupctl_last_drill_success_timestamp_seconds"):  # fmt: skip
+        assert of(samples, name, project="shop") == pytest.approx(drill.started_at.timestamp())
+    assert project_names(samples, "backupctl_last_drill_timestamp_seconds") == {"shop"}
     assert of(samples, "backupctl_runs_total", project="shop", status="success") == 2
     assert of(samples, "backupctl_runs_total", project="shop", status="failed") == 1
     # a project that only failed: its last run, but no success and no dump size

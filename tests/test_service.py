@@ -324,3 +324,43 @@ def test_health_runs_the_repository_checks_at_most_once_a_minute(
         assert calls.read_text().split() == ["version", "cat"]  # once, not five times
     finally:
         service.shutdown()
+
+
+def test_drills_run_on_drill_cron_and_health_flags_an_overdue_one(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    """``drill.cron``: the service drills on its own worker and records the result;
+    ``drill.max_age_days``: /health fails while no drill passed recently enough."""
+    drill = {"cron": "30 10 * * *", "max_age_days": 7}
+    ws.write_config(
+        [sqlite_project("shop", tmp_path / "shop.sqlite", tmp_path / "repo", cron="*/10 * * * *",
+                        drill=drill)]
+    )  # fmt: skip
+    clock = [UTC_10]
+    service = BackupService(ws.config_path, ws.env_path, get_plugin_manager(), now=lambda: clock[0])
+    service.start_up()
+    try:
+        assert "drill:shop" in service.scheduler.jobs
+        status, body = service.health()
+        assert status == 503
+        (overdue,) = [c for c in body["checks"] if c["name"] == "restore drill"]
+        assert overdue["status"] == "fail" and "no passed restore drill yet" in overdue["detail"]
+
+        clock[0] = UTC_10 + timedelta(minutes=10)  # the backup at 10:10
+        service.tick()
+        service.workers["shop"].join(60)
+        clock[0] = UTC_10 + timedelta(minutes=30)  # the drill at 10:30
+        service.tick()
+        service.workers["drill:shop"].join(120)
+        (drilled,) = service.store.drill_history("shop")
+        assert drilled.ok, drilled.error_message
+        assert service.store.history("shop")[0].status.value == "success"  # still one run
+        assert len(service.store.history("shop")) == 1
+
+        clock[0] = datetime.now(UTC)  # the drill's own time is real: judge it from now
+        status, body = service.health()
+        (fresh,) = [c for c in body["checks"] if c["name"] == "restore drill"]
+        assert fresh["status"] == "pass", fresh
+        assert status == 200, body
+    finally:
+        service.shutdown()

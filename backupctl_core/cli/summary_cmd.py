@@ -20,8 +20,10 @@ def summary(context: CliContext, print_only: bool) -> None:
 
     settings = context.config.settings
     now = datetime.now(UTC)
-    runs = context.store().finished_since(now - timedelta(hours=24))
-    event = daily_summary_event(runs, now.astimezone(ZoneInfo(settings.timezone)))
+    store = context.store()
+    runs = store.finished_since(now - timedelta(hours=24))
+    drills = store.latest_drills(context.config.names)
+    event = daily_summary_event(runs, now.astimezone(ZoneInfo(settings.timezone)), drills)
     click.echo(event.text)
     if print_only:
         return

@@ -6,13 +6,14 @@ plugin only transports ``Event.text`` (and ``Event.data`` for webhooks).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from attrs import field, frozen
 
-from backupctl_core.domain.drill import DrillReport
+from backupctl_core.domain.drill import DrillReport, DrillSummary
 from backupctl_core.domain.records import RunRecord, RunStatus
 from backupctl_core.domain.stages import describe_stage
 
@@ -198,7 +199,11 @@ def drill_event(report: DrillReport, local_end: datetime) -> Event:
     return Event(kind, report.project, "\n".join(lines), data)
 
 
-def daily_summary_event(records: list[RunRecord], day: datetime) -> Event:
+def daily_summary_event(
+    records: list[RunRecord], day: datetime, drills: Mapping[str, DrillSummary] | None = None
+) -> Event:
+    """SPEC's summary; ``drills``: each project's newest restore drill, one line each
+    after the runs (a backupctl extension)."""
     lines = [f"📊 Daily Backup Summary — {day.strftime('%Y-%m-%d')}"]
     for record in records:
         if record.status is RunStatus.SUCCESS:
@@ -213,4 +218,6 @@ def daily_summary_event(records: list[RunRecord], day: datetime) -> Event:
             )
     ok = sum(1 for r in records if r.status is RunStatus.SUCCESS)
     lines.append(f"Total: {ok}/{len(records)} successful | Next run: per project schedule")
+    for project, drill in sorted((drills or {}).items()):
+        lines.append(f"🔎 Last verified restore — {project}: {drill.text(day.tzinfo)}")
     return Event(EventType.DAILY_SUMMARY, "*", "\n".join(lines), {"runs": len(records), "ok": ok})

@@ -15,6 +15,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from backupctl_core.audit.store import AuditStore
+from backupctl_core.domain.drill import DrillSummary
 from backupctl_core.domain.errors import BackupctlError
 from backupctl_core.domain.records import RunRecord, RunStatus
 
@@ -28,12 +29,16 @@ LAST_RUN = "backupctl_last_run_timestamp_seconds"
 LAST_DURATION = "backupctl_last_run_duration_seconds"
 LAST_DUMP_SIZE = "backupctl_last_dump_size_bytes"
 LAST_BYTES_ADDED = "backupctl_last_bytes_added"
+LAST_DRILL = "backupctl_last_drill_timestamp_seconds"
+LAST_DRILL_SUCCESS = "backupctl_last_drill_success_timestamp_seconds"
 HELP = {
     LAST_SUCCESS: "When the project's newest successful run ended (Unix time).",
     LAST_RUN: "When the project's newest finished run (success or failed) ended (Unix time).",
     LAST_DURATION: "How long the project's newest finished run took.",
     LAST_DUMP_SIZE: "Dump size of the project's newest successful run (projects with a database).",
     LAST_BYTES_ADDED: "Bytes the project's newest successful run added to the repository.",
+    LAST_DRILL: "When the project's newest restore drill (passed or failed) started (Unix time).",
+    LAST_DRILL_SUCCESS: "When the project's newest passed restore drill started (Unix time).",
 }
 
 
@@ -76,6 +81,7 @@ class AuditCollector(Collector):
             self.store.ensure_migrated()
             latest = self.store.latest_by_status(names, FINISHED)
             counts = self.store.status_counts(names)
+            drills = self.store.latest_drills(names)
         except BackupctlError as error:
             log.debug("metrics without the audit store: %s", error.message)
             up.add_metric([], 0.0)
@@ -83,13 +89,14 @@ class AuditCollector(Collector):
             return
         up.add_metric([], 1.0)
         yield up
-        yield from self._runs(names, latest, counts)
+        yield from self._runs(names, latest, counts, drills)
 
     @staticmethod
     def _runs(
         names: list[str],
         latest: dict[str, dict[RunStatus, RunRecord]],
         counts: dict[str, dict[RunStatus, int]],
+        drills: dict[str, DrillSummary],
     ) -> Iterator[Metric]:
         gauges = {name: GaugeMetricFamily(name, text, labels=["project"])
                   for name, text in HELP.items()}  # fmt: skip
@@ -103,12 +110,16 @@ class AuditCollector(Collector):
             newest = latest.get(name, {})
             success = newest.get(RunStatus.SUCCESS)
             last = max(newest.values(), key=lambda r: r.started_at, default=None)
+            drill = drills.get(name)
+            passed = drill.last_success if drill else None
             values: dict[str, float | None] = {
                 LAST_SUCCESS: _ended(success),
                 LAST_RUN: _ended(last),
                 LAST_DURATION: _seconds(last.duration_ms if last else None),
                 LAST_DUMP_SIZE: success.dump_size_bytes if success else None,
                 LAST_BYTES_ADDED: success.bytes_added if success else None,
+                LAST_DRILL: drill.started_at.timestamp() if drill else None,
+                LAST_DRILL_SUCCESS: passed.timestamp() if passed else None,
             }
             for metric, value in values.items():
                 if value is not None:  # no sample rather than a made-up 0

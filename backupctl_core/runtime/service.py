@@ -225,7 +225,8 @@ class BackupService:
         settings = self.config.settings
         now = self.now()
         runs = self.store.finished_since(now - timedelta(hours=24))
-        event = daily_summary_event(runs, now.astimezone(ZoneInfo(settings.timezone)))
+        drills = self.store.latest_drills(self.config.names)
+        event = daily_summary_event(runs, now.astimezone(ZoneInfo(settings.timezone)), drills)
         Notifier(self.config, self.registry).send(None, event)
 
     # -- reload and stop
