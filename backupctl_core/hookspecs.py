@@ -86,9 +86,14 @@ def backupctl_decompress(project: Any, settings: Any, path: Path) -> Any:
 
 
 @hookspec(firstresult=True)
-def backupctl_restore_guide(project: Any, settings: Any, dump_file: Path) -> Any:
+def backupctl_restore_guide(project: Any, settings: Any, dump_file: Path, snapshot_id: str) -> Any:
     """Return the shell commands (strings) that import ``dump_file`` into a fresh
-    database; the operator supplies the password (the tool's prompt, never a value)."""
+    database; the operator supplies the password (the tool's prompt, never a value).
+
+    Name the new database after the snapshot (``<db>_restored_<snapshot_id>``) so a
+    second restore never meets the first; read the manifest beside the dump
+    (``plugin_kit.manifest_beside``) to recreate the database's own settings; every
+    import must stop at its first error, and refuse a target that has objects."""
 
 
 @hookspec(firstresult=True)

@@ -269,8 +269,10 @@ class ProjectPluginSet:
         caller = self.registry.caller_for(info, hook_name)
         return caller(project=self.project, settings=self.settings, **kwargs)
 
-    def restore_guide(self, dump_file: Path) -> list[str]:
-        result: list[str] = self._call("database", "backupctl_restore_guide", dump_file=dump_file)
+    def restore_guide(self, dump_file: Path, snapshot_id: str) -> list[str]:
+        result: list[str] = self._call(
+            "database", "backupctl_restore_guide", dump_file=dump_file, snapshot_id=snapshot_id
+        )
         return result
 
     def decrypt(self, path: Path, kind: str = "gpg") -> Path:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import shlex
 import stat
 import subprocess
@@ -314,11 +315,30 @@ def pg_source(pg_scram: PgCluster, pg_scram_db: PgDatabase) -> Iterator[PgDataba
     db = pg_scram_db
     with pg_scram.connect(db.name, user=db.user, password=db.password) as conn:
         conn.execute(PG_SCHEMA)
+        # What pg_dump keeps only with --create: the guide recreates it from the manifest.
+        name = sql.Identifier(db.name)
+        conn.execute(sql.SQL("COMMENT ON DATABASE {} IS 'Shop — Grüße'").format(name))
+        conn.execute(sql.SQL("ALTER DATABASE {} SET lock_timeout TO '7s'").format(name))
     try:
         yield db
     finally:
-        for suffix in ("_restored", "_restored_sql"):
-            pg_scram.drop_database(db.name + suffix)
+        for (restored,) in pg_scram.query(
+            "postgres", "SELECT datname FROM pg_database WHERE datname LIKE %s",
+            (db.name + "_restored%",),
+        ):  # fmt: skip
+            pg_scram.drop_database(restored)
+
+
+def pg_database_properties(pg: PgCluster, database: str) -> list[tuple[Any, ...]]:
+    """Encoding, locale, comment and the database's own settings."""
+    return pg.query(
+        "postgres",
+        "SELECT pg_encoding_to_char(encoding), datcollate, datctype,"
+        " shobj_description(d.oid, 'pg_database'), s.setconfig FROM pg_database d"
+        " LEFT JOIN pg_db_role_setting s ON s.setdatabase = d.oid AND s.setrole = 0"
+        " WHERE datname = %s",
+        (database,),
+    )
 
 
 @pytest.mark.parametrize(
@@ -349,18 +369,41 @@ def test_postgres_round_trip(
     dump, plain, guide = back_up_and_restore(ws, assets, db.password, mode, tmp_path, ".dump")
 
     assert plain.read_text().count("CREATE TABLE ") == 5  # pg_restore --no-owner --file
-    restored = f"{db.name}_restored"
+    restored = shlex.split(guide[1])[-1]
+    assert re.fullmatch(re.escape(db.name) + "_restored_[0-9a-f]{8}", restored)
     login = f"--host={db.host} --port={db.port} --username={db.user}"
-    assert guide[1:] == [
-        f"createdb {login} {restored}",
-        f"pg_restore {login} --dbname={restored} --no-owner --exit-on-error {dump}",
-    ]
+    assert guide[1].startswith(f"createdb {login} --template=template0 --encoding=UTF8 ")
+    assert guide[2] == f"pg_restore {login} --dbname={restored} --no-owner --exit-on-error {dump}"
+    assert guide[3].startswith(f"psql {login} --dbname={restored} --set=ON_ERROR_STOP=1 --quiet")
+    assert len(guide) == 4  # and no note: every object was the backup user's
     follow_guide(guide, db.password, env=operator_environment(tmp_path))
 
     after = pg_fingerprint(pg_scram, restored)
     assert after == before
+    assert pg_database_properties(pg_scram, restored) == pg_database_properties(pg_scram, db.name)
+    assert pg_database_properties(pg_scram, restored)[0][3:] == (
+        "Shop — Grüße",
+        ["lock_timeout=7s"],
+    )
 
     if (mode, repository) == ("combined", "local"):
+        # A newer snapshot restores beside the first copy, never into it; the same
+        # commands again stop at createdb and change nothing.
+        with pytest.raises(AssertionError, match="already exists"):
+            follow_guide(guide, db.password, env=operator_environment(tmp_path))
+        with pg_scram.connect(db.name, user=db.user, password=db.password) as conn:
+            conn.execute("DELETE FROM audit.log WHERE id = 1")
+        ok(ws, "run", PROJECT)
+        out = ok(
+            ws, "restore", PROJECT, "latest", str(tmp_path / "again"), "--guide", "--only", "db"
+        )
+        again = guide_commands(out)
+        assert shlex.split(again[1])[-1] != restored
+        follow_guide(again, db.password, env=operator_environment(tmp_path))
+        assert pg_fingerprint(pg_scram, restored) == before  # the first copy untouched
+        newer = shlex.split(again[1])[-1]
+        assert pg_scram.query(newer, "SELECT count(*) FROM audit.log") == [(4040,)]
+
         # The plain SQL that --decompress wrote imports as well, with psql as the
         # operator would (docs/restore.md).
         from_sql = f"{db.name}_restored_sql"
@@ -527,10 +570,29 @@ def mysql_fingerprint(server: MariaDb, database: str) -> dict[str, Any]:
 
 @pytest.fixture
 def mysql_source(mariadb: MariaDb, mariadb_db: MysqlDatabase) -> MysqlDatabase:
-    """``mariadb_db`` filled by its own user; it may also create ``<name>_restored``,
+    """``mariadb_db`` filled by its own user, with a collation and comment of its own
+    (the routines take its collation); it may also create ``<name>_restored_*``,
     which the fixture drops with the rest."""
-    mariadb.execute(MYSQL_SCHEMA, mariadb_db.name, login=mariadb_db)
+    tables, routines = MYSQL_SCHEMA.split("CREATE TRIGGER", 1)
+    collation = (  # after the tables (their keys agree), before the routines (they take it)
+        "ALTER DATABASE CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci COMMENT 'Shop — Grüße';"
+    )
+    mariadb.execute(
+        tables + collation + "CREATE TRIGGER" + routines, mariadb_db.name, login=mariadb_db
+    )
     return mariadb_db
+
+
+def mysql_database_properties(server: MariaDb, database: str) -> list[tuple[Any, ...]]:
+    """Character set, collation and comment, and the collation its routines carry."""
+    name = quote_string(database)
+    return server.query(
+        "SELECT default_character_set_name, default_collation_name, schema_comment"
+        f" FROM information_schema.schemata WHERE schema_name = {name}"
+    ) + server.query(
+        "SELECT routine_name, database_collation FROM information_schema.routines"
+        f" WHERE routine_schema = {name} ORDER BY 1"
+    )
 
 
 @pytest.mark.parametrize("mode", ["combined", "separate"])
@@ -552,16 +614,45 @@ def test_mysql_round_trip(
     dump, plain, guide = back_up_and_restore(ws, assets, db.password, mode, tmp_path, ".sql.gz")
 
     assert plain.read_bytes() == gzip.decompress(dump.read_bytes())
-    restored = f"{db.name}_restored"
+    found = re.search(r"CREATE DATABASE `([^`]+)`", guide[1])
+    assert found is not None, guide
+    restored = found.group(1)
+    assert re.fullmatch(re.escape(db.name) + "_restored_[0-9a-f]{8}", restored)
     mysql = f"mysql --host={db.host} --port={db.port} --user={db.user} --password"
-    assert guide[1:3] == [
-        f"{mysql} --execute='CREATE DATABASE `{restored}` CHARACTER SET utf8mb4'",
-        f"gunzip -c {dump} | {mysql} --default-character-set=utf8mb4 {restored}",
-    ]
+    create = (
+        f"CREATE DATABASE `{restored}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+        f" COMMENT 'Shop — Grüße'; USE `{restored}`;"
+    )
+    assert guide[1] == (
+        f"{{ printf '%s\\n' {shlex.quote(create)}; gunzip -c {dump}; }}"
+        f" | {mysql} --default-character-set=utf8mb4"
+    )
     follow_guide(guide, db.password, env=operator_environment(tmp_path))
 
     after = mysql_fingerprint(mariadb, restored)
     assert after == before
+    properties = mysql_database_properties(mariadb, restored)
+    assert properties == mysql_database_properties(mariadb, db.name)
+    assert properties[0] == ("utf8mb4", "utf8mb4_unicode_ci", "Shop — Grüße")
+    assert {collation for _, collation in properties[1:]} == {"utf8mb4_unicode_ci"}
+
+    if mode == "combined":
+        # A newer snapshot restores beside the first copy, never into it; the same
+        # command again stops at CREATE DATABASE and changes nothing.
+        with pytest.raises(AssertionError, match="database exists"):
+            follow_guide(guide, db.password, env=operator_environment(tmp_path))
+        assert mysql_fingerprint(mariadb, restored) == before
+        mariadb.execute("DELETE FROM audit WHERE id = 1", db.name, login=db)
+        ok(ws, "run", PROJECT)
+        second = tmp_path / "restored-again"
+        out = ok(ws, "restore", PROJECT, "latest", str(second), "--guide", "--only", "db")
+        again = guide_commands(out)
+        assert again[1] != guide[1]
+        follow_guide(again, db.password, env=operator_environment(tmp_path))
+        assert mysql_fingerprint(mariadb, restored) == before  # the first copy untouched
+        newer = re.search(r"CREATE DATABASE `([^`]+)`", again[1])
+        assert newer is not None
+        assert mariadb.query("SELECT count(*) FROM audit", newer.group(1)) == [("3000",)]
 
     # The procedure inserts, the trigger fires, the function sums, and the counters go on
     # where the source's stopped: after the deleted customer 2002, and for orders after

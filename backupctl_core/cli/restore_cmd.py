@@ -9,6 +9,7 @@ import click
 
 from backupctl_core.cli.completion import complete_projects
 from backupctl_core.cli.context import CliContext
+from backupctl_core.domain.drill import manifest_path
 from backupctl_core.domain.errors import BackupctlError
 from backupctl_core.domain.restore import is_dump_path, missing_after_restore, plan_restore
 
@@ -58,11 +59,12 @@ def restore(
     plugins = context.registry.for_project(settings, context.config.settings)
     steps = plan_restore(plugins.snapshots(), snapshot, only, project)  # type: ignore[arg-type]
     target = _prepare_target(target)
-    restored: list[Path] = []
+    snapshot_of: dict[Path, str] = {}  # each restored file -> the snapshot it came from
     for step in steps:
         click.echo(f"restoring snapshot {step.snapshot_id} into {target}")
-        restored += plugins.restore(step.snapshot_id, target, step.include)
-    restored = sorted(set(restored))  # a plugin may report a file twice; handle it once
+        for path in plugins.restore(step.snapshot_id, target, step.include):
+            snapshot_of.setdefault(path, step.snapshot_id)
+    restored = sorted(snapshot_of)  # a plugin may report a file twice; handle it once
     dumps = [p for p in restored if is_dump_path(p.name, project)]
     click.echo(f"{len(restored)} file(s) restored, {len(dumps)} dump(s)")
     missing = missing_after_restore(steps, lambda path: os.path.lexists(_below(target, path)))
@@ -72,12 +74,17 @@ def restore(
             f" {target}: {', '.join(missing)}"
         )
     for dump in dumps:
+        snapshot_id = snapshot_of[dump]
         if not (decompress or guide):
             click.echo(f"  dump: {dump}")
             continue
         if decompress and dump.suffix == ".gpg":
             dump = _inside(plugins.decrypt(dump), target)
             click.echo(f"  decrypted: {dump}")
+            manifest = manifest_path(dump)
+            encrypted = manifest.with_name(manifest.name + ".gpg")
+            if encrypted.exists():  # the guide reads the database's settings from it
+                _inside(plugins.decrypt(encrypted), target)
         if decompress:
             plain = plugins.decompress(dump)
             if plain is not None:
@@ -87,5 +94,5 @@ def restore(
                 click.echo(f"  {dump.name} is encrypted: restore with --decompress to decrypt it")
                 continue
             click.echo(f"\nTo import {dump.name}:")
-            for command in plugins.restore_guide(dump):
+            for command in plugins.restore_guide(dump, snapshot_id):
                 click.echo(f"  {command}")

@@ -41,6 +41,9 @@ class DumpManifest:
     engine_version: str = ""
     tool_version: str = ""
     dump_bytes: int = 0
+    # What recreates the database itself (engine-specific keys: encoding, collation,
+    # comment, settings, the roles owning objects); restore guides read it.
+    database_options: Mapping[str, Any] = field(factory=dict)
 
     def to_json(self) -> str:
         data = {
@@ -51,6 +54,7 @@ class DumpManifest:
             "tool_version": self.tool_version,
             "dump_bytes": self.dump_bytes,
             "tables": dict(sorted(self.tables.items())),
+            "database_options": dict(self.database_options),
         }
         return json.dumps(data, indent=1, ensure_ascii=False) + "\n"
 
@@ -70,6 +74,7 @@ class DumpManifest:
                 engine_version=str(data.get("engine_version", "")),
                 tool_version=str(data.get("tool_version", "")),
                 dump_bytes=int(data.get("dump_bytes", 0)),
+                database_options=dict(data.get("database_options") or {}),
             )
         except (ValueError, KeyError, TypeError) as error:
             raise BackupctlError(f"unreadable dump manifest: {error}") from None

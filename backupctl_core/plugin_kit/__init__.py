@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import IO
 
 from backupctl_core.domain.artifacts import CheckResult
-from backupctl_core.domain.errors import PluginError
+from backupctl_core.domain.drill import DumpManifest, manifest_path
+from backupctl_core.domain.errors import BackupctlError, PluginError
 from backupctl_core.domain.settings import MASK, DatabaseSettings, ProjectSettings, Secret
 
 __all__ = [
@@ -369,3 +370,13 @@ def classify_failure(
     if _has(lowered, UNREACHABLE_ERRORS) or _has(lowered, connectivity):
         return PluginError(message, retryable=False, connectivity=True)
     return PluginError(message, retryable=False)
+
+
+def manifest_beside(dump: Path) -> DumpManifest | None:
+    """The plain manifest stored beside a restored ``dump`` (``restore --decompress``
+    decrypts it too), or None when it is not there or unreadable: a guide then
+    works from the project's config alone."""
+    try:
+        return DumpManifest.from_json(manifest_path(dump).read_text(encoding="utf-8"))
+    except (OSError, BackupctlError):
+        return None

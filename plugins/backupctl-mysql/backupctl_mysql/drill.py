@@ -13,11 +13,12 @@
 from __future__ import annotations
 
 import gzip
+import logging
 import re
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, Any, cast
 
 import attrs
 
@@ -26,6 +27,7 @@ from backupctl_core.domain.drill import DumpManifest
 from backupctl_core.domain.settings import DatabaseSettings, ProjectSettings
 from backupctl_core.plugin_kit import first_error_line, read_captured
 
+log = logging.getLogger("backupctl.mysql")
 NAME = rb"`((?:[^`]|``)*)`"
 CREATE_TABLE = re.compile(rb"^CREATE TABLE " + NAME, re.MULTILINE)
 INSERT = re.compile(rb"^INSERT INTO " + NAME + rb" (?:\([^)]*\) )?VALUES\b", re.MULTILINE)
@@ -104,6 +106,7 @@ def dump_manifest(dump: Path, db: DatabaseSettings) -> DumpManifest:
     server = SERVER_VERSION.search(header)
     tool = TOOL_VERSION.search(header)
     return DumpManifest(
+        database_options=database_options(db),
         engine="mysql",
         database=db.name or "",
         tables=counts,
@@ -111,6 +114,47 @@ def dump_manifest(dump: Path, db: DatabaseSettings) -> DumpManifest:
         tool_version=tool.group(1).strip() if tool else "",
         dump_bytes=dump.stat().st_size,
     )
+
+
+def run_mysql(
+    db: DatabaseSettings, args: list[str], stdin: IO[bytes] | int = subprocess.DEVNULL
+) -> str:
+    """``mysql ARGS`` with the credentials on a pipe; its stdout, PluginError on failure."""
+    from backupctl_mysql.plugin import CONNECT_TIMEOUT_SECONDS, _credentials, _error, _start
+
+    argv = ["mysql", f"--connect-timeout={CONNECT_TIMEOUT_SECONDS}", "--batch"]
+    with (
+        _credentials(db) as credentials,
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as errors,
+    ):
+        proc = _start([*argv, *args], credentials, stdin=stdin, stdout=out, stderr=errors)
+        code = proc.wait()
+        if code != 0:
+            raise _error("mysql", code, read_captured(errors), db)
+        out.seek(0)
+        return out.read().decode("utf-8", "replace")
+
+
+def database_options(db: DatabaseSettings) -> dict[str, Any]:
+    """The database's default character set, collation and (MariaDB 10.5+) comment,
+    which a dump without ``--databases`` does not hold; an error leaves them out."""
+    where = "FROM information_schema.schemata WHERE schema_name = DATABASE()"
+    query = ["--skip-column-names", "--raw", str(db.name)]
+    try:
+        row = run_mysql(db, [*query[:2], f"--execute=SELECT default_character_set_name,"
+                             f" default_collation_name {where}", query[2]])  # fmt: skip
+        charset, collation = row.rstrip("\n").split("\t")
+    except (PluginError, ValueError) as error:
+        log.warning("database settings of %s not recorded: %s", db.name, error)
+        return {}
+    options: dict[str, Any] = {"charset": charset, "collation": collation}
+    try:  # MySQL has no schema comments
+        comment = run_mysql(db, [*query[:2], f"--execute=SELECT schema_comment {where}", query[2]])
+        options["comment"] = comment.removesuffix("\n")
+    except PluginError:
+        pass
+    return options
 
 
 def _quote(name: str) -> str:
@@ -135,21 +179,7 @@ class MysqlScratchDatabase:
         self.created = False
 
     def _client(self, args: list[str], stdin: IO[bytes] | int = subprocess.DEVNULL) -> str:
-        """``mysql ARGS`` with the credentials on a pipe; its stdout, PluginError on failure."""
-        from backupctl_mysql.plugin import CONNECT_TIMEOUT_SECONDS, _credentials, _error, _start
-
-        argv = ["mysql", f"--connect-timeout={CONNECT_TIMEOUT_SECONDS}", "--batch"]
-        with (
-            _credentials(self.server) as credentials,
-            tempfile.TemporaryFile() as out,
-            tempfile.TemporaryFile() as errors,
-        ):
-            proc = _start([*argv, *args], credentials, stdin=stdin, stdout=out, stderr=errors)
-            code = proc.wait()
-            if code != 0:
-                raise _error("mysql", code, read_captured(errors), self.server)
-            out.seek(0)
-            return out.read().decode("utf-8", "replace")
+        return run_mysql(self.server, args, stdin)
 
     def create_and_import(self, dump_file: Path) -> None:
         self._client([f"--execute=CREATE DATABASE {_quote(self.name)} CHARACTER SET utf8mb4"])

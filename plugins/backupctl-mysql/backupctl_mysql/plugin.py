@@ -33,6 +33,7 @@ the client reads ``~/.my.cnf`` afterwards, and a password there wins over ours.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import tempfile
@@ -58,6 +59,7 @@ from backupctl_core.plugin_kit import (
     database_of,
     failed_database_check,
     first_error_line,
+    manifest_beside,
     mask,
     missing_keys,
     open_private_file,
@@ -78,6 +80,7 @@ DEFAULT_PORT = 3306
 CONNECT_TIMEOUT_SECONDS = 10
 TRAILER = b"-- Dump completed"
 TAIL_BYTES = 512
+CHARSET_NAME = re.compile(r"[A-Za-z0-9_]+")  # character set and collation names
 
 DUMP_OPTIONS = (
     "--single-transaction",  # one consistent InnoDB snapshot, without locking tables
@@ -243,17 +246,23 @@ def backupctl_decompress(
 
 @hookimpl
 def backupctl_restore_guide(
-    project: ProjectSettings, settings: GlobalSettings, dump_file: Path
+    project: ProjectSettings, settings: GlobalSettings, dump_file: Path, snapshot_id: str
 ) -> list[str]:
-    """Create a fresh database and import the dump into it; mysql prompts for the password."""
+    """One command: ``CREATE DATABASE`` with the database's own character set,
+    collation and comment, then the dump, in one mysql session that stops at the
+    first error, so a database that exists already is never merged into."""
     db = require_database(project, TYPE)
     if dump_file.name.endswith(EXTENSION):
-        feed, redirect = f"gunzip -c {shlex.quote(str(dump_file))} | ", ""
+        read = f"gunzip -c {shlex.quote(str(dump_file))}"
     elif dump_file.name.endswith(PLAIN_EXTENSION):  # a plain dump, or a decompressed one
-        feed, redirect = "", f" < {shlex.quote(str(dump_file))}"
+        read = f"cat {shlex.quote(str(dump_file))}"
     else:
         return []
-    new = f"{db.name}_restored"
+    manifest = manifest_beside(dump_file)
+    if manifest is None and dump_file.name.endswith(PLAIN_EXTENSION):
+        manifest = manifest_beside(dump_file.with_name(dump_file.name + ".gz"))
+    options = dict(manifest.database_options) if manifest else {}
+    new = f"{db.name}_restored_{snapshot_id[:8]}"
     mysql = shlex.join(
         [
             "mysql",
@@ -261,16 +270,50 @@ def backupctl_restore_guide(
             f"--port={db.port or DEFAULT_PORT}",
             f"--user={db.user}",
             "--password",  # asks on the terminal; the dump still comes through stdin
+            "--default-character-set=utf8mb4",
         ]
     )
-    create = f"CREATE DATABASE {_quote_name(new)} CHARACTER SET utf8mb4"
-    return [
-        f"# Import into a new database {new} (any name will do); mysql asks for the password.",
-        f"{mysql} --execute={shlex.quote(create)}",
-        f"{feed}{mysql} --default-character-set=utf8mb4 {shlex.quote(new)}{redirect}",
-        f"# To overwrite {db.name} itself instead, skip CREATE DATABASE and name {db.name}: "
-        "its tables, views and routines are dropped and recreated.",
+
+    def session(first: str) -> str:
+        return f"{{ printf '%s\\n' {shlex.quote(first)}; {read}; }} | {mysql}"
+
+    create = f"{_create_database(new, options)} USE {_quote_name(new)};"
+    replace = (
+        f"DROP DATABASE IF EXISTS {_quote_name(str(db.name))};"
+        f" {_create_database(str(db.name), options)} USE {_quote_name(str(db.name))};"
+    )
+    confirm = shlex.quote(f"Drop {db.name} and recreate it from the dump? [y/N] ")
+    guide = [
+        f"# Import into a new database {new} (any name will do); mysql asks for the "
+        "password. A database of that name that exists already stops it: nothing merged.",
+        session(create),
+        f"# To replace {db.name} itself, stop the application first: this DROPS {db.name}"
+        " (tables made since the backup go too) and recreates it from the dump:",
+        f'#   read -r -p {confirm} answer && [ "$answer" = y ] && {session(replace)}',
     ]
+    if manifest is None:
+        guide.append(
+            "# No manifest beside the dump: the database gets utf8mb4 with the server's"
+            " default collation, and no comment."
+        )
+    return guide
+
+
+def _create_database(name: str, options: dict[str, Any]) -> str:
+    """``CREATE DATABASE`` with the stored character set, collation and comment."""
+    charset, collation = options.get("charset"), options.get("collation")
+    if not (charset and CHARSET_NAME.fullmatch(str(charset))):
+        charset, collation = "utf8mb4", None  # not a name we recorded: the safe default
+    text = f"CREATE DATABASE {_quote_name(name)} CHARACTER SET {charset}"
+    if collation and CHARSET_NAME.fullmatch(str(collation)):
+        text += f" COLLATE {collation}"
+    if options.get("comment"):
+        text += " COMMENT " + _quote_string(str(options["comment"]))
+    return text + ";"
+
+
+def _quote_string(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 # -- helpers -------------------------------------------------------------------

@@ -76,6 +76,9 @@ DELETE FROM customers WHERE id = 3000;
 TABLES = ("audit", "customers", "orders")
 
 
+SNAPSHOT = "1a2b3c4d5e6f7a8b"  # the snapshot a guide's dump came from
+
+
 def make_project(
     db: MysqlDatabase | None = None, *, wrong_password: str | None = None, **overrides: Any
 ) -> ProjectSettings:
@@ -222,12 +225,14 @@ def test_dump_verify_decompress_and_guide_round_trip(
     assert artifact.path.is_file()  # the .gz stays
 
     guide = plugin.backupctl_restore_guide(
-        project=project, settings=settings, dump_file=artifact.path
+        project=project, settings=settings, dump_file=artifact.path, snapshot_id=SNAPSHOT
     )
-    restored = f"{filled_db.name}_restored"
+    restored = f"{filled_db.name}_restored_{SNAPSHOT[:8]}"
     assert f"--user={filled_db.user}" in guide[1]
-    assert guide[2].startswith(f"gunzip -c {artifact.path} | mysql --host=127.0.0.1 ")
-    assert guide[2].endswith(f" {restored}")
+    assert guide[1].startswith(
+        f"{{ printf '%s\\n' 'CREATE DATABASE `{restored}` CHARACTER SET utf8mb4;"
+        f" USE `{restored}`;'; gunzip -c {artifact.path}; }} | mysql --host=127.0.0.1 "
+    )
     assert all(filled_db.password not in line for line in guide)
     follow_guide(guide, filled_db.password)
 
@@ -259,27 +264,30 @@ def test_guide_for_the_decompressed_sql(
     plain = plugin.backupctl_decompress(project=project, settings=settings, path=artifact.path)
     assert plain is not None
 
-    guide = plugin.backupctl_restore_guide(project=project, settings=settings, dump_file=plain)
+    guide = plugin.backupctl_restore_guide(
+        project=project, settings=settings, dump_file=plain, snapshot_id=SNAPSHOT
+    )
 
-    assert guide[2].endswith(f" {filled_db.name}_restored < {plain}")
+    assert f"; cat {plain}; }} | mysql " in guide[1]
     follow_guide(guide, filled_db.password)
-    restored = fingerprint(mariadb, f"{filled_db.name}_restored")
+    restored = fingerprint(mariadb, f"{filled_db.name}_restored_{SNAPSHOT[:8]}")
     assert restored == fingerprint(mariadb, filled_db.name)
 
 
 def test_guide_quotes_what_the_shell_would_split(settings: GlobalSettings) -> None:
     project = make_project(host="db.internal", port=3307, name="shop", user="o'brien")
     guide = plugin.backupctl_restore_guide(
-        project=project, settings=settings, dump_file=Path("/restore/my dumps/shop.sql.gz")
+        project=project, settings=settings, dump_file=Path("/restore/my dumps/shop.sql.gz"),
+        snapshot_id=SNAPSHOT,
+    )  # fmt: skip
+    assert guide[1] == (
+        "{ printf '%s\\n' 'CREATE DATABASE `shop_restored_1a2b3c4d` CHARACTER SET utf8mb4;"
+        " USE `shop_restored_1a2b3c4d`;'; gunzip -c '/restore/my dumps/shop.sql.gz'; }"
+        " | mysql --host=db.internal --port=3307 '--user=o'\"'\"'brien' --password"
+        " --default-character-set=utf8mb4"
     )
-    assert guide[1:3] == [
-        "mysql --host=db.internal --port=3307 '--user=o'\"'\"'brien' --password "
-        "--execute='CREATE DATABASE `shop_restored` CHARACTER SET utf8mb4'",
-        "gunzip -c '/restore/my dumps/shop.sql.gz' | mysql --host=db.internal --port=3307 "
-        "'--user=o'\"'\"'brien' --password --default-character-set=utf8mb4 shop_restored",
-    ]
     other = plugin.backupctl_restore_guide(
-        project=project, settings=settings, dump_file=Path("/r/x.dump")
+        project=project, settings=settings, dump_file=Path("/r/x.dump"), snapshot_id=SNAPSHOT
     )
     assert other == []
 
@@ -678,12 +686,11 @@ def test_uncompressed_dump_verify_and_guide_round_trip(
     assert sorted(p.name for p in stem.parent.iterdir()) == [artifact.path.name]
 
     guide = plugin.backupctl_restore_guide(
-        project=project, settings=settings, dump_file=artifact.path
+        project=project, settings=settings, dump_file=artifact.path, snapshot_id=SNAPSHOT
     )
-    restored = f"{filled_db.name}_restored"
+    restored = f"{filled_db.name}_restored_{SNAPSHOT[:8]}"
     assert not any("gunzip" in line for line in guide)
-    assert guide[2].startswith("mysql --host=127.0.0.1 ")
-    assert guide[2].endswith(f" {restored} < {artifact.path}")
+    assert f"; cat {artifact.path}; }} | mysql --host=127.0.0.1 " in guide[1]
     assert all(filled_db.password not in line for line in guide)
     follow_guide(guide, filled_db.password)
 
@@ -876,3 +883,57 @@ def test_manifest_of_a_real_dump_matches_the_database(
     tables = fingerprint(mariadb, filled_db.name)["rows"]
     assert dict(manifest.tables) == {name: int(count) for name, count in tables.items()}
     assert manifest.engine_version and manifest.tool_version
+
+
+def test_guide_recreates_collation_and_comment_and_never_merges(
+    mariadb: MariaDb, filled_db: MysqlDatabase, settings: GlobalSettings, stem: Path
+) -> None:
+    """The manifest keeps the database's collation and comment; the guide's one command
+    recreates them, and refuses (exit 1, nothing changed) a target that exists."""
+    from backupctl_core.domain.drill import manifest_path
+    from tests.support.terminal import run_answering_password_prompts
+
+    name = f"`{filled_db.name}`"
+    mariadb.execute(
+        f"ALTER DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+        " COMMENT 'Shop — it''s data'",
+        filled_db.name,
+        login=filled_db,
+    )
+    mariadb.execute(
+        "CREATE FUNCTION greet() RETURNS VARCHAR(20) DETERMINISTIC RETURN 'hi'",
+        filled_db.name,
+        login=filled_db,
+    )
+    project = make_project(filled_db)
+    artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+    manifest = plugin.backupctl_manifest(project=project, settings=settings, artifact=artifact)
+    assert manifest is not None
+    assert manifest.database_options == {
+        "charset": "utf8mb4", "collation": "utf8mb4_unicode_ci", "comment": "Shop — it's data",
+    }  # fmt: skip
+    manifest_path(artifact.path).write_text(manifest.to_json())
+
+    guide = plugin.backupctl_restore_guide(
+        project=project, settings=settings, dump_file=artifact.path, snapshot_id=SNAPSHOT
+    )
+    follow_guide(guide, filled_db.password)
+
+    restored = f"{filled_db.name}_restored_{SNAPSHOT[:8]}"
+    schema = (
+        "SELECT default_character_set_name, default_collation_name, schema_comment"
+        " FROM information_schema.schemata WHERE schema_name = "
+    )
+    assert mariadb.query(schema + quote_string(restored)) == [
+        ("utf8mb4", "utf8mb4_unicode_ci", "Shop — it's data")
+    ]
+    routine = "SELECT database_collation FROM information_schema.routines WHERE routine_schema = "
+    assert mariadb.query(routine + quote_string(restored) + " AND routine_name = 'greet'") == [
+        ("utf8mb4_unicode_ci",)
+    ]
+    before = fingerprint(mariadb, restored)
+
+    # The same command again: the database exists, so the session stops at CREATE.
+    with pytest.raises(AssertionError, match="database exists"):
+        run_answering_password_prompts(guide[1], filled_db.password)
+    assert fingerprint(mariadb, restored) == before

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 import tempfile
@@ -25,6 +26,7 @@ from backupctl_core.domain.drill import DumpManifest
 from backupctl_core.domain.settings import DatabaseSettings, ProjectSettings
 from backupctl_core.plugin_kit import child_env, first_error_line, mask, read_captured
 
+log = logging.getLogger("backupctl.postgres")
 CHUNK = 1 << 20
 COPY_LINE = re.compile(rb'^COPY ((?:"[^"]*(?:""[^"]*)*"|[^\s"])+) .*FROM stdin;\n', re.MULTILINE)
 END_OF_DATA = b"\\.\n"
@@ -75,7 +77,10 @@ def _end_of_data(buffer: bytes, position: int) -> int:
 
 
 def dump_manifest(dump: Path, db: DatabaseSettings) -> DumpManifest:
-    versions = _dump_versions(dump)
+    listing = _listing(dump)
+    versions = {m.group(1): m.group(2) for m in VERSION_LINE.finditer(listing)}
+    options = database_options(db)
+    options["roles"] = sorted(_owners(listing))
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(
             ["pg_restore", "--data-only", "--file=-", str(dump)],
@@ -98,19 +103,67 @@ def dump_manifest(dump: Path, db: DatabaseSettings) -> DumpManifest:
         engine_version=versions.get("from database", ""),
         tool_version=versions.get("by pg_dump", ""),
         dump_bytes=dump.stat().st_size,
+        database_options=options,
     )
 
 
-def _dump_versions(dump: Path) -> dict[str, str]:
-    listing = subprocess.run(
+def _listing(dump: Path) -> str:
+    """``pg_restore --list``: the versions in its header, an owner ending each entry."""
+    return subprocess.run(
         ["pg_restore", "--list", str(dump)],
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         errors="replace",
         check=False,
-    )
-    return {m.group(1): m.group(2) for m in VERSION_LINE.finditer(listing.stdout)}
+    ).stdout
+
+
+def _owners(listing: str) -> set[str]:
+    return {
+        line.rsplit(" ", 1)[-1]
+        for line in listing.splitlines()
+        if line.strip() and not line.startswith(";") and " " in line
+    } - {"-"}
+
+
+def database_options(db: DatabaseSettings) -> dict[str, Any]:
+    """What only ``pg_dump --create`` would keep: encoding, locale, the database's
+    comment and its ``ALTER DATABASE … SET`` settings (per role too). Read from the
+    server right after the dump; an error leaves them out, with a warning."""
+    import psycopg
+
+    password = db.password.reveal() if db.password else None
+    try:
+        with psycopg.connect(
+            host=db.host, port=db.port or 5432, user=db.user, password=password,
+            dbname=db.name, connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        ) as conn:  # fmt: skip
+            row = conn.execute(
+                "SELECT pg_encoding_to_char(encoding), datcollate, datctype,"
+                " shobj_description(oid, 'pg_database')"
+                " FROM pg_database WHERE datname = current_database()"
+            ).fetchone()
+            assert row is not None  # the database we are connected to
+            encoding, collate, ctype, comment = row
+            settings = conn.execute(
+                "SELECT coalesce(r.rolname, ''), s.setconfig FROM pg_db_role_setting s"
+                " LEFT JOIN pg_roles r ON r.oid = s.setrole WHERE s.setdatabase ="
+                " (SELECT oid FROM pg_database WHERE datname = current_database())"
+                " ORDER BY 1"
+            ).fetchall()
+    except psycopg.Error as error:
+        text = mask(str(error).strip().splitlines()[0] if str(error).strip() else "", [password])
+        log.warning("database settings of %s not recorded: %s", db.name, text)
+        return {}
+    return {
+        "encoding": encoding,
+        "lc_collate": collate,
+        "lc_ctype": ctype,
+        "comment": comment,
+        "settings": [item for role, config in settings if not role for item in config],
+        "role_settings": {role: list(config) for role, config in settings if role},
+    }
 
 
 class PostgresScratchDatabase:

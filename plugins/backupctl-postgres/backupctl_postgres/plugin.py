@@ -29,10 +29,12 @@ output streamed to files; stderr kept for one-line error messages; a
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from backupctl_core import (
     CheckResult,
@@ -51,6 +53,7 @@ from backupctl_core.plugin_kit import (
     database_of,
     failed_database_check,
     first_error_line,
+    manifest_beside,
     mask,
     missing_keys,
     port_problems,
@@ -233,11 +236,13 @@ def backupctl_decompress(
 
 @hookimpl
 def backupctl_restore_guide(
-    project: ProjectSettings, settings: GlobalSettings, dump_file: Path
+    project: ProjectSettings, settings: GlobalSettings, dump_file: Path, snapshot_id: str
 ) -> list[str]:
-    """createdb, then pg_restore (or psql for the plain SQL); the tools ask for the password."""
+    """createdb with the database's own encoding and locale, pg_restore (or psql for
+    the plain SQL) stopping at the first error, then its comment and settings; the
+    tools ask for the password. The target is named after the snapshot."""
     db = require_database(project, TYPE)
-    new = f"{db.name}_restored"
+    new = f"{db.name}_restored_{snapshot_id[:8]}"
     login = [f"--host={db.host}", f"--port={db.port or DEFAULT_PORT}", f"--username={db.user}"]
     if dump_file.suffix == EXTENSION:
         restore = ["pg_restore", *login, f"--dbname={new}", "--no-owner", "--exit-on-error"]
@@ -247,12 +252,97 @@ def backupctl_restore_guide(
         restore.append(f"--file={dump_file}")
     else:
         return []
-    return [
+    manifest = manifest_beside(dump_file)
+    options = dict(manifest.database_options) if manifest else {}
+    createdb = ["createdb", *login]
+    if options.get("encoding"):  # template0: the only template another locale may use
+        createdb += [
+            "--template=template0",
+            f"--encoding={options['encoding']}",
+            f"--lc-collate={options['lc_collate']}",
+            f"--lc-ctype={options['lc_ctype']}",
+        ]
+    guide = [
         f"# Import into a new database {new} (any name will do); the tools ask for the "
-        "password. createdb needs a role with CREATEDB.",
-        shlex.join(["createdb", *login, new]),
+        "password. createdb needs a role with CREATEDB; a database that exists stops it, "
+        "and pg_restore stops at its first error.",
+        shlex.join([*createdb, new]),
         shlex.join(restore),
     ]
+    properties = database_properties_sql(new, options)
+    if properties:
+        psql = ["psql", *login, f"--dbname={new}", "--set=ON_ERROR_STOP=1", "--quiet"]
+        guide.append(shlex.join([*psql, f"--command={properties}"]))
+    guide += _guide_notes(db, new, options, manifest is not None)
+    return guide
+
+
+# ``ALTER DATABASE … SET`` values that are lists of separately quoted items.
+LIST_SETTINGS = frozenset({"search_path", "temp_tablespaces", "session_preload_libraries",
+                           "local_preload_libraries", "shared_preload_libraries"})  # fmt: skip
+SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _unquoted(identifier: str) -> str:
+    if len(identifier) >= 2 and identifier[0] == identifier[-1] == '"':
+        return identifier[1:-1].replace('""', '"')
+    return identifier
+
+
+def _identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def database_properties_sql(database: str, options: dict[str, Any]) -> str:
+    """``COMMENT ON DATABASE`` and ``ALTER DATABASE … SET`` for the restored copy."""
+    statements = []
+    if options.get("comment"):
+        statements.append(
+            f"COMMENT ON DATABASE {_identifier(database)} IS {_literal(options['comment'])}"
+        )
+    for item in options.get("settings") or []:
+        name, _, value = str(item).partition("=")
+        if not SETTING_NAME.fullmatch(name):
+            continue
+        if name in LIST_SETTINGS:
+            # Stored as identifiers ('"$user", public'): each becomes a literal, as
+            # pg_dump writes them ('$user', 'public').
+            quoted = ", ".join(_literal(_unquoted(part.strip())) for part in value.split(","))
+        else:
+            quoted = _literal(value)
+        statements.append(f"ALTER DATABASE {_identifier(database)} SET {name} TO {quoted}")
+    return "; ".join(statements) + ";" if statements else ""
+
+
+def _guide_notes(
+    db: DatabaseSettings, new: str, options: dict[str, Any], has_manifest: bool
+) -> list[str]:
+    """What the import cannot bring back, said where the operator reads the commands."""
+    if not has_manifest:
+        return [
+            "# No manifest beside the dump: the new database gets the server's default "
+            "encoding and locale, and no comment or ALTER DATABASE settings."
+        ]
+    notes = []
+    others = sorted(set(options.get("roles") or []) - {db.user or ""})
+    if others:
+        notes.append(
+            f"# Objects in the dump were owned by role(s) {', '.join(others)}: roles are in "
+            f"no dump; with --no-owner {new} and everything in it belong to the importing "
+            "user, and grants to other roles are not restored."
+        )
+    for role, items in sorted((options.get("role_settings") or {}).items()):
+        for item in items:
+            name, _, value = str(item).partition("=")
+            notes.append(
+                f"# As a superuser, if wanted: ALTER ROLE {_identifier(role)} IN DATABASE "
+                f"{_identifier(new)} SET {name} TO {_literal(value)};"
+            )
+    return notes
 
 
 # -- helpers -------------------------------------------------------------------

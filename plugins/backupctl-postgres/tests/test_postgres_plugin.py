@@ -419,6 +419,9 @@ def test_check_fails_when_nothing_listens(
 # -- decompress and the restore guide --------------------------------------------
 
 
+SNAPSHOT = "1a2b3c4d5e6f7a8b"  # the snapshot a guide's dump came from
+
+
 def run_guide(guide: list[str], password: str) -> None:
     """Run the guide's commands as printed, the password in PGPASSWORD (not at a prompt)."""
     for command in guide:
@@ -438,7 +441,7 @@ def run_guide(guide: list[str], password: str) -> None:
 def restored_name(pg_scram: PgCluster, filled_db: PgDatabase) -> Iterator[str]:
     """The guide's new database; its user may create databases (a backup user often may not)."""
     pg_scram.execute("postgres", f'ALTER ROLE "{filled_db.user}" CREATEDB')
-    name = f"{filled_db.name}_restored"
+    name = f"{filled_db.name}_restored_{SNAPSHOT[:8]}"
     try:
         yield name
     finally:
@@ -456,14 +459,15 @@ def test_guide_commands_import_the_dump_into_a_fresh_database(
     artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
 
     guide = plugin.backupctl_restore_guide(
-        project=project, settings=settings, dump_file=artifact.path
+        project=project, settings=settings, dump_file=artifact.path, snapshot_id=SNAPSHOT
     )
 
     login = f"--host=127.0.0.1 --port={filled_db.port} --username={filled_db.user}"
-    assert guide[1:] == [
+    assert guide[1:3] == [
         f"createdb {login} {restored_name}",
         f"pg_restore {login} --dbname={restored_name} --no-owner --exit-on-error {artifact.path}",
     ]
+    assert guide[3].startswith("# No manifest beside the dump: the new database gets")
     assert all(filled_db.password not in line for line in guide)
     run_guide(guide, filled_db.password)
     assert pg_scram.query(restored_name, "SELECT * FROM people ORDER BY id") == ROWS
@@ -490,7 +494,9 @@ def test_decompressed_sql_imports_with_the_guides_psql(
     sql = plain.read_text()
     assert "CREATE TABLE public.people" in sql
     assert "OWNER TO" not in sql  # --no-owner: imports as any user
-    guide = plugin.backupctl_restore_guide(project=project, settings=settings, dump_file=plain)
+    guide = plugin.backupctl_restore_guide(
+        project=project, settings=settings, dump_file=plain, snapshot_id=SNAPSHOT
+    )
     assert guide[2] == (
         f"psql --host=127.0.0.1 --port={filled_db.port} --username={filled_db.user} "
         f"--dbname={restored_name} --set=ON_ERROR_STOP=1 --quiet --file={plain}"
@@ -522,16 +528,17 @@ def test_decompress_ignores_other_files_and_leaves_nothing_half_written(
 def test_guide_quotes_for_the_shell(settings: GlobalSettings) -> None:
     project = make_project(host="db.internal", port=None, name="shop", user="o'brien")
     guide = plugin.backupctl_restore_guide(
-        project=project, settings=settings, dump_file=Path("/restore/my dumps/shop.dump")
-    )
+        project=project, settings=settings, dump_file=Path("/restore/my dumps/shop.dump"),
+        snapshot_id=SNAPSHOT,
+    )  # fmt: skip
     login = "--host=db.internal --port=5432 '--username=o'\"'\"'brien'"
-    assert guide[1:] == [
-        f"createdb {login} shop_restored",
-        f"pg_restore {login} --dbname=shop_restored --no-owner --exit-on-error "
+    assert guide[1:3] == [
+        f"createdb {login} shop_restored_1a2b3c4d",
+        f"pg_restore {login} --dbname=shop_restored_1a2b3c4d --no-owner --exit-on-error "
         "'/restore/my dumps/shop.dump'",
     ]
     other = plugin.backupctl_restore_guide(
-        project=project, settings=settings, dump_file=Path("/r/shop.sql.gz")
+        project=project, settings=settings, dump_file=Path("/r/shop.sql.gz"), snapshot_id=SNAPSHOT
     )
     assert other == []
 
@@ -608,7 +615,7 @@ def test_guide_imports_an_uncompressed_dump(
     artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
 
     guide = plugin.backupctl_restore_guide(
-        project=project, settings=settings, dump_file=artifact.path
+        project=project, settings=settings, dump_file=artifact.path, snapshot_id=SNAPSHOT
     )
 
     assert guide[2].startswith("pg_restore ")
@@ -704,3 +711,63 @@ def test_manifest_counts_every_table_of_a_real_dump(
     assert manifest.dump_bytes == artifact.size_bytes
     other = DumpArtifact(path=artifact.path, size_bytes=1, format="mysql-sql-gzip")
     assert plugin.backupctl_manifest(project=project, settings=settings, artifact=other) is None
+
+
+def test_guide_recreates_the_databases_comment_settings_and_locale(
+    pg_scram: PgCluster,
+    filled_db: PgDatabase,
+    restored_name: str,
+    settings: GlobalSettings,
+    stem: Path,
+) -> None:
+    """What pg_dump keeps only with --create comes from the manifest beside the dump."""
+    from backupctl_core.domain.drill import manifest_path
+
+    with pg_scram.connect(filled_db.name, filled_db.user, filled_db.password) as conn:
+        name = '"' + filled_db.name + '"'
+        conn.execute(f"COMMENT ON DATABASE {name} IS 'Shop — it''s \\ data'")
+        conn.execute(f'ALTER DATABASE {name} SET search_path TO "$user", public, shop')
+        conn.execute(f"ALTER DATABASE {name} SET work_mem TO '8MB'")
+    superuser = pg_scram.superuser
+    pg_scram.execute(
+        "postgres", f'ALTER ROLE "{superuser}" IN DATABASE {name} SET work_mem = 16384'
+    )
+    project = make_project(filled_db)
+    artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+    manifest = plugin.backupctl_manifest(project=project, settings=settings, artifact=artifact)
+    assert manifest is not None
+    manifest_path(artifact.path).write_text(manifest.to_json())
+    options = manifest.database_options
+    assert options["comment"] == "Shop — it's \\ data"
+    assert options["roles"] == [filled_db.user]
+
+    guide = plugin.backupctl_restore_guide(
+        project=project, settings=settings, dump_file=artifact.path, snapshot_id=SNAPSHOT
+    )
+
+    assert "--template=template0" in guide[1] and f"--encoding={options['encoding']}" in guide[1]
+    assert guide[3].startswith("psql ") and "COMMENT ON DATABASE" in guide[3]
+    assert guide[4].startswith(f'# As a superuser, if wanted: ALTER ROLE "{superuser}" IN DATABASE')
+    run_guide(guide, filled_db.password)
+    original = pg_scram.query(
+        "postgres",
+        "SELECT pg_encoding_to_char(encoding), datcollate, datctype,"
+        " shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+        (filled_db.name,),
+    )
+    copy = pg_scram.query(
+        "postgres",
+        "SELECT pg_encoding_to_char(encoding), datcollate, datctype,"
+        " shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+        (restored_name,),
+    )
+    assert copy == original
+    settings_sql = (
+        "SELECT setconfig FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase"
+        " WHERE d.datname = %s AND s.setrole = 0"
+    )
+    assert pg_scram.query("postgres", settings_sql, (restored_name,)) == pg_scram.query(
+        "postgres", settings_sql, (filled_db.name,)
+    )
+    with pg_scram.connect(restored_name, filled_db.user, filled_db.password) as conn:
+        assert conn.execute("SHOW search_path").fetchone() == ('"$user", public, shop',)
