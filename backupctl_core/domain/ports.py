@@ -12,7 +12,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from backupctl_core.domain.artifacts import DumpArtifact, PruneResult, SyncResult, VerifyResult
+from backupctl_core.domain.artifacts import (
+    DumpArtifact,
+    PruneResult,
+    Reclaim,
+    SyncResult,
+    VerifyResult,
+)
+from backupctl_core.domain.prune import PruneHistory
 from backupctl_core.domain.records import RunRecord
 from backupctl_core.domain.stages import Stage
 
@@ -23,6 +30,9 @@ class AuditLog(Protocol):
     def track_progress(self, run_id: str, stage: Stage) -> None: ...
 
     def finish_run(self, record: RunRecord) -> None: ...
+
+    def prune_history(self, project: str) -> PruneHistory:
+        """The project's last prune, from its runs (``domain.prune``)."""
 
 
 class ProjectPlugins(Protocol):
@@ -36,7 +46,7 @@ class ProjectPlugins(Protocol):
 
     def sync(self, paths: Sequence[Path], tags: Sequence[str]) -> SyncResult: ...
 
-    def prune(self) -> PruneResult: ...
+    def prune(self, reclaim: Reclaim) -> PruneResult: ...
 
 
 class Watchdog(Protocol):
