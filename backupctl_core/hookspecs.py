@@ -57,8 +57,11 @@ def backupctl_sync(project: Any, settings: Any, paths: Sequence[Path], tags: Seq
 
 
 @hookspec(firstresult=True)
-def backupctl_prune(project: Any, settings: Any) -> Any:
-    """Apply the project's retention to its snapshots; return a ``PruneResult``."""
+def backupctl_prune(project: Any, settings: Any, reclaim: Any) -> Any:
+    """Apply the project's retention to its snapshots (forget), then reclaim the space
+    of forgotten snapshots (prune) as ``reclaim`` (a ``Reclaim``) says: ``no``,
+    ``if-forgotten`` (only if this call forgot some), ``yes`` (even if not). Return a
+    ``PruneResult`` with ``space_reclaimed`` saying whether it pruned."""
 
 
 @hookspec(firstresult=True)

@@ -25,6 +25,7 @@ from backupctl_core.domain.artifacts import (
     DumpArtifact,
     PluginType,
     PruneResult,
+    Reclaim,
     Snapshot,
     SyncResult,
     VerifyResult,
@@ -217,8 +218,8 @@ class ProjectPluginSet:
         result: SyncResult = self._call("storage", "backupctl_sync", paths=paths, tags=tags)
         return result
 
-    def prune(self) -> PruneResult:
-        result: PruneResult = self._call("storage", "backupctl_prune")
+    def prune(self, reclaim: Reclaim) -> PruneResult:
+        result: PruneResult = self._call("storage", "backupctl_prune", reclaim=reclaim)
         return result
 
     def unlock(self) -> str:

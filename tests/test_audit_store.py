@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,12 +15,14 @@ import pytest
 
 from backupctl_core.audit.store import AuditStore
 from backupctl_core.domain.errors import BackupctlError, ConnectivityError
+from backupctl_core.domain.prune import PruneHistory
 from backupctl_core.domain.records import RunRecord, RunStatus
 from backupctl_core.domain.settings import AuditDbSettings, Secret
 from backupctl_core.domain.stages import Stage
 
 MIGRATIONS = [
-    "0001_initial", "0002_dump_file", "0003_warning_message", "0004_metrics_index", "0006_drills",
+    "0001_initial", "0002_dump_file", "0003_warning_message", "0004_metrics_index",
+    "0005_prune_time", "0006_drills",
 ]  # fmt: skip
 
 
@@ -46,7 +49,7 @@ def test_nothing_is_created_before_migrate(settings: AuditDbSettings) -> None:
     with pytest.raises(
         BackupctlError,
         match=r"not migrated \(pending: 0001_initial, 0002_dump_file, 0003_warning_message,"
-        r" 0004_metrics_index, 0006_drills\)",
+        r" 0004_metrics_index, 0005_prune_time, 0006_drills\)",
     ):
         store.ensure_migrated()
     if settings.sqlite_path is not None:
@@ -65,6 +68,7 @@ def test_nothing_is_created_before_migrate(settings: AuditDbSettings) -> None:
         "error_stage", "error_message", "retry_count", "duration_ms", "created_at",
         "dump_file",  # 0002: a backupctl extension
         "warning_message",  # 0003: a backupctl extension
+        "pruned_at", "prune_deferred_until",  # 0005: backupctl extensions
         "manifest_file",  # 0006: a backupctl extension
     }  # fmt: skip
     assert store.database.table_exists("drill_log")  # 0006: drills never in backup_log
@@ -87,6 +91,7 @@ def test_start_progress_finish(store: AuditStore) -> None:
     record.snapshot_id = "a1b2c3d4"
     record.files_new, record.files_changed, record.bytes_added = 12, 3, 52 * 1024 * 1024
     record.prune_snapshots_removed, record.local_files_cleaned = 2, 1
+    record.prune_deferred_until = started + timedelta(days=6, hours=1)
     record.verified = True
     store.finish_run(record)
     row = store.get(record.id)
@@ -145,6 +150,54 @@ def test_newest_run_per_status_and_counts_per_status(store: AuditStore) -> None:
     }
 
 
+def _run(store: AuditStore, project: str, day: int, removed: int = 0, **fields: object) -> None:
+    started = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=day)
+    record = RunRecord(project_name=project, started_at=started, snapshot_mode="combined",
+                       status=RunStatus.SUCCESS, prune_snapshots_removed=removed, **fields)  # type: ignore[arg-type]  # fmt: skip
+    store.finish_run(record)
+
+
+def test_prune_history_the_newest_run_that_pruned_and_whether_space_waits(
+    store: AuditStore,
+) -> None:
+    day = datetime(2026, 1, 1, tzinfo=UTC)
+    assert store.prune_history("a") == PruneHistory(last_pruned_at=None, unreclaimed=False)
+    _run(store, "a", 0)  # nothing forgotten
+    assert store.prune_history("a") == PruneHistory(None, unreclaimed=False)
+    _run(store, "a", 1, removed=2)  # forgotten, not pruned: its space waits
+    assert store.prune_history("a") == PruneHistory(None, unreclaimed=True)
+    pruned = day + timedelta(days=2, minutes=3)
+    _run(store, "a", 2, removed=1, pruned_at=pruned)
+    _run(store, "b", 3, removed=1, pruned_at=day + timedelta(days=3))  # another project
+    assert store.prune_history("a") == PruneHistory(pruned, unreclaimed=False)
+    _run(store, "a", 3, removed=0)
+    _run(store, "a", 4, removed=1, prune_deferred_until=pruned + timedelta(days=7))
+    assert store.prune_history("a") == PruneHistory(pruned, unreclaimed=True)
+
+
+def test_migration_0005_counts_earlier_runs_that_forgot_snapshots_as_prunes(
+    settings: AuditDbSettings,
+) -> None:
+    """Before it, a run pruned whenever its forget removed something (the original
+    tool: ``forget --prune``): the interval counts from the newest such run."""
+    store = AuditStore.open(settings)
+    store.migrate()
+    store._runner().down()  # back to 0004: the columns go
+    assert "pruned_at" not in {c.name for c in store.database.get_columns("backup_log")}
+    for day, removed in ((1, 3), (2, 0), (3, None)):
+        store.database.execute_sql(
+            "INSERT INTO backup_log (id, project_name, status, started_at, completed_at,"
+            " prune_snapshots_removed, encrypted, verified, retry_count, created_at)"
+            " VALUES (%s, 'a', 'success', %s, %s, %s, false, false, 0, %s)"
+            .replace("%s", store.database.param),
+            (str(uuid.uuid4()), datetime(2026, 1, day), datetime(2026, 1, day, 0, 5), removed,
+             datetime(2026, 1, day)),
+        )  # fmt: skip
+    assert store.migrate() == ["0005_prune_time"]
+    assert store.prune_history("a") == PruneHistory(datetime(2026, 1, 1, 0, 5, tzinfo=UTC))
+    store.close()
+
+
 def test_the_metrics_queries_read_the_project_status_index(tmp_path: Path) -> None:
     """SQLite's plan for the statements the store runs: a seek for the newest run of a
     status, a count from the index alone (not every row of the project)."""
@@ -166,6 +219,27 @@ def test_the_metrics_queries_read_the_project_status_index(tmp_path: Path) -> No
     assert "TEMP B-TREE" not in plans["newest"]
     assert f"USING COVERING INDEX {index} (project_name=?)" in plans["count"]
     assert "TEMP B-TREE" not in plans["count"]
+    store.close()
+
+
+def test_the_prune_history_queries_seek_on_indexes(tmp_path: Path) -> None:
+    """Once per run: the last prune is one seek, the runs since it a range, whatever
+    the history (SQLite's plans)."""
+    store = AuditStore.open(AuditDbSettings(sqlite_path=tmp_path / "audit.db"))
+    store.migrate()
+    _run(store, "a", 1, removed=1, pruned_at=datetime(2026, 1, 2, tzinfo=UTC))
+    statements: list[str] = []
+    store.database.connection().set_trace_callback(statements.append)
+    store.prune_history("a")
+    store.database.connection().set_trace_callback(None)
+    last, since = (s for s in statements if s.startswith("SELECT"))
+    plans = [
+        " ".join(row[3] for row in store.database.execute_sql(f"EXPLAIN QUERY PLAN {sql}"))
+        for sql in (last, since)
+    ]
+    assert "USING COVERING INDEX backup_log_project_pruned (project_name=?)" in plans[0]
+    assert "(project_name=? AND status=? AND started_at>?)" in plans[1]
+    assert "SCAN t1" not in " ".join(plans)
     store.close()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from backupctl_core.config.loader import load_config
 from backupctl_core.config.render import project_view
 from backupctl_core.domain.errors import ConfigError
-from backupctl_core.domain.settings import MASK, Secret
+from backupctl_core.domain.settings import MASK, RetentionSettings, Secret
 from tests.support.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
@@ -375,6 +376,42 @@ def test_retention_keep_last_hourly_within_are_checked(ws: Workspace) -> None:
         24,
         "1y5m7d2h",
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "every"),
+    [("7d", timedelta(days=7)), ("12h", timedelta(hours=12)), ("1w3d", timedelta(days=10)),
+     (0, timedelta(0)), ("0", timedelta(0)), ("365d", timedelta(days=365))],
+)  # fmt: skip
+def test_prune_interval_is_a_duration(ws: Workspace, value: object, every: timedelta) -> None:
+    ws.write_config([minimal(database=None, retention={"prune_interval": value})])
+    assert ws.load().project("app").retention.prune_every == every
+
+
+def test_prune_interval_defaults_to_a_week() -> None:
+    assert RetentionSettings().prune_every == timedelta(days=7)
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("7", "'7' is not a duration (weeks, days, hours: e.g. 7d, 12h, 1w3d; 0 prunes on"),
+        ("7m", "'7m' is not a duration"),  # months or minutes? neither
+        ("-1d", "'-1d' is not a duration"),
+        ("", "'' is not a duration"),
+        (1.5, "'1.5' is not a duration"),
+        ("366d", "'366d' is longer than 365d"),
+        ("99999999999999w", "'99999999999999w' is longer than 365d"),
+        ([], "expected a string, got []"),
+    ],
+)
+def test_a_bad_prune_interval_is_one_line_naming_the_key(
+    ws: Workspace, value: object, problem: str
+) -> None:
+    ws.write_config([minimal(database=None, retention={"prune_interval": value})])
+    message = error_of(ws)
+    assert f"projects[app].retention.prune_interval: {problem}" in message
+    assert "\n" not in message
 
 
 @pytest.mark.parametrize(

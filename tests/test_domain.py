@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from backupctl_core.domain.artifacts import Reclaim
 from backupctl_core.domain.errors import EXIT_CONNECTIVITY, EXIT_FAILURE, PluginError
 from backupctl_core.domain.events import (
     EventType,
@@ -19,6 +20,7 @@ from backupctl_core.domain.events import (
     success_event,
     timeout_warning_event,
 )
+from backupctl_core.domain.prune import PruneHistory, PrunePlan, plan_prune
 from backupctl_core.domain.records import RunRecord, RunStatus
 from backupctl_core.domain.retry import RetryPolicy
 from backupctl_core.domain.settings import Secret
@@ -77,6 +79,53 @@ def test_success_message_matches_spec_layout() -> None:
     )
     assert event.data["timestamp"] == "2026-03-18T00:03:12+01:00"
     assert event.data["dump_size_bytes"] == 245 * 1024**2
+
+
+@pytest.mark.parametrize(
+    ("values", "line"),
+    [
+        ({"prune_snapshots_removed": 3, "pruned_at": datetime(2026, 3, 17, 23, 3, tzinfo=UTC)},
+         "Pruned: 3 snapshots forgotten, space reclaimed | Local cleaned: 0 files"),
+        ({"prune_snapshots_removed": 1,
+          "prune_deferred_until": datetime(2026, 3, 20, 23, 0, tzinfo=UTC)},
+         "Pruned: 1 snapshot forgotten, prune deferred until 2026-03-21 00:00:00 CET"
+         " | Local cleaned: 0 files"),
+        ({"prune_snapshots_removed": 0}, "Pruned: 0 snapshots | Local cleaned: 0 files"),
+    ],
+)  # fmt: skip
+def test_the_success_message_says_whether_space_was_reclaimed(
+    values: dict[str, object], line: str
+) -> None:
+    done = record(status=RunStatus.SUCCESS, **values)
+    event = success_event(done, None, datetime(2026, 3, 18, 0, 3, 12, tzinfo=BERLIN))
+    assert event.text.splitlines()[4] == line
+
+
+NOW = datetime(2026, 3, 18, 12, 0, tzinfo=UTC)
+WEEK = timedelta(days=7)
+IN_5_DAYS = NOW + timedelta(days=5)
+
+
+@pytest.mark.parametrize(
+    ("interval", "history", "plan"),
+    [
+        # never pruned, or the history is unknown (audit store down): as before
+        (WEEK, PruneHistory(None), PrunePlan(Reclaim.IF_FORGOTTEN)),
+        (WEEK, None, PrunePlan(Reclaim.IF_FORGOTTEN)),
+        # pruned 2 days ago: not due, say until when
+        (WEEK, PruneHistory(NOW - timedelta(days=2)), PrunePlan(Reclaim.NO, IN_5_DAYS)),
+        (WEEK, PruneHistory(NOW - timedelta(days=2), unreclaimed=True),
+         PrunePlan(Reclaim.NO, IN_5_DAYS)),
+        # due: prune if forget removes something, or anyway if earlier forgets wait
+        (WEEK, PruneHistory(NOW - WEEK), PrunePlan(Reclaim.IF_FORGOTTEN)),
+        (WEEK, PruneHistory(NOW - WEEK, unreclaimed=True), PrunePlan(Reclaim.YES)),
+        # 0: every run that forgets prunes (and one whose forgets wait from before)
+        (timedelta(0), PruneHistory(NOW - timedelta(minutes=1)), PrunePlan(Reclaim.IF_FORGOTTEN)),
+        (timedelta(0), PruneHistory(NOW, unreclaimed=True), PrunePlan(Reclaim.YES)),
+    ],
+)  # fmt: skip
+def test_plan_prune(interval: timedelta, history: PruneHistory | None, plan: PrunePlan) -> None:
+    assert plan_prune(interval, history, NOW) == plan
 
 
 def test_failed_message_matches_spec_layout() -> None:

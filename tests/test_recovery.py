@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -372,6 +373,8 @@ def test_the_original_tool_s_fallback_entries_are_replayed_once_or_kept(
     assert (row.id, row.status.value, row.snapshot_id, row.dump_path) == (
         run_id, "success", "a1b2c3d4", dump,
     )  # fmt: skip
+    # its forget --prune removed a snapshot, so it pruned: the interval counts from it
+    assert row.pruned_at == datetime(2026, 3, 18, 0, 3, 12, tzinfo=UTC)
     (event,) = recorder.events
     assert event.type.value == "backup_failed" and "Error: box gone" in event.text
     assert [e["id"] for e in fallback.entries()] == ["o2"]  # not a run: kept, reported

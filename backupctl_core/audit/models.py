@@ -38,6 +38,8 @@ class BackupLog(Model):
     created_at = DateTimeField()
     dump_file = CharField(null=True)  # migration 0002: not in SPEC's schema
     warning_message = TextField(null=True)  # migration 0003: not in SPEC's schema
+    pruned_at = DateTimeField(null=True)  # migration 0005: not in SPEC's schema
+    prune_deferred_until = DateTimeField(null=True)  # migration 0005
     manifest_file = TextField(null=True)  # migration 0006: not in SPEC's schema
 
     class Meta:

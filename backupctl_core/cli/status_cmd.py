@@ -12,7 +12,7 @@ from backupctl_core.cli.completion import complete_projects
 from backupctl_core.cli.context import CliContext
 from backupctl_core.cli.output import MAX_LAST, echo_json, local_time, table
 from backupctl_core.domain.drill import DrillSummary, drill_overdue
-from backupctl_core.domain.events import human_duration, human_size
+from backupctl_core.domain.events import human_duration, human_size, prune_text
 from backupctl_core.domain.records import RunRecord, RunStatus
 from backupctl_core.domain.stages import describe_stage
 
@@ -185,9 +185,9 @@ def logs(context: CliContext, project: str, last: int, failed: bool, as_json: bo
             )
             click.echo(
                 f"  files new {r.files_new or 0}, changed {r.files_changed or 0}, added"
-                f" {human_size(r.bytes_added)}, pruned {r.prune_snapshots_removed or 0},"
-                f" cleaned {r.local_files_cleaned or 0}"
+                f" {human_size(r.bytes_added)}, cleaned {r.local_files_cleaned or 0}"
             )
+            click.echo(f"  pruned {prune_text(r, r.started_at.astimezone(ZoneInfo(tz)))}")
             if r.warning_message:
                 click.echo(f"  warning: {r.warning_message}")
         click.echo(

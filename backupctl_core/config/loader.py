@@ -29,11 +29,13 @@ from backupctl_core.config.env import (
 )
 from backupctl_core.domain.errors import ConfigError
 from backupctl_core.domain.settings import (
+    MAX_PRUNE_INTERVAL,
     EncryptionSettings,
     GlobalSettings,
     NotificationSettings,
     ProjectSettings,
     RetentionSettings,
+    parse_interval,
 )
 
 VAR_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -288,6 +290,17 @@ def _retention_problems(retention: RetentionSettings, where: str) -> list[str]:
         problems.append(
             f"{where}.keep_within: {within!r} is not a restic duration"
             " (years, months, days, hours: e.g. 2d, 12h, 1y5m7d2h)"
+        )
+    interval = parse_interval(retention.prune_interval)
+    if interval is None:
+        problems.append(
+            f"{where}.prune_interval: {retention.prune_interval!r} is not a duration"
+            " (weeks, days, hours: e.g. 7d, 12h, 1w3d; 0 prunes on every run that forgets)"
+        )
+    elif interval > MAX_PRUNE_INTERVAL:
+        problems.append(
+            f"{where}.prune_interval: {retention.prune_interval!r} is longer than"
+            f" {MAX_PRUNE_INTERVAL.days}d"
         )
     return problems
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 
 from attrs import frozen
@@ -38,9 +39,20 @@ class SyncResult:
     bytes_added: int = 0
 
 
+class Reclaim(StrEnum):
+    """What ``backupctl_prune`` does after forgetting snapshots (its ``reclaim``)."""
+
+    NO = "no"  # forget only: the space stays used until a later prune
+    IF_FORGOTTEN = "if-forgotten"  # prune if this forget removed snapshots
+    YES = "yes"  # prune even if it removed none (earlier forgets' space; `backupctl prune`)
+
+
 @frozen
 class PruneResult:
     snapshots_removed: int = 0
+    # Did the plugin prune (reclaim the space of forgotten snapshots)? None: it does
+    # not say (a plugin written before ``reclaim``).
+    space_reclaimed: bool | None = None
 
 
 @frozen

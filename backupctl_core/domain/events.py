@@ -78,6 +78,18 @@ def _plural(count: int | None, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+def prune_text(record: RunRecord, local_now: datetime) -> str:
+    """``3 snapshots forgotten, space reclaimed``, ``… prune deferred until <when>``
+    (in ``local_now``'s zone); ``3 snapshots`` when neither was recorded."""
+    forgotten = _plural(record.prune_snapshots_removed, "snapshot")
+    if record.pruned_at is not None:
+        return f"{forgotten} forgotten, space reclaimed"
+    if record.prune_deferred_until is not None:
+        until = format_time(record.prune_deferred_until.astimezone(local_now.tzinfo))
+        return f"{forgotten} forgotten, prune deferred until {until}"
+    return forgotten
+
+
 def _record_data(record: RunRecord, timestamp: datetime) -> dict[str, Any]:
     return {
         "run_id": record.id,
@@ -123,7 +135,7 @@ def success_event(record: RunRecord, database_name: str | None, local_end: datet
         f"Snapshot: {record.snapshot_id or '-'} | Mode: {record.snapshot_mode}",
         f"New files: {record.files_new or 0} | Changed: {record.files_changed or 0}"
         f" | Added: {human_size(record.bytes_added or 0)}",
-        f"Pruned: {_plural(record.prune_snapshots_removed, 'snapshot')}"
+        f"Pruned: {prune_text(record, local_end)}"
         f" | Local cleaned: {_plural(record.local_files_cleaned, 'file')}",
         f"Duration: {human_duration(record.duration_ms)}",
     ]

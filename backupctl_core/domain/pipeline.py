@@ -35,6 +35,7 @@ from backupctl_core.domain.ports import (
     ShellHooks,
     Watchdog,
 )
+from backupctl_core.domain.prune import PruneHistory, plan_prune
 from backupctl_core.domain.records import RunRecord, RunStatus
 from backupctl_core.domain.retry import RetryPolicy
 from backupctl_core.domain.settings import ProjectSettings
@@ -203,14 +204,30 @@ class BackupPipeline:
             self._notify(missing_assets_event(record, missing, local_now))
         self._enter(record, Stage.SYNC)
         self._sync(record, dump, assets)
-        result = self._stage(record, Stage.PRUNE, self.plugins.prune)
-        record.prune_snapshots_removed = result.snapshots_removed
+        self._prune(record)
         now = self.clock.now()
         record.local_files_cleaned = self._stage(
             record,
             Stage.CLEANUP,
             lambda: self.files.cleanup(project.retention.local_days, now),
         )
+
+    def _prune(self, record: RunRecord) -> None:
+        """Step 7: forget, and prune when due (``domain.prune``); record which."""
+        try:
+            history: PruneHistory | None = self.audit.prune_history(self.project.name)
+        except Exception as error:  # unknown: prune whenever forget removes something
+            log.warning("%s: last prune unknown (%s); pruning if anything is forgotten",
+                        self.project.name, redact(str(error), self.secrets))  # fmt: skip
+            history = None
+        plan = plan_prune(self.project.retention.prune_every, history, self.clock.now())
+        result = self._stage(record, Stage.PRUNE, partial(self.plugins.prune, plan.reclaim))
+        record.prune_snapshots_removed = result.snapshots_removed
+        if result.space_reclaimed:
+            record.pruned_at = self.clock.now()
+        elif result.space_reclaimed is False and plan.due_at is not None:
+            waiting = result.snapshots_removed or (history is not None and history.unreclaimed)
+            record.prune_deferred_until = plan.due_at if waiting else None
 
     def _dump(self, record: RunRecord) -> DumpArtifact:
         """Steps 3–5: dump, verify, encrypt; the artifact to sync."""

@@ -12,8 +12,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from backupctl_core.domain.artifacts import DumpArtifact, PruneResult, SyncResult, VerifyResult
+from backupctl_core.domain.artifacts import (
+    DumpArtifact,
+    PruneResult,
+    Reclaim,
+    SyncResult,
+    VerifyResult,
+)
 from backupctl_core.domain.drill import DumpManifest
+from backupctl_core.domain.prune import PruneHistory
 from backupctl_core.domain.records import RunRecord
 from backupctl_core.domain.stages import Stage
 
@@ -24,6 +31,9 @@ class AuditLog(Protocol):
     def track_progress(self, run_id: str, stage: Stage) -> None: ...
 
     def finish_run(self, record: RunRecord) -> None: ...
+
+    def prune_history(self, project: str) -> PruneHistory:
+        """The project's last prune, from its runs (``domain.prune``)."""
 
 
 class ProjectPlugins(Protocol):
@@ -37,7 +47,7 @@ class ProjectPlugins(Protocol):
 
     def sync(self, paths: Sequence[Path], tags: Sequence[str]) -> SyncResult: ...
 
-    def prune(self) -> PruneResult: ...
+    def prune(self, reclaim: Reclaim) -> PruneResult: ...
 
     def manifest(self, artifact: DumpArtifact) -> DumpManifest | None: ...
 

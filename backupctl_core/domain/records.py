@@ -10,6 +10,8 @@ from typing import Any
 
 from attrs import define, field, fields
 
+TIMES = ("started_at", "completed_at", "pruned_at", "prune_deferred_until")
+
 
 class RunStatus(StrEnum):
     STARTED = "started"
@@ -35,7 +37,13 @@ class RunRecord:
     files_new: int | None = None
     files_changed: int | None = None
     bytes_added: int | None = None
-    prune_snapshots_removed: int | None = None
+    prune_snapshots_removed: int | None = None  # forgotten by this run
+    # When this run pruned (reclaimed the space of forgotten snapshots), or until when
+    # it deferred that (``retention.prune_interval``); both None when nothing waited,
+    # or the storage plugin did not say (``pruned_at``, ``prune_deferred_until``:
+    # backupctl extensions).
+    pruned_at: datetime | None = None
+    prune_deferred_until: datetime | None = None
     local_files_cleaned: int | None = None
     error_stage: str | None = None
     error_message: str | None = None
@@ -55,7 +63,7 @@ class RunRecord:
         data["status"] = self.status.value
         data["dump_path"] = str(self.dump_path) if self.dump_path else None
         data["manifest_path"] = str(self.manifest_path) if self.manifest_path else None
-        for key in ("started_at", "completed_at"):
+        for key in TIMES:
             data[key] = data[key].isoformat() if data[key] else None
         return data
 
@@ -66,6 +74,6 @@ class RunRecord:
         values["dump_path"] = Path(values["dump_path"]) if values.get("dump_path") else None
         manifest = values.get("manifest_path")
         values["manifest_path"] = Path(manifest) if manifest else None
-        for key in ("started_at", "completed_at"):
+        for key in TIMES:
             values[key] = datetime.fromisoformat(values[key]) if values.get(key) else None
         return cls(**values)

@@ -6,6 +6,8 @@ error message about a bad key) lives in ``backupctl_core.config``.
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -59,6 +61,24 @@ class ResticSettings:
     snapshot_mode: Literal["combined", "separate"] = "combined"
 
 
+INTERVAL_PATTERN = re.compile(r"(?=\d)(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?")
+MAX_PRUNE_INTERVAL = timedelta(days=365)
+
+
+def parse_interval(text: str) -> timedelta | None:
+    """``7d``, ``12h``, ``1w3d``, ``0`` as a ``timedelta``; None if it is not one."""
+    text = text.strip()
+    if text == "0":
+        return timedelta(0)
+    match = INTERVAL_PATTERN.fullmatch(text)
+    if match is None:
+        return None
+    weeks, days, hours = (int(part or 0) for part in match.groups())
+    total = weeks * 168 + days * 24 + hours
+    # Beyond the maximum: one hour more is enough to say so (timedelta would overflow).
+    return timedelta(hours=min(total, MAX_PRUNE_INTERVAL // timedelta(hours=1) + 1))
+
+
 @frozen
 class RetentionSettings:
     """restic's forget policy (restic's meanings) plus the local dump cleanup.
@@ -66,6 +86,10 @@ class RetentionSettings:
     ``keep_daily`` keeps the *last* snapshot of each day: with several runs a day,
     ``keep_last``, ``keep_hourly`` or ``keep_within`` (a duration like ``2d``,
     ``1y5m7d2h``) keep the earlier ones. 0 / unset leaves a flag out.
+
+    ``prune_interval``: ``forget`` runs after every backup, the expensive ``prune``
+    that reclaims the space of forgotten snapshots at most this often (``0``: after
+    every run that forgot something). The loader has checked it (``parse_interval``).
     """
 
     local_days: int = 7
@@ -75,6 +99,11 @@ class RetentionSettings:
     keep_weekly: int = 4
     keep_monthly: int = 6
     keep_within: str | None = None
+    prune_interval: str = "7d"
+
+    @property
+    def prune_every(self) -> timedelta:
+        return parse_interval(self.prune_interval) or timedelta(0)
 
 
 @frozen

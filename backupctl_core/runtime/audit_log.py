@@ -9,6 +9,7 @@ from typing import Any
 
 from backupctl_core.audit.store import AuditStore
 from backupctl_core.domain.errors import ConnectivityError
+from backupctl_core.domain.prune import PruneHistory
 from backupctl_core.domain.records import RunRecord
 from backupctl_core.domain.stages import Stage
 from backupctl_core.runtime.fallback import FallbackLog
@@ -45,6 +46,10 @@ class ResilientAuditLog:
             self.store.finish_run(record)
         except ConnectivityError as error:
             self._keep("finish", record, error)
+
+    def prune_history(self, project: str) -> PruneHistory:
+        # Raises on an outage; the pipeline then prunes as if it were due.
+        return self.store.prune_history(project)
 
 
 def replay_audit(store: AuditStore, fallback: FallbackLog) -> tuple[int, int]:

@@ -43,6 +43,8 @@ def record_from_original(result: dict[str, Any]) -> RunRecord:
     sync = result.get("syncResult") or {}
     prune = result.get("pruneResult") or {}
     cleanup = result.get("cleanupResult") or {}
+    removed = prune.get("snapshotsRemoved")
+    completed = _time(result.get("completedAt"))
     return RunRecord(
         id=run_id,
         project_name=str(result["projectName"]),
@@ -50,7 +52,7 @@ def record_from_original(result: dict[str, Any]) -> RunRecord:
         snapshot_mode=str(result.get("snapshotMode") or "combined"),
         status=RunStatus(str(result["status"]).lower()),
         current_stage=result.get("currentStage"),
-        completed_at=_time(result.get("completedAt")),
+        completed_at=completed,
         dump_size_bytes=dump.get("sizeBytes"),
         encrypted=bool(result.get("encrypted")),
         verified=bool(result.get("verified")),
@@ -58,7 +60,9 @@ def record_from_original(result: dict[str, Any]) -> RunRecord:
         files_new=sync.get("filesNew"),
         files_changed=sync.get("filesChanged"),
         bytes_added=sync.get("bytesAdded"),
-        prune_snapshots_removed=prune.get("snapshotsRemoved"),
+        prune_snapshots_removed=removed,
+        # It ran `restic forget --prune`, which prunes when it forgot something.
+        pruned_at=(completed or started) if removed else None,
         local_files_cleaned=cleanup.get("filesRemoved"),
         error_stage=result.get("errorStage"),
         error_message=result.get("errorMessage"),

@@ -2,11 +2,14 @@
 
 How this one works:
 
-* dump — ``mysqldump <options> <database> | gzip > <stem>.sql.gz``: two processes
-  joined by a pipe, so no dump byte passes through Python and no uncompressed copy
-  touches the disk. The dump counts only if mysqldump AND gzip exit 0 AND the
-  uncompressed stream ends with mysqldump's ``-- Dump completed`` trailer: a
-  mysqldump that dies half-way still leaves a perfectly valid gzip file.
+* dump — ``mysqldump <options> <database> | gzip --rsyncable > <stem>.sql.gz``: two
+  processes joined by a pipe, so no dump byte passes through Python and no uncompressed
+  copy touches the disk. ``--rsyncable`` restarts the compressor at content-defined
+  points, so a change to some rows leaves the rest of the file as it was and restic
+  stores only the changed part again (+1% size; docs/storage.md). The dump counts
+  only if mysqldump AND gzip exit 0 AND the uncompressed stream ends with
+  mysqldump's ``-- Dump completed`` trailer: a mysqldump that dies half-way still
+  leaves a perfectly valid gzip file.
   With ``compression.enabled: false`` mysqldump writes ``<stem>.sql`` itself, no gzip:
   plain SQL that restic can deduplicate and compress (docs/storage.md).
 * verify — ``gzip -dc <file> | tail -c 512``: gzip checks every block and the
@@ -76,6 +79,8 @@ FORMAT = "mysql-sql-gzip"
 EXTENSION = ".sql.gz"
 PLAIN_FORMAT = "mysql-sql"  # compression.enabled: false
 PLAIN_EXTENSION = ".sql"
+# Deduplication-friendly output; from stdin gzip writes no name and no time either.
+GZIP = ["gzip", "-c", "--rsyncable"]
 DEFAULT_PORT = 3306
 CONNECT_TIMEOUT_SECONDS = 10
 TRAILER = b"-- Dump completed"
@@ -374,7 +379,7 @@ def _start(
 def _dump_through_gzip(
     argv: list[str], db: DatabaseSettings, path: Path, *, compress: bool = True
 ) -> None:
-    """``argv | gzip > path``; raises PluginError unless both exit 0.
+    """``argv | gzip --rsyncable > path``; raises PluginError unless both exit 0.
 
     Without ``compress``: ``argv > path``, no gzip.
     """
@@ -407,7 +412,7 @@ def _dump_through_gzip(
                 dump = _start(argv, credentials, stdout=subprocess.PIPE, stderr=dump_errors)
                 running.append(dump)
                 assert dump.stdout is not None
-                gzip = _start(["gzip", "-c"], stdin=dump.stdout, stdout=out, stderr=gzip_errors)
+                gzip = _start(GZIP, stdin=dump.stdout, stdout=out, stderr=gzip_errors)
                 running.append(gzip)
                 dump.stdout.close()  # gzip holds the read end: if it dies, mysqldump gets SIGPIPE
                 gzip_code, dump_code = wait(gzip), wait(dump)

@@ -29,6 +29,7 @@ from backupctl_core import (
     PluginError,
     PluginType,
     PruneResult,
+    Reclaim,
     Snapshot,
     SyncResult,
     hookimpl,
@@ -153,19 +154,31 @@ def retention_args(retention: Any) -> list[str]:
 
 
 @hookimpl
-def backupctl_prune(project: Any, settings: Any) -> PruneResult:
+def backupctl_prune(project: Any, settings: Any, reclaim: Reclaim) -> PruneResult:
     """``restic forget`` with the project's policy once per retention series
-    (``series.py``), then one ``restic prune`` if anything was forgotten.
+    (``series.py``), then one ``restic prune`` as ``reclaim`` says: never (``no``:
+    the pipeline deferred it), if anything was forgotten, or always (``yes``).
 
     Not restic's default grouping (host and paths: dump names change every run, so
     each snapshot was a group of one and nothing was ever removed), and not
     ``--group-by tags`` (the original tool's unique ``timestamp:`` tag made each of
     its snapshots a group of one, so they were never pruned).
     """
+    restic = Restic(project, settings)
+    removed = forget(restic, project)
+    prune = reclaim == Reclaim.YES or (reclaim == Reclaim.IF_FORGOTTEN and removed > 0)
+    if prune:
+        run = restic.run(["prune", "--quiet"])
+        if not run.ok:
+            raise restic.error(run)
+    return PruneResult(snapshots_removed=removed, space_reclaimed=prune)
+
+
+def forget(restic: Restic, project: Any) -> int:
+    """``restic forget`` per retention series; how many snapshots it removed."""
     policy = retention_args(project.retention)
     if not policy:  # all zero: no policy, keep everything
-        return PruneResult(snapshots_removed=0)
-    restic = Restic(project, settings)
+        return 0
     listed = parse_snapshots(restic.json(["snapshots", "--json", "--tag", project_tag(project)]))
     series = retention_series(listed, project.name, project.restic.snapshot_mode)
     removed = 0
@@ -176,11 +189,7 @@ def backupctl_prune(project: Any, settings: Any) -> PruneResult:
             raise restic.error(run)
         if any(line.strip() for line in run.stdout):  # nothing at all when none matched
             removed += count_removed(json_document(run.stdout, "forget"))
-    if removed:
-        run = restic.run(["prune", "--quiet"])
-        if not run.ok:
-            raise restic.error(run)
-    return PruneResult(snapshots_removed=removed)
+    return removed
 
 
 @hookimpl

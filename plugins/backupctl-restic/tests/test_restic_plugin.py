@@ -20,7 +20,7 @@ from backupctl_restic import plugin, restic_environment
 from backupctl_restic.output import describe_json_error, parse_time
 from backupctl_restic.repository import known_hosts_file, repository_url
 
-from backupctl_core import PluginError, hookspecs
+from backupctl_core import PluginError, Reclaim, hookspecs
 from backupctl_core.domain.settings import (
     DatabaseSettings,
     GlobalSettings,
@@ -35,6 +35,7 @@ from tests.support.sftp import SftpServer
 PASSWORD = "pw-Zq81-never-print-me"  # distinctive, so a leak anywhere would be found
 TAGS = ("project:p", "backupctl:combined")
 NO_RETENTION = RetentionSettings(keep_daily=0, keep_weekly=0, keep_monthly=0)
+IF_FORGOTTEN = Reclaim.IF_FORGOTTEN  # prune only if forget removed something
 
 Target = Callable[..., tuple[ProjectSettings, GlobalSettings]]
 
@@ -163,7 +164,7 @@ def test_prune_applies_retention_per_project_and_lists_newest_first(
     assert [s.id for s in listed] == made[::-1]
     assert listed[0].time > listed[1].time > listed[2].time
 
-    pruned = plugin.backupctl_prune(project=project, settings=settings)
+    pruned = plugin.backupctl_prune(project=project, settings=settings, reclaim=IF_FORGOTTEN)
 
     assert pruned.snapshots_removed == 2  # all three are from today: one daily kept
     assert [s.id for s in plugin.backupctl_snapshots(project=project, settings=settings)] == [
@@ -267,6 +268,44 @@ def test_unknown_host_key_fails_loudly(
 # -- local-only behaviour ---------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("reclaim", "runs", "removed", "pruned"),
+    [
+        (Reclaim.NO, 3, 2, False),  # deferred: forget only, the space waits
+        (Reclaim.IF_FORGOTTEN, 3, 2, True),
+        (Reclaim.IF_FORGOTTEN, 1, 0, False),  # nothing forgotten: nothing to reclaim
+        (Reclaim.YES, 1, 0, True),  # `backupctl prune`, or earlier forgets' space
+    ],
+)
+def test_reclaim_decides_whether_restic_prune_runs(
+    tmp_path: Path, template_repo: Path, source: Path, monkeypatch: pytest.MonkeyPatch,
+    reclaim: Reclaim, runs: int, removed: int, pruned: bool,
+) -> None:  # fmt: skip
+    real = shutil.which("restic")
+    log = tmp_path / "argv.log"
+    (tmp_path / "bin").mkdir()
+    wrapper = tmp_path / "bin" / "restic"
+    wrapper.write_text(f'#!/bin/sh\nprintf "%s\\n" "$1" >> {log}\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}")
+    shutil.copytree(template_repo, tmp_path / "repo")
+    daily = RetentionSettings(keep_daily=1, keep_weekly=0, keep_monthly=0)
+    project = _project(str(tmp_path / "repo"), retention=daily)
+    settings = GlobalSettings(backup_base_dir=tmp_path / "base")
+    for round_ in range(runs):  # same day: keep_daily 1 keeps only the newest
+        (source / "a.txt").write_text(f"round {round_}\n")
+        plugin.backupctl_sync(project=project, settings=settings, paths=[source], tags=TAGS)
+    log.unlink()
+
+    result = plugin.backupctl_prune(project=project, settings=settings, reclaim=reclaim)
+
+    assert (result.snapshots_removed, result.space_reclaimed) == (removed, pruned)
+    commands = log.read_text().split()
+    assert commands[:2] == ["snapshots", "forget"]  # forget on every call
+    assert ("prune" in commands) is pruned
+    assert len(plugin.backupctl_snapshots(project=project, settings=settings)) == 1
+
+
 def test_password_never_reaches_argv(
     tmp_path: Path, source: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -284,7 +323,7 @@ def test_password_never_reaches_argv(
 
     plugin.backupctl_sync(project=project, settings=settings, paths=[source], tags=TAGS)
     plugin.backupctl_snapshots(project=project, settings=settings)
-    plugin.backupctl_prune(project=project, settings=settings)
+    plugin.backupctl_prune(project=project, settings=settings, reclaim=IF_FORGOTTEN)
     plugin.backupctl_check(project=project, settings=settings)
 
     logged = log.read_text()
@@ -325,7 +364,7 @@ def test_locked_repository_is_retryable(tmp_path: Path, template_repo: Path, sou
     try:
         _wait_for_lock(project, settings)
         with pytest.raises(PluginError) as caught:
-            plugin.backupctl_prune(project=project, settings=settings)
+            plugin.backupctl_prune(project=project, settings=settings, reclaim=IF_FORGOTTEN)
     finally:
         assert holder.stdin is not None
         holder.stdin.close()
@@ -365,7 +404,12 @@ def test_all_zero_retention_removes_nothing(tmp_path: Path) -> None:
     project = _project(str(tmp_path / "no-such-repo"), retention=NO_RETENTION)
     settings = GlobalSettings(backup_base_dir=tmp_path)
 
-    assert plugin.backupctl_prune(project=project, settings=settings).snapshots_removed == 0
+    assert (
+        plugin.backupctl_prune(
+            project=project, settings=settings, reclaim=IF_FORGOTTEN
+        ).snapshots_removed
+        == 0
+    )
 
 
 def test_missing_password_is_a_non_retryable_error(tmp_path: Path) -> None:
@@ -468,7 +512,12 @@ def test_a_stale_lock_of_a_killed_restic_heals_itself(
     assert any((repo / "locks").iterdir())
 
     plugin.backupctl_sync(project=project, settings=settings, paths=[source], tags=TAGS)
-    assert plugin.backupctl_prune(project=project, settings=settings).snapshots_removed == 1
+    assert (
+        plugin.backupctl_prune(
+            project=project, settings=settings, reclaim=IF_FORGOTTEN
+        ).snapshots_removed
+        == 1
+    )
     assert "stale locks removed, trying again" in caplog.text
     assert f"locked by PID {holder.pid} on {socket.gethostname()}" in caplog.text
 
@@ -481,7 +530,7 @@ def test_a_live_lock_is_never_removed(tmp_path: Path, template_repo: Path, sourc
     plugin.backupctl_sync(project=project, settings=settings, paths=[source], tags=TAGS)
     with _locked_repository(project, settings) as holder:
         with pytest.raises(PluginError, match="locked by another restic process"):
-            plugin.backupctl_prune(project=project, settings=settings)
+            plugin.backupctl_prune(project=project, settings=settings, reclaim=IF_FORGOTTEN)
         assert holder.poll() is None and any((repo / "locks").iterdir())
 
 
@@ -571,7 +620,7 @@ def test_prune_treats_the_original_tool_s_snapshots_as_a_series(
     subprocess.run([*argv, "backup", "--quiet", "--tag", "project:p", str(source)], env=env,
                    check=True, capture_output=True)  # made by hand: in no series  # fmt: skip
 
-    result = plugin.backupctl_prune(project=project, settings=settings)
+    result = plugin.backupctl_prune(project=project, settings=settings, reclaim=IF_FORGOTTEN)
 
     assert result.snapshots_removed == removed
     kept = plugin.backupctl_snapshots(project=project, settings=settings)

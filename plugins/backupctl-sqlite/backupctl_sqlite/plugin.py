@@ -49,6 +49,9 @@ EXTENSION = ".sqlite.gz"
 PLAIN_FORMAT = "sqlite"  # compression.enabled: false
 PLAIN_EXTENSION = ".sqlite"
 GZIP_LEVEL = 6  # the gzip tool's default: measured 2.3x faster than zlib's 9 for ~1 point of size
+# The compressor restarts every BLOCK bytes of the database (a multiple of every SQLite
+# page size), so each block compresses on its own: see _compress.
+BLOCK = 64 * 1024
 
 
 @hookimpl
@@ -72,7 +75,7 @@ def backupctl_validate_config(project: ProjectSettings, settings: GlobalSettings
 def backupctl_dump(
     project: ProjectSettings, settings: GlobalSettings, target_stem: Path
 ) -> DumpArtifact:
-    """Copy the database with SQLite's online backup API, then gzip it.
+    """Copy the database with SQLite's online backup API, then gzip it (``_compress``).
 
     The backup API gives a consistent copy even while the application writes.
     Every file we create is 0600: dumps are never world-readable. With
@@ -105,13 +108,8 @@ def backupctl_dump(
             if not compress:
                 copy.replace(target)  # complete and closed: the dump appears whole
             else:
-                # Stream through gzip in chunks; never read a whole dump into memory.
                 create_private_file(target)
-                with (
-                    copy.open("rb") as raw,
-                    gzip.open(target, "wb", compresslevel=GZIP_LEVEL) as packed,
-                ):
-                    shutil.copyfileobj(raw, packed, 1024 * 1024)
+                _compress(copy, target)
     except sqlite3.Error as exc:
         # "file is not a database" is permanent; "database is locked" may pass.
         raise PluginError(
@@ -124,6 +122,31 @@ def backupctl_dump(
         for leftover in (copy, *(copy.with_name(copy.name + s) for s in ("-journal", "-wal"))):
             leftover.unlink(missing_ok=True)
     return DumpArtifact(path=target, size_bytes=target.stat().st_size, format=format_)
+
+
+def _compress(source: Path, target: Path) -> None:
+    """gzip ``source`` to ``target``, deduplication-friendly (like ``gzip --rsyncable``).
+
+    A plain gzip stream changes from the first changed byte to its end, and in a
+    SQLite file that is often near the start (the page count in the header, the
+    tables' root pages): most of each dump was new to restic. A SQLite file is an
+    array of pages that stay in place, so a full
+    flush (the compressor forgets everything) every ``BLOCK`` bytes makes each block's
+    output depend on that block alone: an unchanged page range compresses to the same
+    bytes, which restic stores once. +1.4% size; measured in docs/storage.md. No file
+    name and no time in the header, so it is the same on every run too. Streamed:
+    never a whole dump in memory.
+    """
+    with (
+        source.open("rb") as raw,
+        target.open("wb") as out,
+        gzip.GzipFile(
+            filename="", mode="wb", fileobj=out, compresslevel=GZIP_LEVEL, mtime=0
+        ) as packed,
+    ):
+        while block := raw.read(BLOCK):
+            packed.write(block)
+            packed.flush(zlib.Z_FULL_FLUSH)
 
 
 @hookimpl

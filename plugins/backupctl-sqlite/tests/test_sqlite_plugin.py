@@ -243,16 +243,43 @@ def uncompressed(project: ProjectSettings) -> ProjectSettings:
     return attrs.evolve(project, compression=CompressionSettings(enabled=False))
 
 
-def test_gzip_level_6(settings: GlobalSettings, source: Path, stem: Path) -> None:
-    artifact = plugin.backupctl_dump(
-        project=make_project(source), settings=settings, target_stem=stem
-    )
-    packed = artifact.path.read_bytes()
-    assert packed[8] == 0  # gzip's XFL byte: 2 would mean level 9, 4 level 1
-    header_end = packed.index(b"\x00", 10) + 1  # 10 fixed bytes, then the file name
-    deflate = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
-    raw = gzip.decompress(packed)
-    assert packed[header_end:-8] == deflate.compress(raw) + deflate.flush()
+def blocks_compressed(raw: bytes) -> list[bytes]:
+    """What each BLOCK of ``raw`` compresses to on its own (gzip level 6, then a full flush)."""
+    segments = []
+    for start in range(0, len(raw), plugin.BLOCK):
+        deflate = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+        block = raw[start : start + plugin.BLOCK]
+        segments.append(deflate.compress(block) + deflate.flush(zlib.Z_FULL_FLUSH))
+    return segments
+
+
+def test_gzip_level_6_restarted_every_block_so_unchanged_pages_deduplicate(
+    tmp_path: Path, settings: GlobalSettings, stem: Path
+) -> None:
+    """Like gzip --rsyncable: a one-row change leaves every other block's bytes as they
+    were, so restic stores only the changed part (not the whole dump) again."""
+    source = tmp_path / "big.db"
+    with sqlite3.connect(source) as db:
+        db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        db.executemany("INSERT INTO t VALUES (?, ?)", ((i, f"{i:x}" * 40) for i in range(6000)))
+    project = make_project(source)
+    first = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+    before = first.path.read_bytes()
+    first.path.unlink()
+    with sqlite3.connect(source) as db:
+        db.execute("UPDATE t SET v = 'changed' WHERE id = 3000")
+    after = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+
+    packs = []
+    for packed in (before, after.path.read_bytes()):
+        # gzip header: no file name, no time (the same on every run), level 6's XFL
+        assert packed[:10] == b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+        segments = blocks_compressed(gzip.decompress(packed))
+        assert packed[10:-10] == b"".join(segments)  # then the final empty block, CRC, size
+        packs.append(segments)
+    assert len(packs[0]) == len(packs[1]) > 10
+    changed = [i for i, (a, b) in enumerate(zip(*packs, strict=True)) if a != b]
+    assert len(changed) == 1  # the block holding the changed row: 1 of 14
 
 
 def test_uncompressed_dump_verify_and_restore(
