@@ -182,7 +182,8 @@ def test_migration_0005_counts_earlier_runs_that_forgot_snapshots_as_prunes(
     tool: ``forget --prune``): the interval counts from the newest such run."""
     store = AuditStore.open(settings)
     store.migrate()
-    store._runner().down()  # back to 0004: the columns go
+    store._runner().down()  # 0006 (drills) goes,
+    store._runner().down()  # then 0005: back to 0004, the columns go
     assert "pruned_at" not in {c.name for c in store.database.get_columns("backup_log")}
     for day, removed in ((1, 3), (2, 0), (3, None)):
         store.database.execute_sql(
@@ -193,7 +194,7 @@ def test_migration_0005_counts_earlier_runs_that_forgot_snapshots_as_prunes(
             (str(uuid.uuid4()), datetime(2026, 1, day), datetime(2026, 1, day, 0, 5), removed,
              datetime(2026, 1, day)),
         )  # fmt: skip
-    assert store.migrate() == ["0005_prune_time"]
+    assert store.migrate() == ["0005_prune_time", "0006_drills"]
     assert store.prune_history("a") == PruneHistory(datetime(2026, 1, 1, 0, 5, tzinfo=UTC))
     store.close()
 

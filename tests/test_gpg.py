@@ -497,8 +497,11 @@ def test_cli_run_restore_decrypt_round_trip(ws: Workspace, owner: Owner, tmp_pat
 
     code, out, err = invoke(ws, "run", "shop")
     assert code == 0, out + err
-    (local,) = (ws.base_dir / "shop").glob("shop_backup_*")
-    assert local.name.endswith(".sqlite.gz.gpg") and stat.S_IMODE(local.stat().st_mode) == 0o600
+    (local,) = (ws.base_dir / "shop").glob("shop_backup_*.sqlite.gz.gpg")
+    assert stat.S_IMODE(local.stat().st_mode) == 0o600
+    # Its manifest (table names, row counts) is encrypted like the dump: no plaintext copy.
+    (manifest,) = (ws.base_dir / "shop").glob("shop_backup_*.manifest.json*")
+    assert manifest.name == local.name.removesuffix(".gpg") + ".manifest.json.gpg"
     _code, out, _ = invoke(ws, "status", "shop", "--json")
     assert json.loads(out)[0]["encrypted"] is True
 
@@ -506,8 +509,8 @@ def test_cli_run_restore_decrypt_round_trip(ws: Workspace, owner: Owner, tmp_pat
         ws, "restore", "shop", "latest", str(tmp_path / "first"), "--decompress"
     )
     assert code == 1 and "the secret key for" in err and "was left as it is" in err
-    (left,) = (tmp_path / "first").rglob("shop_backup_*")
-    assert left.name == local.name  # only the encrypted file, no partial plaintext
+    left = sorted(p.name for p in (tmp_path / "first").rglob("shop_backup_*"))
+    assert left == [local.name, manifest.name]  # only encrypted files, no partial plaintext
 
     share(ws, owner.secret(GOOD))  # the private key, as a configured key file
     code, out, err = invoke(ws, "restore", "shop", "latest", str(tmp_path / "out"), "--decompress")

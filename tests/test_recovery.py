@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from backupctl_core.audit.store import AuditStore
+from backupctl_core.domain.drill import manifest_path
 from backupctl_core.runtime.fallback import FallbackLog
 from backupctl_core.runtime.recovery import Recovery
 from backupctl_core.runtime.runner import PAUSE_ENV, run_project
@@ -243,7 +244,9 @@ def test_recovery_removes_only_dumps_it_can_attribute_to_a_failed_run(
     shop = ws.base_dir / "shop"
     audit_pg.pause()  # a successful run recorded only in the fallback file
     assert backupctl(ws, "run", "shop").returncode == 0
-    (fallback_only,) = shop.glob("shop_backup_*")
+    (fallback_only,) = shop.glob("shop_backup_*.gz")
+    fallback_manifest = manifest_path(fallback_only)  # each dump has one beside it
+    assert fallback_manifest.exists()
     audit_pg.resume()
     # A failed run's dump: the repository cannot be created below a regular file.
     (ws.root / "not-a-folder").write_text("x")
@@ -251,7 +254,9 @@ def test_recovery_removes_only_dumps_it_can_attribute_to_a_failed_run(
         [sqlite_project("shop", ws.root / "shop.sqlite", ws.root / "not-a-folder" / "repo")]
     )
     assert backupctl(ws, "run", "shop").returncode == 1
-    (failed_dump,) = set(shop.glob("shop_backup_*")) - {fallback_only}
+    (failed_dump,) = set(shop.glob("shop_backup_*.gz")) - {fallback_only}
+    failed_manifest = manifest_path(failed_dump)
+    assert failed_manifest.exists()
     # Files no run of ours made: the original tool's dump and an operator's file.
     original = shop / "shop_backup_20260301_020000.sql.gz"
     original.write_bytes(b"original tool's dump")
@@ -261,12 +266,14 @@ def test_recovery_removes_only_dumps_it_can_attribute_to_a_failed_run(
 
     result = backupctl(ws, "recover")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"1 orphaned dump(s) removed: {failed_dump.name}" in result.stdout
-    assert "2 left (no failed run to attribute them to)" in result.stdout
+    removed = sorted([failed_dump.name, failed_manifest.name])
+    assert f"2 orphaned dump(s) removed: {', '.join(removed)}" in result.stdout, result.stdout
+    assert "2 left (no failed run to attribute them to)" in result.stdout, result.stdout
     assert f"warn   kept {original}: not made by a failed run" in result.stdout
     assert f"warn   kept {notes}: not made by a failed run" in result.stdout
     assert fallback_only.exists() and original.exists() and notes.exists()
-    assert not failed_dump.exists()
+    assert fallback_manifest.exists()  # a successful run's, kept with its dump
+    assert not failed_dump.exists() and not failed_manifest.exists()
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])

@@ -331,9 +331,9 @@ def test_drills_run_on_drill_cron_and_health_flags_an_overdue_one(
 ) -> None:
     """``drill.cron``: the service drills on its own worker and records the result;
     ``drill.max_age_days``: /health fails while no drill passed recently enough."""
-    drill = {"cron": "30 10 * * *", "max_age_days": 7}
+    drill = {"cron": "30 11 * * *", "max_age_days": 7}  # 10:30 UTC in TIMEZONE (Berlin)
     ws.write_config(
-        [sqlite_project("shop", tmp_path / "shop.sqlite", tmp_path / "repo", cron="*/10 * * * *",
+        [sqlite_project("shop", tmp_path / "shop.sqlite", tmp_path / "repo", cron="10 11 * * *",
                         drill=drill)]
     )  # fmt: skip
     clock = [UTC_10]
@@ -346,7 +346,7 @@ def test_drills_run_on_drill_cron_and_health_flags_an_overdue_one(
         (overdue,) = [c for c in body["checks"] if c["name"] == "restore drill"]
         assert overdue["status"] == "fail" and "no passed restore drill yet" in overdue["detail"]
 
-        clock[0] = UTC_10 + timedelta(minutes=10)  # the backup at 10:10
+        clock[0] = UTC_10 + timedelta(minutes=10)  # the backup at 10:10 UTC
         service.tick()
         service.workers["shop"].join(60)
         clock[0] = UTC_10 + timedelta(minutes=30)  # the drill at 10:30

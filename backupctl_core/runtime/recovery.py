@@ -15,6 +15,7 @@ from attrs import evolve, frozen
 
 from backupctl_core.audit.store import AuditStore
 from backupctl_core.config.loader import AppConfig
+from backupctl_core.domain.drill import manifest_path
 from backupctl_core.domain.errors import LockHeldError
 from backupctl_core.domain.records import RunStatus
 from backupctl_core.plugins import PluginRegistry
@@ -99,7 +100,7 @@ class Recovery:
             files = ProjectFiles(
                 self.settings.project_dir(project.name), project.name, self.settings.timezone
             )
-            keep = self.store.successful_dumps(project.name) | pending
+            keep = _with_manifests(self.store.successful_dumps(project.name) | pending)
             failed = self.store.failed_runs(project.name)
             failed_files = {run.dump_path for run in failed if run.dump_path is not None}
             failed_stamps = {files.stamp(run.started_at) for run in failed}
@@ -216,3 +217,13 @@ class Recovery:
             for warning in report.warnings:
                 log.warning("recovery: %s: %s", report.step, warning)
         return reports
+
+
+def _with_manifests(dumps: set[Path]) -> set[Path]:
+    """``dumps`` and the manifest stored beside each (encrypted with it, or not)."""
+    found = set(dumps)
+    for dump in dumps:
+        plain = dump.with_suffix("") if dump.suffix == ".gpg" else dump
+        found.add(manifest_path(plain))
+        found.add(manifest_path(plain).with_name(manifest_path(plain).name + ".gpg"))
+    return found
