@@ -91,3 +91,13 @@ def test_secrets_and_data_stay_out_of_git_and_the_image() -> None:
                   ".venv", ".git"):  # fmt: skip
         assert entry in docker_ignore, entry
     assert compose()["services"]["backupctl"]["stop_grace_period"] == "1h"
+
+
+def test_image_has_the_newest_postgresql_client_beside_debians() -> None:
+    """pg_dump must be as new as the server: compose's audit database alone is 16,
+    while Debian 12's client is 15 (which the local scripts keep)."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "https://apt.postgresql.org/pub/repos/apt bookworm-pgdg main" in dockerfile
+    assert '"postgresql-client-${PG_CLIENT_MAJOR:-$newest}"' in dockerfile
+    packages = (ROOT / "scripts" / "packages.txt").read_text().split()
+    assert "postgresql-client" in packages
