@@ -172,3 +172,35 @@ def test_the_interval_is_30_seconds_unless_the_tests_set_it(
         assert interval_from_env() == 30
     monkeypatch.setenv(INTERVAL_ENV, "0.5")
     assert interval_from_env() == 0.5
+
+
+def test_line_of_each_stage_from_the_growing_file(tmp_path: Path) -> None:
+    """Dump: the file being written; Encrypt: gpg's (``.gpg.partial`` until done);
+    Sync: restic's status; anything else: the time so far."""
+    from backupctl_core.domain.stages import Stage
+    from backupctl_core.runtime.progress import ProgressOptions, RunProgress
+
+    now = [100.0]
+    stem = tmp_path / "shop_backup_20260101_020000_abcd"
+    progress = RunProgress("shop", ProgressOptions(), dump_stem=lambda: stem,
+                           timezone="Europe/Berlin", clock=lambda: now[0])  # fmt: skip
+    assert progress.line() is None  # before the first stage
+    progress.stage(Stage.DUMP)
+    now[0] += 0.5
+    assert progress.line() == "shop: Dump (3/11): 0s"  # no file yet
+    Path(f"{stem}.dump").write_bytes(b"x" * 3 * 1024 * 1024)
+    assert progress.line() == "shop: Dump (3/11): 3.0 MB so far"  # no rate before 1 s
+    now[0] += 1.5
+    assert progress.line() == "shop: Dump (3/11): 3.0 MB so far at 1.5 MB/s"
+    progress.stage(Stage.ENCRYPT)
+    now[0] += 2
+    Path(f"{stem}.dump.gpg.partial").write_bytes(b"x" * 1024 * 1024)
+    assert progress.line() == "shop: Encrypt (5/11): 1.0 MB so far at 512 KB/s"
+    progress.stage(Stage.SYNC)
+    now[0] += 4
+    assert progress.line() == "shop: Sync (6/11): 4s"
+    progress.report(Progress(fraction=0.5, total_bytes=2048, bytes_done=1024))
+    assert progress.line() == "shop: Sync (6/11): 50%, 1.0 KB of 2.0 KB, ETA 4s"
+    progress.stage(Stage.PRUNE)  # a new stage forgets restic's status
+    now[0] += 61
+    assert progress.line() == "shop: Prune (7/11): 1m 1s"

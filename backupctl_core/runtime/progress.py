@@ -120,7 +120,7 @@ class RunProgress:
         newest: tuple[float, int] | None = None
         try:
             for path in stem.parent.glob(stem.name + "*"):
-                if stage is Stage.ENCRYPT and path.suffix != ".gpg":
+                if stage is Stage.ENCRYPT and ".gpg" not in path.name:  # x.gpg.partial
                     continue
                 info = path.stat()
                 if newest is None or info.st_mtime >= newest[0]:
@@ -136,7 +136,8 @@ class RunProgress:
         self._console_filter = _ClearFirst(self)
         if self.options.live:
             for handler in logging.getLogger("backupctl").handlers:
-                handler.addFilter(self._console_filter)
+                if not isinstance(handler, logging.FileHandler):  # the console's
+                    handler.addFilter(self._console_filter)
         self._thread = threading.Thread(target=self._loop, name="backupctl-progress", daemon=True)
         self._thread.start()
         return self
