@@ -24,6 +24,7 @@ from backupctl_core import PluginError
 from backupctl_core.domain.drill import DumpManifest
 from backupctl_core.domain.settings import DatabaseSettings, ProjectSettings
 from backupctl_core.plugin_kit import child_env, first_error_line, mask, read_captured
+from backupctl_postgres import clients
 
 CHUNK = 1 << 20
 COPY_LINE = re.compile(rb'^COPY ((?:"[^"]*(?:""[^"]*)*"|[^\s"])+) .*FROM stdin;\n', re.MULTILINE)
@@ -75,10 +76,11 @@ def _end_of_data(buffer: bytes, position: int) -> int:
 
 
 def dump_manifest(dump: Path, db: DatabaseSettings) -> DumpManifest:
-    versions = _dump_versions(dump)
+    pg_restore = clients.pg_restore_tool(db)  # reads what the chosen pg_dump wrote
+    versions = _dump_versions(pg_restore, dump)
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(
-            ["pg_restore", "--data-only", "--file=-", str(dump)],
+            [pg_restore, "--data-only", "--file=-", str(dump)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=stderr,
@@ -101,9 +103,9 @@ def dump_manifest(dump: Path, db: DatabaseSettings) -> DumpManifest:
     )
 
 
-def _dump_versions(dump: Path) -> dict[str, str]:
+def _dump_versions(pg_restore: str, dump: Path) -> dict[str, str]:
     listing = subprocess.run(
-        ["pg_restore", "--list", str(dump)],
+        [pg_restore, "--list", str(dump)],
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
@@ -127,6 +129,7 @@ class PostgresScratchDatabase:
         # Where CREATE/DROP DATABASE connect: the project's database on its own
         # server, the always-present ``postgres`` on a drill server.
         self.maintenance_db = "postgres" if server else (db.name or "postgres")
+        self.pg_restore = clients.pg_restore_tool(db)
         self.created = False
 
     @contextmanager
@@ -160,7 +163,7 @@ class PostgresScratchDatabase:
         with self._connect(self.maintenance_db) as conn:
             conn.execute(f'CREATE DATABASE "{self.name}"')
         self.created = True
-        argv = ["pg_restore", "--exit-on-error", "--no-owner", "--no-acl", "--no-password"]
+        argv = [self.pg_restore, "--exit-on-error", "--no-owner", "--no-acl", "--no-password"]
         argv += [f"--host={self.host}", f"--port={self.port}", f"--username={self.user}"]
         argv += [f"--dbname={self.name}", str(dump_file)]
         if dump_file.suffix == ".sql":

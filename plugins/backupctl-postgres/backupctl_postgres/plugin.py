@@ -36,9 +36,7 @@ output streamed to files; stderr kept for one-line error messages; a
 
 from __future__ import annotations
 
-import glob
 import logging
-import os
 import re
 import shlex
 import shutil
@@ -71,7 +69,7 @@ from backupctl_core.plugin_kit import (
     require_database,
     tools_check,
 )
-from backupctl_postgres import drill
+from backupctl_postgres import clients, drill
 
 log = logging.getLogger("backupctl.postgres")
 
@@ -82,9 +80,6 @@ DEFAULT_PORT = 5432
 CONNECT_TIMEOUT_SECONDS = 10
 SECONDS_PER_MINUTE = 60  # dump_timeout_minutes' unit (a test shortens it)
 
-# Where Debian, Ubuntu and apt.postgresql.org install each major's client tools side
-# by side (PATH's pg_dump there is pg_wrapper); a test points it at stand-ins.
-VERSIONED_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 INSTALL_HINT = "install postgresql-client"
 
 # pg_dump's refusal, e.g. "pg_dump: detail: server version: 16.2 (Debian 16.2-1);
@@ -130,7 +125,7 @@ def backupctl_validate_config(project: ProjectSettings, settings: GlobalSettings
     if db is None:
         return []
     problems = missing_keys(db, ("host", "name", "user")) + port_problems(db)
-    if db.pg_dump_path and not _is_executable(Path(db.pg_dump_path)):
+    if db.pg_dump_path and not clients.is_executable(Path(db.pg_dump_path)):
         problems.append(f"database.pg_dump_path: {db.pg_dump_path} is not an executable file")
     return problems
 
@@ -153,7 +148,7 @@ def backupctl_dump(
         if mismatch:
             # Too old for this server: once more with an installed pg_dump that fits.
             server, client = mismatch[1].strip(), mismatch[2].strip()
-            newer = None if db.pg_dump_path else _fitting_pg_dump(_major(server))
+            newer = None if db.pg_dump_path else clients.fitting_pg_dump(clients.major(server))
             if newer is None:
                 raise PluginError(_mismatch_message(db, server, client), retryable=False)
             log.info("pg_dump %s is older than the server (%s): using %s", client, server, newer)
@@ -179,7 +174,7 @@ def backupctl_verify(
     with tempfile.TemporaryFile() as stderr:
         try:
             proc = subprocess.Popen(
-                [_pg_restore_tool(project.database), "--list", str(path)],
+                [clients.pg_restore_tool(project.database), "--list", str(path)],
                 stdout=subprocess.PIPE,
                 stderr=stderr,
                 stdin=subprocess.DEVNULL,
@@ -260,11 +255,11 @@ def _pg_dump_check(db: DatabaseSettings, server: str) -> CheckResult | None:
     """None when the first pg_dump fits the server (as the dump then goes), else which
     installed pg_dump the dump will switch to, or the failure the dump would end in."""
     first = db.pg_dump_path or shutil.which("pg_dump") or "pg_dump"
-    client = _version_of(first)
-    server_major = _major(server)
-    if not client or server_major is None or (_major(client) or 0) >= server_major:
+    client = clients.version_of(first)
+    server_major = clients.major(server)
+    if not client or server_major is None or (clients.major(client) or 0) >= server_major:
         return None
-    newer = None if db.pg_dump_path else _fitting_pg_dump(server_major)
+    newer = None if db.pg_dump_path else clients.fitting_pg_dump(server_major)
     if newer is None:
         return CheckResult("pg_dump version", "fail", _mismatch_message(db, server, client))
     detail = f"{newer} for server {server} (pg_dump on PATH is {client}, too old)"
@@ -329,7 +324,7 @@ def _pg_restore(db: DatabaseSettings | None, args: list[str]) -> str:
     """``pg_restore ARGS`` on local files (no server): its error line, or "" when it worked."""
     try:
         result = subprocess.run(
-            [_pg_restore_tool(db), *args],
+            [clients.pg_restore_tool(db), *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -349,68 +344,9 @@ def _pg_restore(db: DatabaseSettings | None, args: list[str]) -> str:
 # -- which client tools -----------------------------------------------------------
 
 
-def _installed(tool: str) -> list[tuple[int, Path]]:
-    """``(major, path)`` of ``tool`` in each ``/usr/lib/postgresql/N/bin``, lowest first."""
-    found = []
-    for bindir in glob.glob(VERSIONED_BIN_GLOB):
-        major = Path(bindir).parent.name
-        if major.isdigit() and _is_executable(Path(bindir) / tool):
-            found.append((int(major), Path(bindir) / tool))
-    return sorted(found)
-
-
-def _fitting_pg_dump(server_major: int | None) -> Path | None:
-    """The installed pg_dump of the lowest major at least ``server_major``: its archives
-    are the ones the most pg_restore versions read."""
-    if server_major is None:
-        return None
-    return next((path for major, path in _installed("pg_dump") if major >= server_major), None)
-
-
-def _pg_restore_tool(db: DatabaseSettings | None) -> str:
-    """pg_restore beside ``database.pg_dump_path``, else the newest of PATH's and the
-    installed majors' (a pg_restore reads the archives of every pg_dump up to its own)."""
-    if db is not None and db.pg_dump_path:
-        beside = Path(db.pg_dump_path).with_name("pg_restore")
-        return str(beside) if _is_executable(beside) else "pg_restore"
-    installed = _installed("pg_restore")
-    if not installed:
-        return "pg_restore"
-    newest_major, newest = installed[-1]
-    on_path = shutil.which("pg_restore")
-    path_major = _major(_version_of(on_path)) if on_path else None
-    if path_major is not None and path_major >= newest_major:
-        return "pg_restore"
-    return str(newest)
-
-
-def _version_of(tool: str) -> str:
-    """``16.2`` from ``pg_dump --version`` ("pg_dump (PostgreSQL) 16.2 (Debian …)"), or ""."""
-    try:
-        done = subprocess.run(
-            [tool, "--version"],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=CONNECT_TIMEOUT_SECONDS,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    found = re.search(r"\(PostgreSQL\) (\S+)", done.stdout) if done.returncode == 0 else None
-    return found[1] if found else ""
-
-
-def _major(version: str) -> int | None:
-    """16 from "16.2 (Debian …)", 9 from "9.6.24"; None without a number."""
-    found = re.match(r"\s*(\d+)", version)
-    return int(found[1]) if found else None
-
-
 def _mismatch_message(db: DatabaseSettings, server: str, client: str) -> str:
     """Both versions and the fix, for a pg_dump older than the server."""
-    server_major = _major(server)
+    server_major = clients.major(server)
     where = f"{db.host}:{db.port or DEFAULT_PORT}"
     if db.pg_dump_path:
         return (
@@ -424,10 +360,6 @@ def _mismatch_message(db: DatabaseSettings, server: str, client: str) -> str:
         f"install postgresql-client-{server_major} (apt.postgresql.org) or set "
         "database.pg_dump_path to such a pg_dump"
     )
-
-
-def _is_executable(path: Path) -> bool:
-    return path.is_file() and os.access(path, os.X_OK)
 
 
 def _connection_args(db: DatabaseSettings) -> list[str]:

@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 import pluggy
 import pytest
+from backupctl_postgres import clients as pg_clients
 from backupctl_postgres import plugin
 
 from backupctl_core import DumpArtifact, PluginError, PluginType, hookspecs
@@ -738,7 +739,7 @@ with open(target, "wb") as f:
 @attrs.define
 class Clients:
     """Stand-in client tools: one version on PATH, majors "installed" side by side in
-    ``lib/postgresql/N/bin`` (the plugin's VERSIONED_BIN_GLOB), and a server version."""
+    ``lib/postgresql/N/bin`` (pg_clients.VERSIONED_BIN_GLOB), and a server version."""
 
     root: Path
     server_file: Path
@@ -776,7 +777,7 @@ def clients(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Clients:
     found = Clients(tmp_path / "clients", tmp_path / "server-version", tmp_path / "used")
     on_path = found.write(found.root / "path-bin", "15.8").parent
     monkeypatch.setenv("PATH", f"{on_path}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setattr(plugin, "VERSIONED_BIN_GLOB", str(found.root / "lib/postgresql/*/bin"))
+    monkeypatch.setattr(pg_clients, "VERSIONED_BIN_GLOB", str(found.root / "lib/postgresql/*/bin"))
     return found
 
 
@@ -915,15 +916,17 @@ def test_pg_restore_is_the_newest_installed_or_the_one_beside_pg_dump_path(
     clients: Clients,
 ) -> None:
     db = DatabaseSettings(type="postgres")
-    assert plugin._pg_restore_tool(db) == "pg_restore"  # nothing newer than PATH's 15.8
+    assert pg_clients.pg_restore_tool(db) == "pg_restore"  # nothing newer than PATH's 15.8
     clients.install("14.9")
-    assert plugin._pg_restore_tool(db) == "pg_restore"
+    assert pg_clients.pg_restore_tool(db) == "pg_restore"
     clients.install("17.2")
     clients.install("16.1")
     newest = str(clients.root / "lib/postgresql/17/bin/pg_restore")
-    assert plugin._pg_restore_tool(db) == newest
+    assert pg_clients.pg_restore_tool(db) == newest
     pinned = attrs.evolve(db, pg_dump_path=str(clients.root / "lib/postgresql/16/bin/pg_dump"))
-    assert plugin._pg_restore_tool(pinned) == str(clients.root / "lib/postgresql/16/bin/pg_restore")
+    assert pg_clients.pg_restore_tool(pinned) == str(
+        clients.root / "lib/postgresql/16/bin/pg_restore"
+    )
 
 
 def test_validate_config_refuses_a_pg_dump_path_that_does_not_run(
