@@ -123,7 +123,8 @@ def test_each_distribution_has_project_urls_and_a_readme_that_works_on_the_index
         for target in re.findall(r"\]\(([^)\s]+)\)", text):
             assert target.startswith(("https://", "http://")), f"{folder.name}: {target}"
             if target.startswith(repository + "/"):
-                kind, branch, path = target.removeprefix(repository + "/").split("/", 2)
+                inside = target.removeprefix(repository + "/").split("#")[0]
+                kind, branch, path = inside.split("/", 2)
                 assert (kind, branch) in {("blob", "main"), ("tree", "main")}, target
                 assert (ROOT / path).exists(), target
         for url in urls.values():
