@@ -8,6 +8,21 @@ RUN apt-get update \
     | xargs apt-get install -y --no-install-recommends \
  && rm -rf /var/lib/apt/lists/*
 
+# pg_dump must be as new as the server it dumps: the newest PostgreSQL client (or
+# PG_CLIENT_MAJOR) from the PostgreSQL project's repository, beside Debian's 15 above.
+# The postgres plugin picks, per server, a pg_dump from /usr/lib/postgresql/N/bin.
+ARG PG_CLIENT_MAJOR=
+RUN apt-get update && apt-get install -y --no-install-recommends curl ca-certificates \
+ && curl -fsSL https://www.postgresql.org/media/keys/ACCC4CF8.asc \
+    | gpg --dearmor -o /usr/share/keyrings/postgresql.gpg \
+ && echo "deb [ signed-by=/usr/share/keyrings/postgresql.gpg ] https://apt.postgresql.org/pub/repos/apt bookworm-pgdg main" \
+    > /etc/apt/sources.list.d/pgdg.list \
+ && apt-get update \
+ && newest="$(apt-cache search --names-only '^postgresql-client-[0-9]+$' \
+    | sed -E 's/^postgresql-client-([0-9]+) .*/\1/' | sort -n | tail -1)" \
+ && apt-get install -y --no-install-recommends "postgresql-client-${PG_CLIENT_MAJOR:-$newest}" \
+ && apt-get purge -y curl && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
+
 # MongoDB Database Tools (mongodump/mongorestore) are not in Debian: MongoDB's repository.
 RUN apt-get update && apt-get install -y --no-install-recommends curl ca-certificates \
  && curl -fsSL https://pgp.mongodb.com/server-7.0.asc \

@@ -97,6 +97,19 @@ def test_required_keys_and_literals(ws: Workspace) -> None:
     assert "projects[b].restic: required key missing" in message
 
 
+def test_pg_dump_path_belongs_to_postgres_only(ws: Workspace) -> None:
+    ws.write_env(DB_PASSWORD="pw")
+    mysql = {"type": "mysql", "name": "db", "pg_dump_path": "/usr/bin/pg_dump"}
+    ws.write_config([minimal(database=mysql)])
+    assert error_of(ws) == (
+        f"{ws.config_path}: projects[app].database.pg_dump_path: only for type postgres"
+    )
+    postgres = {"type": "Postgres", "name": "db", "pg_dump_path": "/usr/bin/pg_dump"}
+    ws.write_config([minimal(database=postgres)])
+    database = ws.load().project("app").database
+    assert database is not None and database.pg_dump_path == "/usr/bin/pg_dump"
+
+
 def test_checks_beyond_types(ws: Workspace) -> None:
     ws.write_env(DB_PASSWORD="pw")
     ws.write_config(

@@ -261,3 +261,38 @@ def backupctl_argv(ws: Workspace) -> list[str]:
     from tests.test_roundtrip import BACKUPCTL
 
     return [BACKUPCTL, *ws.cli_args()]
+
+
+def test_postgres_drill_imports_on_the_drill_server_not_as_the_backup_user(
+    pg_scram: PgCluster, pg_scram_db: PgDatabase, tmp_path: Path
+) -> None:
+    """``drill.database``: the scratch database is made by the drill's own user (which
+    may create databases); the backup user, which may not, is never asked to."""
+    import secrets
+
+    from psycopg import sql
+
+    db = pg_scram_db
+    with pg_scram.connect(db.name, user=db.user, password=db.password) as conn:
+        conn.execute("CREATE TABLE t AS SELECT g AS n FROM generate_series(1, 42) g")
+    drill_user, drill_password = f"drill_{secrets.token_hex(4)}", secrets.token_hex(12)
+    pg_scram.create_role(drill_user, drill_password)
+    pg_scram.execute("postgres", sql.SQL("ALTER ROLE {} CREATEDB").format(
+        sql.Identifier(drill_user)))  # fmt: skip
+    try:
+        database = {"type": "postgres", "host": db.host, "port": db.port, "name": db.name}
+        ws, _ = make_workspace(tmp_path, {**database, "user": db.user}, db.password, "combined")
+        ws.write_env(DRILL_PASSWORD=drill_password)
+        server = {"host": db.host, "port": db.port, "user": drill_user,
+                  "password": "${DRILL_PASSWORD}"}  # fmt: skip
+        configure(ws, database=server)
+        ok(ws, "run", PROJECT)
+
+        code, report = drill_json(ws)
+
+        assert code == 0, report["checks"]
+        assert checks(report)["rows"] == ("pass", "1 table(s), 42 row(s) as in the dump")
+        assert pg_scratch_databases(pg_scram, db) == []
+        assert drill_password not in json.dumps(report)
+    finally:
+        pg_scram.drop_role(drill_user)

@@ -163,7 +163,7 @@ def test_wrong_database_password_fails_at_dump(source: PgDatabase, tmp_path: Pat
     result = backupctl(ws, "run", "shop")
     assert result.returncode == 1
     assert "FAILED at Dump" in result.stdout
-    assert "password authentication failed" in result.stdout
+    assert result.stderr.count("password authentication failed") == 1, result.stderr
     (row,) = json.loads(backupctl(ws, "logs", "shop", "--json").stdout)
     assert row["status"] == "failed" and row["error_stage"] == "dump"
     assert row["retry_count"] == 0  # a wrong password is not retried

@@ -104,7 +104,8 @@ def test_full_disk_fails_cleanly(tmp_path: Path, small_disk: Path) -> None:
     assert backupctl(ws, "db", "migrate").returncode == 0
     result = backupctl(ws, "run", "shop")
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "FAILED at Dump" in result.stdout and "disk is full" in result.stdout
+    assert "FAILED at Dump" in result.stdout  # the result on stdout, the error on stderr
+    assert "disk is full" in result.stderr and "disk is full" not in result.stdout
     assert "Traceback" not in result.stderr
     assert not list((small_disk / "shop").glob("shop_backup_*"))  # no partial dump
     assert not (tmp_path / "repo").exists()  # nothing synced

@@ -91,3 +91,42 @@ def test_secrets_and_data_stay_out_of_git_and_the_image() -> None:
                   ".venv", ".git"):  # fmt: skip
         assert entry in docker_ignore, entry
     assert compose()["services"]["backupctl"]["stop_grace_period"] == "1h"
+
+
+def test_image_has_the_newest_postgresql_client_beside_debians() -> None:
+    """pg_dump must be as new as the server: compose's audit database alone is 16,
+    while Debian 12's client is 15 (which the local scripts keep)."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "https://apt.postgresql.org/pub/repos/apt bookworm-pgdg main" in dockerfile
+    assert '"postgresql-client-${PG_CLIENT_MAJOR:-$newest}"' in dockerfile
+    packages = (ROOT / "scripts" / "packages.txt").read_text().split()
+    assert "postgresql-client" in packages
+
+
+def test_each_distribution_has_project_urls_and_a_readme_that_works_on_the_index() -> None:
+    """The README is the wheel's description on the package index, where a relative
+    link (``../../README.md``) leads nowhere: links into the repository are absolute,
+    on the core's Repository URL, and name files that exist."""
+    repository = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"][
+        "Repository"
+    ]
+    folders = [ROOT, *sorted(p.parent for p in ROOT.glob("plugins/*/pyproject.toml")),
+               ROOT / "examples" / "backupctl-example-tar"]  # fmt: skip
+    for folder in folders:
+        meta = tomllib.loads((folder / "pyproject.toml").read_text())["project"]
+        urls = meta.get("urls", {})
+        assert urls.get("Repository") == repository, folder.name
+        assert set(urls) >= {"Homepage", "Documentation"}, folder.name
+        for url in urls.values():
+            assert url.startswith(repository), url
+        text = (folder / meta["readme"]).read_text()
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            assert target.startswith(("https://", "http://")), f"{folder.name}: {target}"
+            if target.startswith(repository + "/"):
+                inside = target.removeprefix(repository + "/").split("#")[0]
+                kind, branch, path = inside.split("/", 2)
+                assert (kind, branch) in {("blob", "main"), ("tree", "main")}, target
+                assert (ROOT / path).exists(), target
+        for url in urls.values():
+            if url.startswith(repository + "/tree/main/"):
+                assert (ROOT / url.removeprefix(repository + "/tree/main/")).is_dir(), url

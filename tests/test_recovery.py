@@ -313,7 +313,8 @@ def test_a_signal_stops_a_cli_run_cleanly(
     process.send_signal(sig)
     out, err = process.communicate(timeout=30)
     assert process.returncode == code, out + err
-    assert f"FAILED at Sync (6/11): interrupted by {sig.name}" in out
+    assert "shop: FAILED at Sync (6/11) after " in out
+    assert err.count(f"Sync failed: interrupted by {sig.name}") == 1, err
     assert "Traceback" not in err
     (row,) = rows(ws)
     assert row["status"] == "failed" and row["error_message"] == f"interrupted by {sig.name}"

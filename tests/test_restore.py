@@ -275,3 +275,66 @@ def test_snapshots_fit_100_columns_and_show_the_audited_size(ws: Workspace, tmp_
     from backupctl_core.domain.events import human_size
 
     assert size == f"+{human_size(record['bytes_added'])}"  # what the run added
+
+
+def owners_and_modes(target: Path) -> set[tuple[int, int, bool]]:
+    """(uid, gid, readable by its owner) of ``target`` and every path below it."""
+    import os
+    import stat
+
+    found = set()
+    for path in [target, *target.rglob("*")]:
+        info = path.lstat()
+        if stat.S_ISLNK(info.st_mode):
+            readable = True  # a link's own mode means nothing
+        elif stat.S_ISDIR(info.st_mode):
+            readable = info.st_mode & (stat.S_IRUSR | stat.S_IXUSR) == stat.S_IRUSR | stat.S_IXUSR
+        else:
+            readable = bool(info.st_mode & stat.S_IRUSR)
+        found.add((info.st_uid, info.st_gid, readable))
+    assert os.path.isdir(target)
+    return found
+
+
+def test_restored_files_belong_to_who_restores_or_to_owner(ws: Workspace, tmp_path: Path) -> None:
+    """Restores made as root in the container were root's, 0700, on the host:
+    ``--owner "$(id -u):$(id -g)"`` gives them to the host user."""
+    import os
+
+    setup(ws, tmp_path, "combined")
+    mine = tmp_path / "mine"
+    cli_ok(ws, "restore", "shop", "latest", str(mine), "--decompress")
+    assert owners_and_modes(mine) == {(os.geteuid(), os.getegid(), True)}
+
+    theirs = tmp_path / "theirs"
+    out = cli_ok(ws, "restore", "shop", "latest", str(theirs), "--decompress", "--owner",
+                 "12345:12346")  # fmt: skip
+    assert owners_and_modes(theirs) == {(12345, 12346, True)}
+    restored = {p.name.split(".", 1)[1] for p in theirs.rglob("shop_backup_*")}
+    assert {"sqlite.gz", "sqlite"} <= restored  # the dump and what --decompress wrote
+    assert f"owner of {theirs} and all it holds: 12345:12346" in out
+    only_user = tmp_path / "only-user"
+    cli_ok(ws, "restore", "shop", "latest", str(only_user), "--owner", "12345")
+    assert owners_and_modes(only_user) == {(12345, os.getegid(), True)}
+
+
+def test_owner_is_checked_before_anything_is_restored(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    setup(ws, tmp_path, "combined")
+    target = tmp_path / "out"
+    code, err = cli_fail(ws, "restore", "shop", "latest", str(target), "--owner", "bob")
+    assert code == 1
+    assert err == (
+        'error: --owner: expected UID or UID:GID as numbers (e.g. "$(id -u):$(id -g)"),'
+        " got 'bob'\n"
+    )
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)  # not root: only to oneself
+    code, err = cli_fail(ws, "restore", "shop", "latest", str(target), "--owner", "0:0")
+    assert err == (
+        "error: --owner 0:0: only root can give files to another user"
+        " (docker exec runs as root when -u is not given)\n"
+    )
+    assert not target.exists()

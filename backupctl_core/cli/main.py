@@ -13,7 +13,7 @@ import click
 
 from backupctl_core.cli.context import CliContext
 from backupctl_core.domain.errors import EXIT_FAILURE, BackupctlError, Interrupted
-from backupctl_core.runtime.log_format import ZonedFormatter
+from backupctl_core.runtime.log_format import ZonedFormatter, not_file_only
 from backupctl_core.runtime.masking import SECRET_FILTER
 
 log = logging.getLogger("backupctl")
@@ -120,6 +120,7 @@ def _setup_logging(verbose: int) -> None:
     logger = logging.getLogger("backupctl")
     if _console not in logger.handlers:
         _console.addFilter(SECRET_FILTER)
+        _console.addFilter(not_file_only)
         logger.addHandler(_console)
     logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
 

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from backupctl_core.cli.completion import complete_projects
 from backupctl_core.cli.context import CliContext
 from backupctl_core.domain.drill import manifest_path
-from backupctl_core.domain.errors import BackupctlError
-from backupctl_core.domain.restore import is_dump_path, missing_after_restore, plan_restore
+from backupctl_core.domain.errors import BackupctlError, UsageError
+from backupctl_core.domain.restore import (
+    RestoreStep,
+    is_dump_path,
+    missing_after_restore,
+    plan_restore,
+)
+
+if TYPE_CHECKING:  # the plugin manager is loaded by the command, not at import
+    from backupctl_core.plugins import ProjectPluginSet
 
 
 def _prepare_target(target: Path) -> Path:
@@ -23,6 +33,34 @@ def _prepare_target(target: Path) -> Path:
             raise BackupctlError(f"restore target {target} is not empty")
     target.mkdir(parents=True, exist_ok=True, mode=0o700)
     return target.resolve()
+
+
+def _owner(text: str | None) -> tuple[int, int] | None:
+    """``--owner UID[:GID]`` as numbers (GID -1: left as it is); checked before any restore."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"(\d+)(?::(\d+))?", text.strip())
+    if match is None:
+        raise UsageError(
+            f'--owner: expected UID or UID:GID as numbers (e.g. "$(id -u):$(id -g)"), got {text!r}'
+        )
+    uid, gid = int(match[1]), int(match[2]) if match[2] else -1
+    mine = uid == os.geteuid() and gid in (-1, os.getegid(), *os.getgroups())
+    if os.geteuid() != 0 and not mine:
+        raise UsageError(
+            f"--owner {text}: only root can give files to another user"
+            " (docker exec runs as root when -u is not given)"
+        )
+    return uid, gid
+
+
+def _give_to(target: Path, uid: int, gid: int) -> None:
+    """``target`` and everything below it to ``uid:gid``; symlinks themselves, never
+    what they point to."""
+    os.lchown(target, uid, gid)
+    for folder, dirs, files in os.walk(target):  # does not descend into symlinked folders
+        for name in (*dirs, *files):
+            os.lchown(os.path.join(folder, name), uid, gid)
 
 
 def _below(target: Path, snapshot_path: str) -> Path:
@@ -44,6 +82,11 @@ def _inside(path: Path, target: Path) -> Path:
 @click.option("--only", type=click.Choice(["db", "assets"]), help="Only the dump or the assets.")
 @click.option("--decompress", is_flag=True, help="Decrypt and decompress dumps next to them.")
 @click.option("--guide", is_flag=True, help="Print the commands that import the dump.")
+@click.option(
+    "--owner",
+    metavar="UID[:GID]",
+    help="Give TARGET and all it holds to this user (as root, e.g. in Docker).",
+)
 @click.pass_obj
 def restore(
     context: CliContext,
@@ -53,12 +96,30 @@ def restore(
     only: str | None,
     decompress: bool,
     guide: bool,
+    owner: str | None,
 ) -> None:
     """Extract SNAPSHOT (an id or 'latest') of PROJECT into the empty folder TARGET."""
+    new_owner = _owner(owner)
     settings = context.checked_project(project)
     plugins = context.registry.for_project(settings, context.config.settings)
     steps = plan_restore(plugins.snapshots(), snapshot, only, project)  # type: ignore[arg-type]
     target = _prepare_target(target)
+    try:
+        _restore_into(plugins, steps, target, project, decompress, guide)
+    finally:  # what was written, also when the restore failed half-way
+        if new_owner is not None:
+            _give_to(target, *new_owner)
+            click.echo(f"owner of {target} and all it holds: {owner}")
+
+
+def _restore_into(
+    plugins: ProjectPluginSet,
+    steps: list[RestoreStep],
+    target: Path,
+    project: str,
+    decompress: bool,
+    guide: bool,
+) -> None:
     snapshot_of: dict[Path, str] = {}  # each restored file -> the snapshot it came from
     for step in steps:
         click.echo(f"restoring snapshot {step.snapshot_id} into {target}")

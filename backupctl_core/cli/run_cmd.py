@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -40,26 +41,38 @@ def _summary(outcome: RunOutcome) -> str:
             f" added {human_size(record.bytes_added)}, {human_duration(record.duration_ms)}"
             f"{warning}"
         )
+    # The error itself is on stderr, once: the pipeline logs it as the run fails.
     return (
-        f"FAILED at {describe_stage(record.error_stage)}: {record.error_message}"
-        f" ({human_duration(record.duration_ms)})"
+        f"FAILED at {describe_stage(record.error_stage)} after {human_duration(record.duration_ms)}"
     )
 
 
-def _run_one(context: CliContext, project: ProjectSettings, verbose: bool) -> RunOutcome:
+def _run_one(
+    context: CliContext, project: ProjectSettings, verbose: bool, quiet: bool
+) -> RunOutcome:
+    from backupctl_core.runtime.progress import ProgressOptions, interval_from_env
     from backupctl_core.runtime.runner import run_project
 
     def show_stage(stage: Stage) -> None:
-        if verbose:
+        if verbose and not quiet:
             zone = ZoneInfo(context.config.settings.timezone)  # as every time shown
             stamp = datetime.now(UTC).astimezone(zone).isoformat(timespec="seconds")[11:]
             click.echo(f"{stamp} {project.name}: {stage.progress()}")
 
     from backupctl_core.runtime.interrupt import stop_on_signals
 
+    console = None if quiet else sys.stderr  # progress is not a result: stderr
+    progress = ProgressOptions(
+        console=console,
+        live=console is not None and console.isatty(),
+        interval=interval_from_env(),
+    )
     store = _audit_store(context)
     with stop_on_signals():
-        return run_project(context.config, project, context.registry, store, on_stage=show_stage)
+        return run_project(
+            context.config, project, context.registry, store, on_stage=show_stage,
+            progress=progress,
+        )  # fmt: skip
 
 
 def _audit_store(context: CliContext) -> AuditStore:
@@ -111,6 +124,9 @@ def _dry_run(
     "--dry-run", is_flag=True, help="Check config, plugins, connectivity; change nothing."
 )
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: machine-readable.")
+@click.option(
+    "-q", "--quiet", is_flag=True, help="Print only warnings and errors; the exit code tells."
+)
 @click.pass_obj
 @click.pass_context
 def run(
@@ -120,6 +136,7 @@ def run(
     run_all: bool,
     dry_run: bool,
     as_json: bool,
+    quiet: bool,
 ) -> None:
     """Back up PROJECT now (or --all projects)."""
     verbose = bool(ctx.find_root().params.get("verbose"))
@@ -131,11 +148,16 @@ def run(
         _dry_run(ctx, context, [project] if project else None, as_json)
         return
     context.enable_file_log()
+
+    def say(line: str) -> None:
+        if not quiet:
+            click.echo(line)
+
     if project is not None:
         settings = context.checked_project(project)
-        click.echo(f"{project}: started")
-        outcome = _run_one(context, settings, verbose)
-        click.echo(f"{project}: {_summary(outcome)}")
+        say(f"{project}: started")
+        outcome = _run_one(context, settings, verbose, quiet)
+        say(f"{project}: {_summary(outcome)}")
         if outcome.interrupted is not None:
             ctx.exit(outcome.interrupted.exit_code)
         if not outcome.ok:
@@ -145,26 +167,25 @@ def run(
     projects = context.config.enabled_projects
     results: list[tuple[str, bool]] = []
     for settings in projects:
-        click.echo(f"{settings.name}: started")
+        say(f"{settings.name}: started")
         interrupted = None
         try:
             context.checked_project(settings.name)
-            outcome = _run_one(context, settings, verbose)
+            outcome = _run_one(context, settings, verbose, quiet)
             ok, line, interrupted = outcome.ok, _summary(outcome), outcome.interrupted
         except ConfigError:
             raise
         except BackupctlError as error:  # e.g. lock held: this project fails, the rest run
-            ok, line = False, f"FAILED: {error.message}"
-        click.echo(f"{settings.name}: {line}")
+            click.echo(f"error: {settings.name}: {error.message}", err=True)
+            ok, line = False, "FAILED, not run"
+        say(f"{settings.name}: {line}")
         results.append((settings.name, ok))
         if interrupted is not None:  # the operator asked to stop: no further projects
             skipped = len(projects) - len(results)
-            click.echo(
-                f"Summary: stopped by {interrupted.signal_name}, {skipped} project(s) not run"
-            )
+            say(f"Summary: stopped by {interrupted.signal_name}, {skipped} project(s) not run")
             ctx.exit(interrupted.exit_code)
     succeeded = sum(1 for _, ok in results if ok)
-    click.echo(f"Summary: {succeeded}/{len(results)} projects succeeded")
+    say(f"Summary: {succeeded}/{len(results)} projects succeeded")
     if succeeded == len(results):
         ctx.exit(EXIT_OK)
     ctx.exit(EXIT_PARTIAL if succeeded else EXIT_FAILURE)

@@ -370,6 +370,12 @@ def _check(projects: list[tuple[int, ProjectSettings]]) -> list[str]:
         database = project.database
         if database is not None and (database.dump_timeout_minutes or 1) <= 0:
             errors.append(f"{where}.database.dump_timeout_minutes: must be greater than 0")
+        if (
+            database is not None
+            and database.pg_dump_path
+            and _type_name(database.type) != "postgres"
+        ):
+            errors.append(f"{where}.database.pg_dump_path: only for type postgres")
         errors += _retention_problems(project.retention, f"{where}.retention")
         if project.hooks.timeout_seconds <= 0:
             errors.append(f"{where}.hooks.timeout_seconds: must be greater than 0")

@@ -42,6 +42,8 @@ class DatabaseSettings:
     password: Secret | None = None
     # The original tool's key: a dump running longer is killed and the run fails.
     dump_timeout_minutes: int | None = None
+    # postgres: the pg_dump to use (its pg_restore beside it), instead of choosing one.
+    pg_dump_path: str | None = None
 
 
 @frozen

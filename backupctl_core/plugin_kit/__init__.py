@@ -15,8 +15,10 @@ plugin manager, CLI or database driver.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -29,6 +31,7 @@ __all__ = [
     "CHECK_TOOLS",
     "RETRYABLE_ERRORS",
     "UNREACHABLE_ERRORS",
+    "Progress",
     "child_env",
     "classify_failure",
     "create_private_file",
@@ -40,8 +43,10 @@ __all__ = [
     "missing_keys",
     "open_private_file",
     "port_problems",
+    "progress_wanted",
     "read_captured",
     "removed_on_failure",
+    "report_progress",
     "require_database",
     "stderr_lines",
     "tools_check",
@@ -256,6 +261,50 @@ def read_captured(file: IO[bytes]) -> str:
     stderr), read from the start and decoded, undecodable bytes replaced."""
     file.seek(0)
     return file.read().decode(errors="replace")
+
+
+# -- progress of a long step ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a long step is (restic's ``backup --json`` status): what ``run`` shows
+    as its progress line. Leave out what you do not know."""
+
+    fraction: float | None = None  # 0.0 … 1.0
+    files_done: int | None = None
+    total_files: int | None = None
+    bytes_done: int | None = None
+    total_bytes: int | None = None
+    seconds_remaining: float | None = None
+
+
+_progress_sink: ContextVar[Callable[[Progress], None] | None] = ContextVar(
+    "backupctl_progress_sink", default=None
+)
+
+
+def progress_wanted() -> bool:
+    """Whether anyone shows progress now: skip the work of measuring it otherwise."""
+    return _progress_sink.get() is not None
+
+
+def report_progress(progress: Progress) -> None:
+    """Tell the running backup how far this step is; nothing happens when nobody
+    shows progress. Call it from the thread that runs the hook."""
+    sink = _progress_sink.get()
+    if sink is not None:
+        sink(progress)
+
+
+@contextmanager
+def progress_sink(sink: Callable[[Progress], None]) -> Iterator[None]:
+    """The core's side: ``report_progress`` calls in this thread go to ``sink``."""
+    token = _progress_sink.set(sink)
+    try:
+        yield
+    finally:
+        _progress_sink.reset(token)
 
 
 # -- error messages --------------------------------------------------------------

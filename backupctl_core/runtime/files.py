@@ -23,6 +23,7 @@ class ProjectFiles:
         self.project_dir = project_dir
         self.project = project
         self.zone = ZoneInfo(timezone)
+        self.last_stem: Path | None = None  # the dump being written, for progress lines
 
     def stamp(self, started_at: datetime) -> str:
         """The run's start in a dump's name: ``YYYYMMDD_HHmmss`` in the configured zone."""
@@ -31,7 +32,8 @@ class ProjectFiles:
     def new_dump_stem(self, started_at: datetime) -> Path:
         make_private_dir(self.project_dir)
         stamp = self.stamp(started_at)
-        return self.project_dir / f"{self.project}_backup_{stamp}_{secrets.token_hex(2)}"
+        self.last_stem = self.project_dir / f"{self.project}_backup_{stamp}_{secrets.token_hex(2)}"
+        return self.last_stem
 
     def stamp_of(self, dump: Path) -> str | None:
         """The start stamp in a dump name this version writes, else None (another

@@ -9,6 +9,15 @@ from zoneinfo import ZoneInfo
 
 _FORMATTERS: list[ZonedFormatter] = []
 
+# A LogRecord attribute (``extra={FILE_ONLY: True}``): for the log file, not the
+# console (run's progress lines, which the console shows its own way).
+FILE_ONLY = "backupctl_file_only"
+
+
+def not_file_only(record: logging.LogRecord) -> bool:
+    """A console handler's filter: leave out the records meant for the log file."""
+    return not getattr(record, FILE_ONLY, False)
+
 
 class ZonedFormatter(logging.Formatter):
     """``%(asctime)s`` as ``06:15:09+01:00`` (``date=True``: with the date) in the

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from backupctl_core.runtime.files import ProjectFiles
 from backupctl_core.runtime.lock import ProjectLock
 from backupctl_core.runtime.masking import project_secrets
 from backupctl_core.runtime.notifier import Notifier
+from backupctl_core.runtime.progress import ProgressOptions, RunProgress
 from backupctl_core.runtime.shell import ShellHookRunner
 from backupctl_core.runtime.watchdog import TimeoutWatchdog
 
@@ -75,7 +77,9 @@ def run_project(
     on_stage: Callable[[Stage], None] = lambda stage: None,
     clock: SystemClock | None = None,
     notifier: Notifier | None = None,
+    progress: ProgressOptions | None = None,
 ) -> RunOutcome:
+    """One backup of ``project``; with ``progress``, progress lines while it runs."""
     settings = config.settings
     project_dir = settings.project_dir(project.name)
     notify = (notifier or Notifier(config, registry)).for_project(project)
@@ -83,7 +87,16 @@ def run_project(
     if project.timeout_minutes:
         watchdog = TimeoutWatchdog(project.timeout_minutes, notify, settings.timezone)
 
+    files = ProjectFiles(project_dir, project.name, settings.timezone)
+    reporter = None
+    if progress is not None:
+        reporter = RunProgress(
+            project.name, progress, dump_stem=lambda: files.last_stem, timezone=settings.timezone
+        )
+
     def stage_observer(stage: Stage) -> None:
+        if reporter is not None:
+            reporter.stage(stage)
         pause_for_tests(stage)
         on_stage(stage)
 
@@ -97,12 +110,13 @@ def run_project(
         heartbeat=plugins.monitor_ping,
         watchdog=watchdog,
         hooks=ShellHookRunner(),
-        files=ProjectFiles(project_dir, project.name, settings.timezone),
+        files=files,
         clock=clock or SystemClock(),
         retry=RetryPolicy(retries=settings.retry_count, delay_ms=settings.retry_delay_ms),
         timezone=settings.timezone,
         secrets=[*project_secrets(project), *config.secret_values],
         on_stage=stage_observer,
     )
-    record = pipeline.run()
+    with reporter if reporter is not None else nullcontext():
+        record = pipeline.run()
     return RunOutcome(record, pipeline.connectivity_failure, pipeline.interrupted)

@@ -39,6 +39,7 @@ from backupctl_core.runtime.lock import ServiceLock, held_by_live_process
 from backupctl_core.runtime.log_format import set_log_zone
 from backupctl_core.runtime.masking import SECRET_FILTER, all_secrets
 from backupctl_core.runtime.notifier import Notifier
+from backupctl_core.runtime.progress import ProgressOptions
 from backupctl_core.runtime.recovery import Recovery
 from backupctl_core.runtime.runner import run_project
 from backupctl_core.runtime.scheduler import CronScheduler, ProjectWorker
@@ -174,7 +175,10 @@ class BackupService:
     def _run(self, name: str) -> None:
         config = self.config  # the config current when this run starts
         project = config.project(name)
-        outcome = run_project(config, project, self.registry, self.store, wait_for_lock=True)
+        outcome = run_project(
+            config, project, self.registry, self.store, wait_for_lock=True,
+            progress=ProgressOptions(),  # a progress line every 30 s in the log file
+        )  # fmt: skip
         log.info("%s: scheduled run %s", name, outcome.record.status.value)
 
     def _trigger(self, project: ProjectSettings) -> Callable[[], None]:

@@ -25,6 +25,7 @@ from backupctl_core import PluginError
 from backupctl_core.domain.drill import DumpManifest
 from backupctl_core.domain.settings import DatabaseSettings, ProjectSettings
 from backupctl_core.plugin_kit import child_env, first_error_line, mask, read_captured
+from backupctl_postgres import clients
 
 log = logging.getLogger("backupctl.postgres")
 CHUNK = 1 << 20
@@ -77,13 +78,14 @@ def _end_of_data(buffer: bytes, position: int) -> int:
 
 
 def dump_manifest(dump: Path, db: DatabaseSettings) -> DumpManifest:
-    listing = _listing(dump)
+    pg_restore = clients.pg_restore_tool(db)  # reads what the chosen pg_dump wrote
+    listing = _listing(pg_restore, dump)
     versions = {m.group(1): m.group(2) for m in VERSION_LINE.finditer(listing)}
     options = database_options(db)
     options["roles"] = sorted(_owners(listing))
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(
-            ["pg_restore", "--data-only", "--file=-", str(dump)],
+            [pg_restore, "--data-only", "--file=-", str(dump)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=stderr,
@@ -107,10 +109,10 @@ def dump_manifest(dump: Path, db: DatabaseSettings) -> DumpManifest:
     )
 
 
-def _listing(dump: Path) -> str:
+def _listing(pg_restore: str, dump: Path) -> str:
     """``pg_restore --list``: the versions in its header, an owner ending each entry."""
     return subprocess.run(
-        ["pg_restore", "--list", str(dump)],
+        [pg_restore, "--list", str(dump)],
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
@@ -180,6 +182,7 @@ class PostgresScratchDatabase:
         # Where CREATE/DROP DATABASE connect: the project's database on its own
         # server, the always-present ``postgres`` on a drill server.
         self.maintenance_db = "postgres" if server else (db.name or "postgres")
+        self.pg_restore = clients.pg_restore_tool(db)
         self.created = False
 
     @contextmanager
@@ -213,7 +216,7 @@ class PostgresScratchDatabase:
         with self._connect(self.maintenance_db) as conn:
             conn.execute(f'CREATE DATABASE "{self.name}"')
         self.created = True
-        argv = ["pg_restore", "--exit-on-error", "--no-owner", "--no-acl", "--no-password"]
+        argv = [self.pg_restore, "--exit-on-error", "--no-owner", "--no-acl", "--no-password"]
         argv += [f"--host={self.host}", f"--port={self.port}", f"--username={self.user}"]
         argv += [f"--dbname={self.name}", str(dump_file)]
         if dump_file.suffix == ".sql":

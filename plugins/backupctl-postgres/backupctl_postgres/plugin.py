@@ -15,8 +15,15 @@ How this one works:
   accepts a dump cut in half, and pg_dump writes the data blocks in table-of-contents
   order, so the file ends with that block. Reading every block instead costs a
   second full decompression (7% of a run, bench/README.md Finding 4).
-* check  — ``psql -c 'select 1'`` with the real credentials, so a wrong
-  password fails the check instead of passing a mere ping.
+* check  — ``psql -c 'SHOW server_version'`` with the real credentials, so a wrong
+  password fails the check instead of passing a mere ping; then the pg_dump the
+  dump would use must be as new as that server (below).
+* which pg_dump — ``database.pg_dump_path`` when set, else ``pg_dump`` on PATH. When
+  that one is older than the server (pg_dump refuses: "server version mismatch"),
+  the lowest major at least the server's in ``/usr/lib/postgresql/N/bin`` (where
+  Debian, Ubuntu and apt.postgresql.org install each major side by side), or a
+  permanent error naming both versions and the fix. pg_restore (verify, decompress)
+  is the newest installed: it reads archives of every older pg_dump.
 * decompress — ``x.dump`` → ``x.sql`` (``pg_restore --no-owner --file``) next to it.
 * restore guide — ``createdb`` a new database, then ``pg_restore --no-owner`` into it
   (``psql --file`` for the plain SQL).
@@ -29,8 +36,10 @@ output streamed to files; stderr kept for one-line error messages; a
 
 from __future__ import annotations
 
+import logging
 import re
 import shlex
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -62,7 +71,9 @@ from backupctl_core.plugin_kit import (
     require_database,
     tools_check,
 )
-from backupctl_postgres import drill
+from backupctl_postgres import clients, drill
+
+log = logging.getLogger("backupctl.postgres")
 
 TYPE = "postgres"
 FORMAT = "postgres-custom"
@@ -70,6 +81,12 @@ EXTENSION = ".dump"
 DEFAULT_PORT = 5432
 CONNECT_TIMEOUT_SECONDS = 10
 SECONDS_PER_MINUTE = 60  # dump_timeout_minutes' unit (a test shortens it)
+
+INSTALL_HINT = "install postgresql-client"
+
+# pg_dump's refusal, e.g. "pg_dump: detail: server version: 16.2 (Debian 16.2-1);
+# pg_dump version: 15.6 (Debian 15.6-0+deb12u1)" (PostgreSQL 14 and older: "error:").
+MISMATCH = re.compile(r"server version: ([^;\n]+); pg_dump version: ([^\n]+)")
 
 # ``pg_restore --list`` entry kinds that carry a data block in the archive.
 DATA_ENTRY_KINDS = (b" TABLE DATA ", b" BLOBS ")
@@ -109,7 +126,10 @@ def backupctl_validate_config(project: ProjectSettings, settings: GlobalSettings
     db = database_of(project, TYPE)
     if db is None:
         return []
-    return missing_keys(db, ("host", "name", "user")) + port_problems(db)
+    problems = missing_keys(db, ("host", "name", "user")) + port_problems(db)
+    if db.pg_dump_path and not clients.is_executable(Path(db.pg_dump_path)):
+        problems.append(f"database.pg_dump_path: {db.pg_dump_path} is not an executable file")
+    return problems
 
 
 @hookimpl
@@ -120,11 +140,24 @@ def backupctl_dump(
     path = target_stem.with_name(target_stem.name + EXTENSION)
     path.parent.mkdir(parents=True, exist_ok=True)
     create_private_file(path)  # pg_dump --file truncates it and keeps the mode
-    argv = ["pg_dump", "--format=custom", f"--file={path}", *_connection_args(db)]
+    argv = [db.pg_dump_path or "pg_dump", "--format=custom", f"--file={path}"]
+    argv += _connection_args(db)
     if not project.compression.enabled:
         argv.insert(2, "--compress=0")  # restic deduplicates and compresses it instead
     with removed_on_failure(path):
         result = _run(argv, db, stdout=subprocess.DEVNULL, limit_minutes=db.dump_timeout_minutes)
+        mismatch = MISMATCH.search(result.stderr) if result.returncode != 0 else None
+        if mismatch:
+            # Too old for this server: once more with an installed pg_dump that fits.
+            server, client = mismatch[1].strip(), mismatch[2].strip()
+            newer = None if db.pg_dump_path else clients.fitting_pg_dump(clients.major(server))
+            if newer is None:
+                raise PluginError(_mismatch_message(db, server, client), retryable=False)
+            log.info("pg_dump %s is older than the server (%s): using %s", client, server, newer)
+            argv[0] = str(newer)
+            result = _run(
+                argv, db, stdout=subprocess.DEVNULL, limit_minutes=db.dump_timeout_minutes
+            )
         if result.returncode != 0:
             raise _error("pg_dump", result.returncode, result.stderr, db)
     return DumpArtifact(path=path, size_bytes=path.stat().st_size, format=FORMAT)
@@ -143,13 +176,13 @@ def backupctl_verify(
     with tempfile.TemporaryFile() as stderr:
         try:
             proc = subprocess.Popen(
-                ["pg_restore", "--list", str(path)],
+                [clients.pg_restore_tool(project.database), "--list", str(path)],
                 stdout=subprocess.PIPE,
                 stderr=stderr,
                 stdin=subprocess.DEVNULL,
             )
         except FileNotFoundError:
-            return VerifyResult(False, "pg_restore not found on PATH (install postgresql-client)")
+            return VerifyResult(False, f"pg_restore not found on PATH ({INSTALL_HINT})")
         assert proc.stdout is not None
         for line in proc.stdout:
             if line.strip() and not line.startswith(b";"):
@@ -162,7 +195,7 @@ def backupctl_verify(
         return VerifyResult(False, _first_error_line(errors) or f"pg_restore exited {returncode}")
     # 2. The last data block, which ends the file: a truncated dump cannot restore it.
     if last_data_entry is not None:
-        problem = _restore_entry_to_null(path, last_data_entry)
+        problem = _restore_entry_to_null(project.database, path, last_data_entry)
         if problem:
             return VerifyResult(False, problem)
     return VerifyResult(True, f"{entries} entries")
@@ -192,27 +225,47 @@ def backupctl_check(project: ProjectSettings, settings: GlobalSettings) -> list[
     db = database_of(project, TYPE)
     if db is None:
         return []
-    tools = tools_check(["pg_dump", "pg_restore", "psql"], "install postgresql-client")
+    tools = tools_check([db.pg_dump_path or "pg_dump", "pg_restore", "psql"], INSTALL_HINT)
     if tools.status == "fail":
         return [tools]
-    return [tools, _login_check(db)]
+    login, server = _login_check(db)
+    version = _pg_dump_check(db, server) if server else None
+    return [tools, login] if version is None else [tools, login, version]
 
 
-def _login_check(db: DatabaseSettings) -> CheckResult:
+def _login_check(db: DatabaseSettings) -> tuple[CheckResult, str]:
+    """The login's result and the server's version ("" when the login failed)."""
     where = f"{db.user}@{db.host}:{db.port or DEFAULT_PORT}/{db.name}"
-    argv = ["psql", "--no-psqlrc", "--quiet", "--tuples-only", "--command=select 1"]
+    argv = ["psql", "--no-psqlrc", "--quiet", "--tuples-only", "--no-align"]
     try:
         result = _run(
-            [*argv, *_connection_args(db)],
+            [*argv, "--command=SHOW server_version", *_connection_args(db)],
             db,
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
             timeout=3 * CONNECT_TIMEOUT_SECONDS,
         )
     except PluginError as exc:
-        return failed_database_check(exc)
+        return failed_database_check(exc), ""
     if result.returncode != 0:
-        return failed_database_check(_error("psql", result.returncode, result.stderr, db))
-    return CheckResult("database", "pass", f"postgres {where} reachable, login ok")
+        return failed_database_check(_error("psql", result.returncode, result.stderr, db)), ""
+    server = result.stdout.strip()
+    detail = f"postgres {where} reachable, login ok" + (f", server {server}" if server else "")
+    return CheckResult("database", "pass", detail), server
+
+
+def _pg_dump_check(db: DatabaseSettings, server: str) -> CheckResult | None:
+    """None when the first pg_dump fits the server (as the dump then goes), else which
+    installed pg_dump the dump will switch to, or the failure the dump would end in."""
+    first = db.pg_dump_path or shutil.which("pg_dump") or "pg_dump"
+    client = clients.version_of(first)
+    server_major = clients.major(server)
+    if not client or server_major is None or (clients.major(client) or 0) >= server_major:
+        return None
+    newer = None if db.pg_dump_path else clients.fitting_pg_dump(server_major)
+    if newer is None:
+        return CheckResult("pg_dump version", "fail", _mismatch_message(db, server, client))
+    detail = f"{newer} for server {server} (pg_dump on PATH is {client}, too old)"
+    return CheckResult("pg_dump version", "pass", detail)
 
 
 @hookimpl
@@ -228,7 +281,7 @@ def backupctl_decompress(
     plain = path.with_suffix(".sql")
     create_private_file(plain)  # pg_restore --file truncates it and keeps the mode
     with removed_on_failure(plain):
-        problem = _pg_restore(["--no-owner", f"--file={plain}", str(path)])
+        problem = _pg_restore(project.database, ["--no-owner", f"--file={plain}", str(path)])
         if problem:
             raise PluginError(problem, retryable=False)
     return plain
@@ -348,19 +401,19 @@ def _guide_notes(
 # -- helpers -------------------------------------------------------------------
 
 
-def _restore_entry_to_null(dump: Path, list_line: bytes) -> str:
+def _restore_entry_to_null(db: DatabaseSettings | None, dump: Path, list_line: bytes) -> str:
     """Restore one ``--list`` entry into /dev/null; the error line, or "" when it restored."""
     with tempfile.NamedTemporaryFile(suffix=".list") as use_list:
         use_list.write(list_line)
         use_list.flush()
-        return _pg_restore([f"--use-list={use_list.name}", "--file=/dev/null", str(dump)])
+        return _pg_restore(db, [f"--use-list={use_list.name}", "--file=/dev/null", str(dump)])
 
 
-def _pg_restore(args: list[str]) -> str:
+def _pg_restore(db: DatabaseSettings | None, args: list[str]) -> str:
     """``pg_restore ARGS`` on local files (no server): its error line, or "" when it worked."""
     try:
         result = subprocess.run(
-            ["pg_restore", *args],
+            [clients.pg_restore_tool(db), *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -370,11 +423,32 @@ def _pg_restore(args: list[str]) -> str:
         )
     except FileNotFoundError:
         raise PluginError(
-            "pg_restore not found on PATH (install postgresql-client)", retryable=False
+            f"pg_restore not found on PATH ({INSTALL_HINT})", retryable=False
         ) from None
     if result.returncode == 0:
         return ""
     return _first_error_line(result.stderr) or f"pg_restore exited {result.returncode}"
+
+
+# -- which client tools -----------------------------------------------------------
+
+
+def _mismatch_message(db: DatabaseSettings, server: str, client: str) -> str:
+    """Both versions and the fix, for a pg_dump older than the server."""
+    server_major = clients.major(server)
+    where = f"{db.host}:{db.port or DEFAULT_PORT}"
+    if db.pg_dump_path:
+        return (
+            f"database.pg_dump_path {db.pg_dump_path} is pg_dump {client}, older than the "
+            f"PostgreSQL {server} server at {where}: point it at a pg_dump {server_major} or "
+            "newer, or remove it to choose from PATH and /usr/lib/postgresql/*/bin"
+        )
+    return (
+        f"pg_dump {client} is older than the PostgreSQL {server} server at {where}, and no "
+        f"pg_dump {server_major} or newer is installed (PATH, /usr/lib/postgresql/*/bin): "
+        f"install postgresql-client-{server_major} (apt.postgresql.org) or set "
+        "database.pg_dump_path to such a pg_dump"
+    )
 
 
 def _connection_args(db: DatabaseSettings) -> list[str]:
@@ -426,7 +500,7 @@ def _run(
         )
     except FileNotFoundError:
         raise PluginError(
-            f"{argv[0]} not found on PATH (install postgresql-client)", retryable=False
+            f"{argv[0]} not found on PATH ({INSTALL_HINT})", retryable=False
         ) from None
     except subprocess.TimeoutExpired:  # subprocess.run killed it (pg_dump has no children)
         if limit_minutes:

@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 import pluggy
 import pytest
+from backupctl_postgres import clients as pg_clients
 from backupctl_postgres import plugin
 
 from backupctl_core import DumpArtifact, PluginError, PluginType, hookspecs
@@ -771,3 +772,234 @@ def test_guide_recreates_the_databases_comment_settings_and_locale(
     )
     with pg_scram.connect(restored_name, filled_db.user, filled_db.password) as conn:
         assert conn.execute("SHOW search_path").fetchone() == ('"$user", public, shop',)
+
+
+# -- which pg_dump: as new as the server -------------------------------------------
+
+CLIENT_STAND_IN = """\
+#!{python}
+# A stand-in PostgreSQL {version} client tool. --version as the real ones print it;
+# psql prints the server's version (SHOW server_version); pg_dump notes its path,
+# refuses a newer server as pg_dump does, else writes a fake dump.
+import os, sys
+version, name = {version!r}, os.path.basename(sys.argv[0])
+if "--version" in sys.argv:
+    print(name + " (PostgreSQL) " + version + " (stand-in)")
+    sys.exit(0)
+server = open({server!r}).read().strip()
+if name == "psql":
+    print(server)
+    sys.exit(0)
+with open({used!r}, "a") as f:
+    f.write(sys.argv[0] + "\\n")
+if int(server.split(".")[0]) > int(version.split(".")[0]):
+    sys.stderr.write("pg_dump: error: aborting because of server version mismatch\\n")
+    sys.stderr.write("pg_dump: detail: server version: " + server + "; pg_dump version: "
+                     + version + "\\n")
+    sys.exit(1)
+target = next(a.split("=", 1)[1] for a in sys.argv if a.startswith("--file="))
+with open(target, "wb") as f:
+    f.write(b"PGDMP by " + version.encode())
+"""
+
+
+@attrs.define
+class Clients:
+    """Stand-in client tools: one version on PATH, majors "installed" side by side in
+    ``lib/postgresql/N/bin`` (pg_clients.VERSIONED_BIN_GLOB), and a server version."""
+
+    root: Path
+    server_file: Path
+    used_file: Path
+
+    def write(self, bindir: Path, version: str) -> Path:
+        bindir.mkdir(parents=True, exist_ok=True)
+        for tool in ("pg_dump", "pg_restore", "psql"):
+            script = bindir / tool
+            script.write_text(
+                CLIENT_STAND_IN.format(
+                    python=sys.executable,
+                    version=version,
+                    server=str(self.server_file),
+                    used=str(self.used_file),
+                )
+            )
+            script.chmod(0o755)
+        return bindir / "pg_dump"
+
+    def install(self, version: str) -> Path:
+        """A major's tools in lib/postgresql/MAJOR/bin; its pg_dump."""
+        return self.write(self.root / "lib/postgresql" / version.split(".")[0] / "bin", version)
+
+    def server(self, version: str) -> None:
+        self.server_file.write_text(version)
+
+    def used(self) -> list[str]:
+        return self.used_file.read_text().split() if self.used_file.exists() else []
+
+
+@pytest.fixture
+def clients(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Clients:
+    """PATH's client tools are version 15.8; none installed side by side yet."""
+    found = Clients(tmp_path / "clients", tmp_path / "server-version", tmp_path / "used")
+    on_path = found.write(found.root / "path-bin", "15.8").parent
+    monkeypatch.setenv("PATH", f"{on_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(pg_clients, "VERSIONED_BIN_GLOB", str(found.root / "lib/postgresql/*/bin"))
+    return found
+
+
+def stand_in_project(**overrides: Any) -> ProjectSettings:
+    return make_project(host="db.example", name="shop", user="backup", **overrides)
+
+
+def test_dump_uses_paths_pg_dump_when_it_is_new_enough(
+    clients: Clients, settings: GlobalSettings, stem: Path
+) -> None:
+    clients.install("17.2")
+    clients.server("15.4")
+    artifact = plugin.backupctl_dump(
+        project=stand_in_project(), settings=settings, target_stem=stem
+    )
+    assert artifact.path.read_bytes() == b"PGDMP by 15.8"
+    assert clients.used() == [str(clients.root / "path-bin/pg_dump")]
+
+
+def test_dump_switches_to_the_lowest_installed_pg_dump_as_new_as_the_server(
+    clients: Clients, settings: GlobalSettings, stem: Path
+) -> None:
+    for version in ("15.8", "17.2", "18.1"):
+        clients.install(version)
+    clients.server("16.4 (Debian 16.4-1.pgdg120+2)")
+
+    artifact = plugin.backupctl_dump(
+        project=stand_in_project(), settings=settings, target_stem=stem
+    )
+
+    assert artifact.path.read_bytes() == b"PGDMP by 17.2"
+    assert artifact.size_bytes == len(b"PGDMP by 17.2")
+    assert mode(artifact.path) == 0o600
+    assert clients.used() == [
+        str(clients.root / "path-bin/pg_dump"),  # refused: server version mismatch
+        str(clients.root / "lib/postgresql/17/bin/pg_dump"),
+    ]
+
+
+def test_dump_fails_naming_both_versions_and_the_fix_when_none_is_new_enough(
+    clients: Clients, settings: GlobalSettings, stem: Path
+) -> None:
+    clients.install("14.9")
+    clients.install("15.8")
+    clients.server("16.4")
+
+    with pytest.raises(PluginError) as caught:
+        plugin.backupctl_dump(project=stand_in_project(), settings=settings, target_stem=stem)
+
+    assert caught.value.retryable is False
+    assert caught.value.message == (
+        "pg_dump 15.8 is older than the PostgreSQL 16.4 server at db.example:5432, and no "
+        "pg_dump 16 or newer is installed (PATH, /usr/lib/postgresql/*/bin): install "
+        "postgresql-client-16 (apt.postgresql.org) or set database.pg_dump_path to such a "
+        "pg_dump"
+    )
+    assert list(stem.parent.iterdir()) == []
+
+
+def test_pg_dump_path_is_used_as_given_and_never_replaced(
+    clients: Clients, settings: GlobalSettings, stem: Path
+) -> None:
+    old = clients.install("15.8")
+    new = clients.install("17.2")
+    clients.server("16.4")
+
+    artifact = plugin.backupctl_dump(
+        project=stand_in_project(pg_dump_path=str(new)), settings=settings, target_stem=stem
+    )
+    assert artifact.path.read_bytes() == b"PGDMP by 17.2"
+    assert clients.used() == [str(new)]  # not PATH's 15.8 first
+
+    with pytest.raises(PluginError) as caught:
+        plugin.backupctl_dump(
+            project=stand_in_project(pg_dump_path=str(old)), settings=settings, target_stem=stem
+        )
+    assert caught.value.message.startswith(
+        f"database.pg_dump_path {old} is pg_dump 15.8, older than the PostgreSQL 16.4 server"
+    )
+    assert "point it at a pg_dump 16 or newer" in caught.value.message
+    assert clients.used() == [str(new), str(old)]  # not 17.2 behind the operator's back
+
+
+def test_dry_run_check_names_the_pg_dump_it_will_switch_to(
+    clients: Clients, settings: GlobalSettings
+) -> None:
+    clients.install("17.2")
+    clients.server("16.4")
+
+    [tools, login, version] = plugin.backupctl_check(project=stand_in_project(), settings=settings)
+
+    assert tools.status == "pass" and "pg_dump (PostgreSQL) 15.8" in tools.detail
+    assert (login.name, login.status) == ("database", "pass")
+    assert login.detail.endswith("login ok, server 16.4")
+    assert (version.name, version.status) == ("pg_dump version", "pass")
+    assert version.detail == (
+        f"{clients.root}/lib/postgresql/17/bin/pg_dump for server 16.4 "
+        "(pg_dump on PATH is 15.8, too old)"
+    )
+
+
+def test_dry_run_fails_naming_both_versions_and_the_fix(
+    clients: Clients, settings: GlobalSettings
+) -> None:
+    from backupctl_core.runtime.checks import exit_code
+
+    clients.install("15.8")
+    clients.server("16.4")
+
+    results = plugin.backupctl_check(project=stand_in_project(), settings=settings)
+
+    [tools, login, version] = results
+    assert (tools.status, login.status) == ("pass", "pass")
+    assert (version.name, version.status) == ("pg_dump version", "fail")
+    assert "pg_dump 15.8 is older than the PostgreSQL 16.4 server" in version.detail
+    assert "install postgresql-client-16" in version.detail
+    assert exit_code(results) == 1  # as the run, whose dump fails permanently
+
+    pinned = plugin.backupctl_check(
+        project=stand_in_project(pg_dump_path=str(clients.install("14.9"))), settings=settings
+    )
+    assert pinned[0].status == "pass" and "pg_dump (PostgreSQL) 14.9" in pinned[0].detail
+    assert pinned[2].status == "fail"
+    assert pinned[2].detail.startswith("database.pg_dump_path ")
+
+
+def test_dry_run_check_is_two_lines_when_paths_pg_dump_fits(
+    clients: Clients, settings: GlobalSettings
+) -> None:
+    clients.server("15.2")
+    [tools, login] = plugin.backupctl_check(project=stand_in_project(), settings=settings)
+    assert (tools.status, login.status) == ("pass", "pass")
+
+
+def test_pg_restore_is_the_newest_installed_or_the_one_beside_pg_dump_path(
+    clients: Clients,
+) -> None:
+    db = DatabaseSettings(type="postgres")
+    assert pg_clients.pg_restore_tool(db) == "pg_restore"  # nothing newer than PATH's 15.8
+    clients.install("14.9")
+    assert pg_clients.pg_restore_tool(db) == "pg_restore"
+    clients.install("17.2")
+    clients.install("16.1")
+    newest = str(clients.root / "lib/postgresql/17/bin/pg_restore")
+    assert pg_clients.pg_restore_tool(db) == newest
+    pinned = attrs.evolve(db, pg_dump_path=str(clients.root / "lib/postgresql/16/bin/pg_dump"))
+    assert pg_clients.pg_restore_tool(pinned) == str(
+        clients.root / "lib/postgresql/16/bin/pg_restore"
+    )
+
+
+def test_validate_config_refuses_a_pg_dump_path_that_does_not_run(
+    tmp_path: Path, settings: GlobalSettings
+) -> None:
+    project = make_project(host="h", name="d", user="u", pg_dump_path=str(tmp_path / "nope"))
+    assert plugin.backupctl_validate_config(project=project, settings=settings) == [
+        f"database.pg_dump_path: {tmp_path / 'nope'} is not an executable file"
+    ]

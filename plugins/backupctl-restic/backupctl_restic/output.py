@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from backupctl_core import PluginError, Snapshot, SyncResult
+from backupctl_core.plugin_kit import Progress, progress_wanted, report_progress
 
 SHORT_ID_LENGTH = 8
 
@@ -16,14 +17,19 @@ SHORT_ID_LENGTH = 8
 class BackupProgress:
     """Fed ``backup --json`` stdout line by line; keeps only the summary.
 
-    Status lines (one a second on a long backup) are looked at and dropped.
+    Status lines (several a second) go to ``report_progress`` when a run shows
+    progress, and are dropped.
     """
 
     def __init__(self) -> None:
         self.summary: dict[str, Any] | None = None
 
     def feed(self, line: str) -> None:
-        if '"summary"' not in line:  # cheap filter for the many status lines
+        if '"status"' in line:
+            if progress_wanted():
+                _report_status(line)
+            return
+        if '"summary"' not in line:  # cheap filter for anything else
             return
         try:
             message = json.loads(line)
@@ -47,6 +53,36 @@ class BackupProgress:
             files_changed=int(self.summary.get("files_changed", 0)),
             bytes_added=int(self.summary.get("data_added", 0)),
         )
+
+
+def _report_status(line: str) -> None:
+    """One ``{"message_type": "status", "percent_done": 0.4, ...}`` line, as Progress."""
+    try:
+        status = json.loads(line)
+    except ValueError:
+        return
+    if not isinstance(status, dict) or status.get("message_type") != "status":
+        return
+
+    def number(key: str) -> Any:
+        value = status.get(key)
+        return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+    fraction, remaining = number("percent_done"), number("seconds_remaining")
+    report_progress(
+        Progress(
+            fraction=float(fraction) if fraction is not None else None,
+            files_done=int(number("files_done") or 0),
+            total_files=_int_or_none(number("total_files")),
+            bytes_done=int(number("bytes_done") or 0),
+            total_bytes=_int_or_none(number("total_bytes")),
+            seconds_remaining=float(remaining) if remaining is not None else None,
+        )
+    )
+
+
+def _int_or_none(value: float | None) -> int | None:
+    return int(value) if value is not None else None
 
 
 _FRACTION = re.compile(r"(\.\d{6})\d+")

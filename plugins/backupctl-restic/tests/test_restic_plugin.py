@@ -466,6 +466,35 @@ def test_restic_output_parsing() -> None:
     assert (when.microsecond, when.utcoffset()) == (655053, timedelta(0))
 
 
+def test_backup_status_lines_become_progress_only_when_a_run_shows_it(
+    tmp_path: Path, template_repo: Path
+) -> None:
+    """restic's ``backup --json`` status (percent, files, bytes) is what ``run``'s
+    progress line shows during the sync; without a listener nothing is parsed."""
+    from backupctl_core.plugin_kit import Progress, progress_sink, progress_wanted
+
+    size = 32 * 1024 * 1024  # long enough for several status lines
+    big = tmp_path / "big"
+    big.mkdir()
+    (big / "random.bin").write_bytes(os.urandom(size))
+    _copy_repo(template_repo, str(tmp_path / "repo"), None)
+    project = _project(str(tmp_path / "repo"))
+    settings = GlobalSettings(backup_base_dir=tmp_path / "base")
+    seen: list[Progress] = []
+
+    assert not progress_wanted()
+    with progress_sink(seen.append):
+        assert progress_wanted()
+        plugin.backupctl_sync(project=project, settings=settings, paths=[big], tags=TAGS)
+    assert not progress_wanted()
+
+    assert seen, "restic printed no status line"
+    fractions = [p.fraction for p in seen if p.fraction is not None]
+    assert fractions == sorted(fractions) and all(0 <= f <= 1 for f in fractions)
+    assert any(p.total_bytes == size and p.total_files == 1 for p in seen)
+    assert all(0 <= (p.bytes_done or 0) <= size for p in seen)
+
+
 def test_hooks_match_the_hookspecs() -> None:
     manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     manager.add_hookspecs(hookspecs)

@@ -1,0 +1,84 @@
+"""Which PostgreSQL client tools to run: several majors may be installed side by side.
+
+pg_dump must be the server's major or newer; pg_restore reads the archives of every
+pg_dump up to its own major, so the newest installed one reads them all.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from backupctl_core.domain.settings import DatabaseSettings
+
+# Where Debian, Ubuntu and apt.postgresql.org install each major's client tools side
+# by side (PATH's pg_dump there is pg_wrapper); a test points it at stand-ins.
+VERSIONED_BIN_GLOB = "/usr/lib/postgresql/*/bin"
+VERSION_TIMEOUT_SECONDS = 10
+
+
+def installed(tool: str) -> list[tuple[int, Path]]:
+    """``(major, path)`` of ``tool`` in each ``/usr/lib/postgresql/N/bin``, lowest first."""
+    found = []
+    for bindir in glob.glob(VERSIONED_BIN_GLOB):
+        number = Path(bindir).parent.name
+        if number.isdigit() and is_executable(Path(bindir) / tool):
+            found.append((int(number), Path(bindir) / tool))
+    return sorted(found)
+
+
+def fitting_pg_dump(server_major: int | None) -> Path | None:
+    """The installed pg_dump of the lowest major at least ``server_major``: its archives
+    are the ones the most pg_restore versions read."""
+    if server_major is None:
+        return None
+    return next((path for number, path in installed("pg_dump") if number >= server_major), None)
+
+
+def pg_restore_tool(db: DatabaseSettings | None) -> str:
+    """pg_restore beside ``database.pg_dump_path``, else the newest of PATH's and the
+    installed majors' (a pg_restore reads the archives of every pg_dump up to its own)."""
+    if db is not None and db.pg_dump_path:
+        beside = Path(db.pg_dump_path).with_name("pg_restore")
+        return str(beside) if is_executable(beside) else "pg_restore"
+    side_by_side = installed("pg_restore")
+    if not side_by_side:
+        return "pg_restore"
+    newest_major, newest = side_by_side[-1]
+    on_path = shutil.which("pg_restore")
+    path_major = major(version_of(on_path)) if on_path else None
+    if path_major is not None and path_major >= newest_major:
+        return "pg_restore"
+    return str(newest)
+
+
+def version_of(tool: str) -> str:
+    """``16.2`` from ``pg_dump --version`` ("pg_dump (PostgreSQL) 16.2 (Debian …)"), or ""."""
+    try:
+        done = subprocess.run(
+            [tool, "--version"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=VERSION_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    found = re.search(r"\(PostgreSQL\) (\S+)", done.stdout) if done.returncode == 0 else None
+    return found[1] if found else ""
+
+
+def major(version: str) -> int | None:
+    """16 from "16.2 (Debian …)", 9 from "9.6.24"; None without a number."""
+    found = re.match(r"\s*(\d+)", version)
+    return int(found[1]) if found else None
+
+
+def is_executable(path: Path) -> bool:
+    return path.is_file() and os.access(path, os.X_OK)
