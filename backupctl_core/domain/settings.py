@@ -44,6 +44,9 @@ class DatabaseSettings:
     dump_timeout_minutes: int | None = None
     # postgres: the pg_dump to use (its pg_restore beside it), instead of choosing one.
     pg_dump_path: str | None = None
+    # postgres: keep the roles that own objects or hold grants in the dump's manifest,
+    # so a restore onto another server can create them (owners and grants survive).
+    include_roles: bool = False
 
 
 @frozen

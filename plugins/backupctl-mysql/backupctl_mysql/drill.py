@@ -206,17 +206,25 @@ class MysqlScratchDatabase:
         listing = self._client(
             [
                 "--skip-column-names",
-                "--execute=SELECT table_name FROM information_schema.tables"
+                "--execute=SELECT table_type, table_name FROM information_schema.tables"
                 " WHERE table_schema = DATABASE()"
-                " AND table_type IN ('BASE TABLE', 'SYSTEM VERSIONED') ORDER BY 1",
+                " AND table_type IN ('BASE TABLE', 'SYSTEM VERSIONED') ORDER BY 2",
                 self.name,
             ]
         )
-        names = [_unescape(line) for line in listing.splitlines() if line]
+        tables = [
+            [_unescape(part) for part in line.split("\t", 1)]
+            for line in listing.splitlines()
+            if line
+        ]
+        names = [name for _, name in tables]
         if not names:
             return {}
+        # A versioned table's history is in the dump (--dump-history): count it too.
         query = " UNION ALL ".join(
-            f"SELECT {index}, COUNT(*) FROM {_quote(name)}" for index, name in enumerate(names)
+            f"SELECT {index}, COUNT(*) FROM {_quote(name)}"
+            + (" FOR SYSTEM_TIME ALL" if kind == "SYSTEM VERSIONED" else "")
+            for index, (kind, name) in enumerate(tables)
         )
         counts: dict[str, int] = {}
         for line in self._client(

@@ -148,7 +148,7 @@ def backupctl_dump(
     extension, format_ = (EXTENSION, FORMAT) if compress else (PLAIN_EXTENSION, PLAIN_FORMAT)
     path = target_stem.with_name(target_stem.name + extension)
     path.parent.mkdir(parents=True, exist_ok=True)
-    argv = ["mysqldump", *DUMP_OPTIONS, *_version_specific_options(), str(db.name)]
+    argv = ["mysqldump", *DUMP_OPTIONS, *_version_specific_options(db), str(db.name)]
     with removed_on_failure(path):  # never leave a partial dump behind
         _dump_through_gzip(argv, db, path, compress=compress)
         _dump_trailer(path)  # raises when the SQL does not end with "-- Dump completed"
@@ -474,8 +474,10 @@ def _is_gzip(path: Path) -> bool:
     return path.name.endswith(EXTENSION)
 
 
-def _version_specific_options() -> list[str]:
-    """The ``IF_SUPPORTED`` options this mysqldump lists in its ``--help``."""
+def _version_specific_options(db: DatabaseSettings) -> list[str]:
+    """The ``IF_SUPPORTED`` options this mysqldump lists in its ``--help``; and
+    ``--dump-history`` (MariaDB 10.11+) when the database has system-versioned
+    tables, whose history a dump would otherwise drop."""
     try:
         help_text = subprocess.run(
             ["mysqldump", "--no-defaults", "--help"],
@@ -488,7 +490,23 @@ def _version_specific_options() -> list[str]:
         ).stdout
     except (OSError, subprocess.TimeoutExpired):
         return []  # the dump itself reports a missing mysqldump
-    return [option for flag, option in IF_SUPPORTED.items() if flag in help_text]
+    options = [option for flag, option in IF_SUPPORTED.items() if flag in help_text]
+    if "--dump-history" in help_text and _has_versioned_tables(db):
+        options.append("--dump-history")
+    return options
+
+
+def _has_versioned_tables(db: DatabaseSettings) -> bool:
+    from backupctl_mysql.drill import run_mysql
+
+    query = (
+        "--execute=SELECT COUNT(*) FROM information_schema.tables"
+        " WHERE table_schema = DATABASE() AND table_type = 'SYSTEM VERSIONED'"
+    )
+    try:
+        return run_mysql(db, ["--skip-column-names", query, str(db.name)]).strip() not in ("", "0")
+    except PluginError:
+        return False  # the dump itself says what is wrong with the connection
 
 
 def _quote_name(name: str) -> str:

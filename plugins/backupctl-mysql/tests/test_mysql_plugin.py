@@ -958,3 +958,42 @@ def test_guide_recreates_collation_and_comment_and_never_merges(
     with pytest.raises(AssertionError, match="database exists"):
         run_answering_password_prompts(guide[1], filled_db.password)
     assert fingerprint(mariadb, restored) == before
+
+
+def test_system_versioned_history_is_dumped_counted_and_imported(
+    mariadb: MariaDb,
+    mariadb_db: MysqlDatabase,
+    settings: GlobalSettings,
+    stem: Path,
+    tmp_path: Path,
+) -> None:
+    """A system-versioned table's history survives: mysqldump --dump-history when the
+    database has one, the manifest counts every version, and a drill's import (and
+    the guide's) brings them back."""
+    mariadb.execute(
+        "CREATE TABLE prices (id INT PRIMARY KEY, price INT) WITH SYSTEM VERSIONING;"
+        "INSERT INTO prices VALUES (1, 10), (2, 20);"
+        "UPDATE prices SET price = 11 WHERE id = 1; UPDATE prices SET price = 12 WHERE id = 1;"
+        "DELETE FROM prices WHERE id = 2;",
+        mariadb_db.name,
+        login=mariadb_db,
+    )
+    history = "SELECT id, price FROM prices FOR SYSTEM_TIME ALL ORDER BY 1, 2"
+    before = mariadb.query(history, mariadb_db.name)
+    assert len(before) == 4
+    project = make_project(mariadb_db)
+    artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+    assert b"row_start, row_end" in gzip.decompress(artifact.path.read_bytes())
+    manifest = plugin.backupctl_manifest(project=project, settings=settings, artifact=artifact)
+    assert manifest is not None and dict(manifest.tables) == {"prices": 4}
+
+    scratch = plugin.backupctl_scratch_database(
+        project=project, settings=settings, name=f"{mariadb_db.name}_drill_1"
+    )
+    assert scratch is not None
+    try:
+        scratch.create_and_import(artifact.path)
+        assert scratch.table_counts() == {"prices": 4}
+        assert mariadb.query(history, scratch.name) == before
+    finally:
+        scratch.drop()

@@ -83,6 +83,8 @@ def dump_manifest(dump: Path, db: DatabaseSettings) -> DumpManifest:
     versions = {m.group(1): m.group(2) for m in VERSION_LINE.finditer(listing)}
     options = database_options(db)
     options["roles"] = sorted(_owners(listing))
+    if db.include_roles:  # asked for: a dump without them fails rather than surprises
+        options["roles_sql"] = role_statements(db)
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(
             [pg_restore, "--data-only", "--file=-", str(dump)],
@@ -127,6 +129,68 @@ def _owners(listing: str) -> set[str]:
         for line in listing.splitlines()
         if line.strip() and not line.startswith(";") and " " in line
     } - {"-"}
+
+
+ROLE_FLAGS = (  # pg_roles column -> (keyword when true, keyword when false)
+    ("rolsuper", "SUPERUSER", "NOSUPERUSER"),
+    ("rolinherit", "INHERIT", "NOINHERIT"),
+    ("rolcreaterole", "CREATEROLE", "NOCREATEROLE"),
+    ("rolcreatedb", "CREATEDB", "NOCREATEDB"),
+    ("rolcanlogin", "LOGIN", "NOLOGIN"),
+    ("rolreplication", "REPLICATION", "NOREPLICATION"),
+    ("rolbypassrls", "BYPASSRLS", "NOBYPASSRLS"),
+)
+# Every role named in an ACL of the database's own objects (0 is PUBLIC), and every owner.
+ROLES_IN_DATABASE = """
+WITH ours AS (SELECT oid FROM pg_namespace
+              WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema')
+SELECT DISTINCT r.rolname, quote_ident(r.rolname), {flags}, r.rolconnlimit
+FROM pg_roles r WHERE r.oid IN (
+  SELECT (aclexplode(relacl)).grantee FROM pg_class
+    WHERE relacl IS NOT NULL AND relnamespace IN (SELECT oid FROM ours)
+  UNION SELECT (aclexplode(nspacl)).grantee FROM pg_namespace
+    WHERE nspacl IS NOT NULL AND oid IN (SELECT oid FROM ours)
+  UNION SELECT (aclexplode(proacl)).grantee FROM pg_proc
+    WHERE proacl IS NOT NULL AND pronamespace IN (SELECT oid FROM ours)
+  UNION SELECT relowner FROM pg_class WHERE relnamespace IN (SELECT oid FROM ours)
+  UNION SELECT nspowner FROM pg_namespace WHERE oid IN (SELECT oid FROM ours)
+  UNION SELECT proowner FROM pg_proc WHERE pronamespace IN (SELECT oid FROM ours)
+) AND r.rolname NOT LIKE 'pg\\_%' ORDER BY 1
+"""
+
+
+def role_statements(db: DatabaseSettings) -> dict[str, str]:
+    """``{role: CREATE ROLE …}`` for every role owning or granted something in the
+    database, from ``pg_roles`` (readable by any user; no password, like
+    ``pg_dumpall --no-role-passwords``)."""
+    import psycopg
+
+    flags = ", ".join(f"r.{column}" for column, _, _ in ROLE_FLAGS)
+    password = db.password.reveal() if db.password else None
+    try:
+        with psycopg.connect(
+            host=db.host, port=db.port or 5432, user=db.user, password=password,
+            dbname=db.name, connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        ) as conn:  # fmt: skip
+            rows = conn.execute(ROLES_IN_DATABASE.format(flags=flags)).fetchall()
+    except psycopg.Error as error:
+        raise PluginError(
+            f"database.include_roles: cannot read the roles: {_first_line(error, password)}",
+            retryable=False,
+        ) from None
+    statements = {}
+    for name, quoted, *values in rows:
+        *switches, limit = values
+        words = [yes if on else no for (_, yes, no), on in zip(ROLE_FLAGS, switches, strict=True)]
+        if limit != -1:
+            words.append(f"CONNECTION LIMIT {int(limit)}")
+        statements[name] = f"CREATE ROLE {quoted} WITH {' '.join(words)}"
+    return statements
+
+
+def _first_line(error: Exception, password: str | None) -> str:
+    text = str(error).strip()
+    return mask(text.splitlines()[0] if text else type(error).__name__, [password])
 
 
 def database_options(db: DatabaseSettings) -> dict[str, Any]:

@@ -307,6 +307,9 @@ def backupctl_restore_guide(
         return []
     manifest = manifest_beside(dump_file)
     options = dict(manifest.database_options) if manifest else {}
+    roles = dict(options.get("roles_sql") or {})
+    if roles:  # owners and grants come back: pg_restore sets them (as a superuser)
+        restore.remove("--no-owner")
     createdb = ["createdb", *login]
     if options.get("encoding"):  # template0: the only template another locale may use
         createdb += [
@@ -319,6 +322,25 @@ def backupctl_restore_guide(
         f"# Import into a new database {new} (any name will do); the tools ask for the "
         "password. createdb needs a role with CREATEDB; a database that exists stops it, "
         "and pg_restore stops at its first error.",
+    ]
+    if roles:
+        guide.append(
+            f"# The dump's roles first ({', '.join(sorted(roles))}): only those missing are "
+            "created, none is changed, no password is set. Run the guide as a superuser "
+            f"(--username): pg_restore gives every object its owner and grants back."
+        )
+        create_roles = (
+            "DO $$ BEGIN "
+            + " ".join(
+                f"IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {_literal(name)}) THEN"
+                f" {statement}; END IF;"
+                for name, statement in sorted(roles.items())
+            )
+            + " END $$;"
+        )
+        psql = ["psql", *login, "--dbname=postgres", "--set=ON_ERROR_STOP=1", "--quiet"]
+        guide.append(shlex.join([*psql, f"--command={create_roles}"]))
+    guide += [
         shlex.join([*createdb, new]),
         shlex.join(restore),
     ]
@@ -382,11 +404,12 @@ def _guide_notes(
         ]
     notes = []
     others = sorted(set(options.get("roles") or []) - {db.user or ""})
-    if others:
+    if others and not options.get("roles_sql"):
         notes.append(
             f"# Objects in the dump were owned by role(s) {', '.join(others)}: roles are in "
             f"no dump; with --no-owner {new} and everything in it belong to the importing "
-            "user, and grants to other roles are not restored."
+            "user, and grants to roles missing here fail the import. database.include_roles "
+            "keeps the roles with the next backups."
         )
     for role, items in sorted((options.get("role_settings") or {}).items()):
         for item in items:

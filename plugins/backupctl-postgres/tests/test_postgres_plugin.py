@@ -1003,3 +1003,58 @@ def test_validate_config_refuses_a_pg_dump_path_that_does_not_run(
     assert plugin.backupctl_validate_config(project=project, settings=settings) == [
         f"database.pg_dump_path: {tmp_path / 'nope'} is not an executable file"
     ]
+
+
+def test_include_roles_brings_owners_and_grants_back_on_a_server_without_them(
+    pg_scram: PgCluster, filled_db: PgDatabase, settings: GlobalSettings, stem: Path
+) -> None:
+    """database.include_roles: the manifest keeps the roles that own or are granted
+    objects; on a server without them the guide creates them (nothing else), and the
+    table's owner and grants come back identical."""
+    import secrets as random
+
+    from backupctl_core.domain.drill import manifest_path
+
+    owner, reader = f"owner_{random.token_hex(3)}", f"Reader {random.token_hex(3)}"
+    for role in (owner, reader):
+        pg_scram.execute("postgres", f'CREATE ROLE "{role}" NOLOGIN')
+    pg_scram.execute(
+        filled_db.name,
+        f"CREATE TABLE ledger (n int); INSERT INTO ledger VALUES (1), (2);"
+        f'ALTER TABLE ledger OWNER TO "{owner}"; GRANT SELECT ON ledger TO "{reader}";'
+        f'GRANT SELECT ON ledger TO "{filled_db.user}"',
+    )
+    acl = "SELECT relowner::regrole::text, relacl::text FROM pg_class WHERE relname = 'ledger'"
+    before = pg_scram.query(filled_db.name, acl)
+    project = make_project(filled_db, include_roles=True)
+    artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+    manifest = plugin.backupctl_manifest(project=project, settings=settings, artifact=artifact)
+    assert manifest is not None
+    roles = manifest.database_options["roles_sql"]
+    assert roles[owner] == f"CREATE ROLE {owner} WITH NOSUPERUSER INHERIT NOCREATEROLE" \
+        " NOCREATEDB NOLOGIN NOREPLICATION NOBYPASSRLS"  # fmt: skip
+    assert roles[reader].startswith(f'CREATE ROLE "{reader}" WITH ')
+    manifest_path(artifact.path).write_text(manifest.to_json())
+
+    # Another server: the source and its roles are gone; the guide's user is a superuser.
+    pg_scram.drop_database(filled_db.name)
+    for role in (owner, reader):
+        pg_scram.execute("postgres", f'DROP ROLE "{role}"')
+    pg_scram.execute("postgres", f'ALTER ROLE "{filled_db.user}" SUPERUSER')
+    guide = plugin.backupctl_restore_guide(
+        project=project, settings=settings, dump_file=artifact.path, snapshot_id=SNAPSHOT
+    )
+    assert guide[1].startswith("# The dump's roles first (")
+    assert guide[2].startswith("psql ") and "DO $$ BEGIN IF NOT EXISTS" in guide[2]
+    assert "--no-owner" not in guide[4]
+    restored = f"{filled_db.name}_restored_{SNAPSHOT[:8]}"
+    try:
+        run_guide(guide, filled_db.password)
+        assert pg_scram.query(restored, acl) == before
+        assert pg_scram.query(restored, "SELECT n FROM ledger ORDER BY n") == [(1,), (2,)]
+        run_guide(guide[2:3], filled_db.password)  # again: existing roles are left alone
+    finally:
+        pg_scram.drop_database(restored)
+        pg_scram.create_database(filled_db.name, owner=filled_db.user)  # for the fixture
+        for role in (owner, reader):
+            pg_scram.execute("postgres", f'DROP ROLE IF EXISTS "{role}"')
