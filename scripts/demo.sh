@@ -66,3 +66,4 @@ backupctl run demo-shop
 backupctl status
 backupctl logs demo-shop --last 1
 backupctl snapshots demo-shop
+backupctl drill demo-shop                           # prove the snapshot imports

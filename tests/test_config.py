@@ -97,6 +97,17 @@ def test_required_keys_and_literals(ws: Workspace) -> None:
     assert "projects[b].restic: required key missing" in message
 
 
+def test_include_roles_belongs_to_postgres_only(ws: Workspace) -> None:
+    mysql = {"type": "mysql", "name": "db", "include_roles": True}
+    ws.write_config([minimal(database=mysql)])
+    assert error_of(ws) == (
+        f"{ws.config_path}: projects[app].database.include_roles: only for type postgres"
+    )
+    ws.write_config([minimal(database={"type": "postgres", "name": "db", "include_roles": "yes"})])
+    database = ws.load().project("app").database
+    assert database is not None and database.include_roles is True
+
+
 def test_pg_dump_path_belongs_to_postgres_only(ws: Workspace) -> None:
     ws.write_env(DB_PASSWORD="pw")
     mysql = {"type": "mysql", "name": "db", "pg_dump_path": "/usr/bin/pg_dump"}

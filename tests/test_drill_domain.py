@@ -60,6 +60,7 @@ def test_scratch_names_fit_every_engine() -> None:
     long = scratch_database_name("x" * 80 + "-é", NOW)
     assert len(long.encode()) <= 63 and long.endswith("_drill_20261203080000")
     assert scratch_database_name("my-db.prod", NOW).startswith("my_db_prod_drill_")
+    assert scratch_database_name("/var/lib/app/shop.sqlite", NOW) == "shop_drill_20261203080000"
 
 
 def test_drill_overdue() -> None:

@@ -376,9 +376,12 @@ def _check(projects: list[tuple[int, ProjectSettings]]) -> list[str]:
             and _type_name(database.type) != "postgres"
         ):
             errors.append(f"{where}.database.pg_dump_path: only for type postgres")
-        if database is not None and database.include_roles:
-            if _type_name(database.type) != "postgres":
-                errors.append(f"{where}.database.include_roles: only for type postgres")
+        if (
+            database is not None
+            and database.include_roles
+            and _type_name(database.type) != "postgres"
+        ):
+            errors.append(f"{where}.database.include_roles: only for type postgres")
         errors += _retention_problems(project.retention, f"{where}.retention")
         if project.hooks.timeout_seconds <= 0:
             errors.append(f"{where}.hooks.timeout_seconds: must be greater than 0")

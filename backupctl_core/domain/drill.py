@@ -93,6 +93,8 @@ def is_manifest(name: str) -> bool:
 def scratch_database_name(database: str, now: datetime) -> str:
     """``<db>_drill_<yyyymmddhhmmss>``, the database part shortened to fit."""
     suffix = f"_drill_{now:%Y%m%d%H%M%S}"
+    if "/" in database:  # a file (SQLite): its name, not its folders
+        database = database.rsplit("/", 1)[-1].split(".", 1)[0] or "db"
     base = re.sub(r"[^A-Za-z0-9_]", "_", database)
     while len((base + suffix).encode()) > MAX_DATABASE_NAME:
         base = base[:-1]
