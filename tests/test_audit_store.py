@@ -22,7 +22,7 @@ from backupctl_core.domain.stages import Stage
 
 MIGRATIONS = [
     "0001_initial", "0002_dump_file", "0003_warning_message", "0004_metrics_index",
-    "0005_prune_time", "0006_drills",
+    "0005_prune_time", "0006_drills", "0007_fleet",
 ]  # fmt: skip
 
 
@@ -49,7 +49,7 @@ def test_nothing_is_created_before_migrate(settings: AuditDbSettings) -> None:
     with pytest.raises(
         BackupctlError,
         match=r"not migrated \(pending: 0001_initial, 0002_dump_file, 0003_warning_message,"
-        r" 0004_metrics_index, 0005_prune_time, 0006_drills\)",
+        r" 0004_metrics_index, 0005_prune_time, 0006_drills, 0007_fleet\)",
     ):
         store.ensure_migrated()
     if settings.sqlite_path is not None:
@@ -70,8 +70,11 @@ def test_nothing_is_created_before_migrate(settings: AuditDbSettings) -> None:
         "warning_message",  # 0003: a backupctl extension
         "pruned_at", "prune_deferred_until",  # 0005: backupctl extensions
         "manifest_file",  # 0006: a backupctl extension
+        "hostname", "pid",  # 0007: which replica ran it (fleet mode)
     }  # fmt: skip
     assert store.database.table_exists("drill_log")  # 0006: drills never in backup_log
+    assert store.database.table_exists("fleet_claim")  # 0007
+    assert store.database.table_exists("fleet_replica")  # 0007
     store.close()
 
 

@@ -130,3 +130,21 @@ def test_each_distribution_has_project_urls_and_a_readme_that_works_on_the_index
         for url in urls.values():
             if url.startswith(repository + "/tree/main/"):
                 assert (ROOT / url.removeprefix(repository + "/tree/main/")).is_dir(), url
+
+
+def test_the_fleet_example_runs_two_replicas_on_one_audit_store() -> None:
+    """docs/fleet.md's compose file: two replicas, each with its own backup folder and
+    host name, both on the one PostgreSQL (merge keys resolved as compose does)."""
+    path = ROOT / "examples" / "fleet" / "docker-compose.yml"
+    services = YAML(typ="safe").load(path.read_text())["services"]
+    replicas = {name: s for name, s in services.items() if name.startswith("backup-")}
+    assert set(replicas) == {"backup-a", "backup-b"}
+    names, folders = set(), set()
+    for replica in replicas.values():
+        env = replica["environment"]
+        assert env["AUDIT_DB_HOST"] == "backupctl-audit-db"
+        names.add(env["BACKUPCTL_HOSTNAME"])
+        folders |= {v.split(":")[0] for v in replica["volumes"] if v.endswith(":/data/backups")}
+        assert (path.parent / replica["build"] / "Dockerfile").exists()
+    assert names == {"backup-a", "backup-b"} and len(folders) == 2
+    assert services["backupctl-audit-db"]["image"].startswith("postgres:16")

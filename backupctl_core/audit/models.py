@@ -6,6 +6,7 @@ from peewee import (
     BigIntegerField,
     BooleanField,
     CharField,
+    CompositeKey,
     DateTimeField,
     IntegerField,
     Model,
@@ -41,6 +42,8 @@ class BackupLog(Model):
     pruned_at = DateTimeField(null=True)  # migration 0005: not in SPEC's schema
     prune_deferred_until = DateTimeField(null=True)  # migration 0005
     manifest_file = TextField(null=True)  # migration 0006: not in SPEC's schema
+    hostname = CharField(max_length=255, null=True)  # migration 0007: the run's replica
+    pid = IntegerField(null=True)  # migration 0007
 
     class Meta:
         table_name = "backup_log"
@@ -64,3 +67,31 @@ class DrillLog(Model):
 
     class Meta:
         table_name = "drill_log"
+
+
+class FleetClaim(Model):
+    """A scheduled job's tick, claimed by the one replica that runs it (migration 0007)."""
+
+    job = CharField(max_length=300)
+    tick_at = DateTimeField()
+    hostname = CharField(max_length=255)
+    pid = IntegerField()
+    claimed_at = DateTimeField()
+
+    class Meta:
+        table_name = "fleet_claim"
+        primary_key = CompositeKey("job", "tick_at")
+
+
+class FleetReplica(Model):
+    """A ``serve`` replica's heartbeat (migration 0007)."""
+
+    replica = CharField(max_length=300, primary_key=True)
+    hostname = CharField(max_length=255)
+    pid = IntegerField()
+    base_dir = CharField(max_length=4096)
+    started_at = DateTimeField()
+    last_seen = DateTimeField()
+
+    class Meta:
+        table_name = "fleet_replica"

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 import peewee
 
 from backupctl_core.audit import import_without_psycopg
-from backupctl_core.audit.models import BackupLog, DrillLog
+from backupctl_core.audit.models import BackupLog, DrillLog, FleetClaim, FleetReplica
 from backupctl_core.audit.postgres_driver import PostgresDatabase
 from backupctl_core.domain.drill import DrillReport, DrillSummary
 from backupctl_core.domain.errors import BackupctlError, ConnectivityError
 from backupctl_core.domain.prune import PruneHistory
-from backupctl_core.domain.records import RunRecord, RunStatus
+from backupctl_core.domain.records import Replica, RunRecord, RunStatus
 from backupctl_core.domain.settings import AuditDbSettings
 from backupctl_core.domain.stages import Stage
 from backupctl_core.plugin_kit import make_private_dir
@@ -39,7 +39,7 @@ _FIELDS = [
     "dump_size_bytes", "encrypted", "verified", "snapshot_id", "snapshot_mode",
     "files_new", "files_changed", "bytes_added", "prune_snapshots_removed",
     "local_files_cleaned", "error_stage", "error_message", "retry_count", "duration_ms",
-    "warning_message", "pruned_at", "prune_deferred_until",
+    "warning_message", "pruned_at", "prune_deferred_until", "hostname", "pid",
 ]  # fmt: skip
 _TIMES = ("started_at", "completed_at", "pruned_at", "prune_deferred_until")
 
@@ -71,7 +71,7 @@ class AuditStore:
     def __init__(self, database: peewee.Database, description: str) -> None:
         self.database = database
         self.description = description
-        database.bind([BackupLog, DrillLog])
+        database.bind([BackupLog, DrillLog, FleetClaim, FleetReplica])
 
     @classmethod
     def open(cls, settings: AuditDbSettings) -> AuditStore:
@@ -192,6 +192,20 @@ class AuditStore:
             if not updated:
                 self._insert(record)
 
+    def finish_if_started(self, record: RunRecord) -> bool:
+        """``finish_run`` for crash recovery: only while the row is still ``started``,
+        so a run that finished meanwhile (on another host) is never overwritten."""
+        with self._connected():
+            updated: int = (
+                BackupLog.update(**self._values(record))
+                .where(
+                    (BackupLog.id == uuid.UUID(record.id))
+                    & (BackupLog.status == RunStatus.STARTED.value)
+                )
+                .execute()
+            )
+            return updated == 1
+
     def ensure_started(self, record: RunRecord) -> None:
         """``start_run`` that is a no-op when the row exists (fallback replay)."""
         with self._connected(), self.database.atomic():
@@ -226,16 +240,22 @@ class AuditStore:
         values["manifest_path"] = Path(row.manifest_file) if row.manifest_file else None
         return RunRecord(id=str(row.id), **values)
 
-    def history(self, project: str, last: int = 10, failed_only: bool = False) -> list[RunRecord]:
+    def history(
+        self, project: str, last: int = 10, failed_only: bool = False, host: str | None = None
+    ) -> list[RunRecord]:
         with self._connected():
             query = BackupLog.select().where(BackupLog.project_name == project)
+            if host is not None:
+                query = query.where(BackupLog.hostname == host)
             if failed_only:
                 query = query.where(BackupLog.status == RunStatus.FAILED.value)
             rows = query.order_by(BackupLog.started_at.desc()).limit(last)
             return [self._record(row) for row in rows]
 
-    def latest_per_project(self, projects: Iterable[str]) -> dict[str, RunRecord]:
-        """The newest run of each of ``projects`` that has one.
+    def latest_per_project(
+        self, projects: Iterable[str], host: str | None = None
+    ) -> dict[str, RunRecord]:
+        """The newest run of each of ``projects`` that has one (on ``host`` when given).
 
         One indexed ``ORDER BY started_at DESC LIMIT 1`` per project: a GROUP BY over
         the whole table reads every row, which grows with the history (100k rows).
@@ -243,12 +263,10 @@ class AuditStore:
         latest: dict[str, RunRecord] = {}
         with self._connected():
             for project in projects:
-                row = (
-                    BackupLog.select()
-                    .where(BackupLog.project_name == project)
-                    .order_by(BackupLog.started_at.desc())
-                    .first()
-                )
+                query = BackupLog.select().where(BackupLog.project_name == project)
+                if host is not None:
+                    query = query.where(BackupLog.hostname == host)
+                row = query.order_by(BackupLog.started_at.desc()).first()
                 if row is not None:
                     latest[project] = self._record(row)
         return latest
@@ -422,3 +440,62 @@ class AuditStore:
                 )
                 for row in rows
             ]
+
+    # -- fleet mode (PostgreSQL; docs/fleet.md)
+    def claim_tick(self, job: str, tick_at: datetime, hostname: str, pid: int) -> bool:
+        """True when this replica is the first to claim ``job`` at ``tick_at`` (it runs
+        it); False when another replica did (it never runs that tick)."""
+        with self._connected():
+            cursor = self.database.execute_sql(
+                "INSERT INTO fleet_claim (job, tick_at, hostname, pid, claimed_at)"
+                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING".replace(
+                    "%s", self.database.param
+                ),
+                (job, _to_db_time(tick_at), hostname, pid, _to_db_time(datetime.now(UTC))),
+            )
+            return bool(cursor.rowcount == 1)
+
+    def forget_claims(self, before: datetime) -> int:
+        with self._connected():
+            deleted: int = (
+                FleetClaim.delete().where(FleetClaim.tick_at < _to_db_time(before)).execute()
+            )
+            return deleted
+
+    def heartbeat(self, replica: Replica) -> None:
+        """Insert or refresh this replica's row (``serve`` calls it as it ticks)."""
+        values = {
+            "hostname": replica.hostname,
+            "pid": replica.pid,
+            "base_dir": replica.base_dir,
+            "started_at": _to_db_time(replica.started_at),
+            "last_seen": _to_db_time(replica.last_seen),
+        }
+        with self._connected():
+            FleetReplica.insert(replica=f"{replica.hostname} {replica.pid}", **values).on_conflict(
+                conflict_target=[FleetReplica.replica], update=values
+            ).execute()
+
+    def replicas(self, seen_since: datetime) -> list[Replica]:
+        """The replicas whose heartbeat is newer than ``seen_since``, newest first."""
+        with self._connected():
+            rows = (
+                FleetReplica.select()
+                .where(FleetReplica.last_seen >= _to_db_time(seen_since))
+                .order_by(FleetReplica.last_seen.desc())
+            )
+            return [
+                Replica(
+                    hostname=row.hostname,
+                    pid=row.pid,
+                    base_dir=row.base_dir,
+                    started_at=_from_db_time(row.started_at) or datetime.now(UTC),
+                    last_seen=_from_db_time(row.last_seen) or datetime.now(UTC),
+                )
+                for row in rows
+            ]
+
+    def forget_replicas(self, unseen_since: datetime) -> None:
+        with self._connected():
+            old = FleetReplica.last_seen < _to_db_time(unseen_since)
+            FleetReplica.delete().where(old).execute()

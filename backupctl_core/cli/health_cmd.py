@@ -32,13 +32,21 @@ def audit_check(context: CliContext) -> CheckResult:
 def health_results(context: CliContext) -> list[CheckResult]:
     from datetime import UTC, datetime
 
-    from backupctl_core.runtime.checks import disk_check, drill_checks, repository_checks
+    from backupctl_core.runtime.checks import (
+        disk_check,
+        drill_checks,
+        fleet_check,
+        repository_checks,
+    )
 
     config = context.config
     audit = audit_check(context)
     drills = []
-    if audit.status == "pass":  # restore drills are judged from the audit store
-        drills = drill_checks(config, context.store(), datetime.now(UTC))
+    if audit.status == "pass":  # restore drills and the fleet are judged from the store
+        now = datetime.now(UTC)
+        drills = drill_checks(config, context.store(), now)
+        fleet = fleet_check(config, context.store(), now)
+        drills += [fleet] if fleet else []
     return [
         audit,
         disk_check(config.settings),

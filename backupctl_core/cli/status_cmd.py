@@ -30,6 +30,10 @@ def _stage(record: RunRecord) -> str:
     return "done"
 
 
+def _host(record: RunRecord) -> str:
+    return f"{record.hostname} ({record.pid})" if record.hostname else "-"
+
+
 def _drill_json(summary: DrillSummary | None) -> dict[str, Any] | None:
     if summary is None:
         return None
@@ -67,15 +71,23 @@ def _echo_drills(config: AppConfig, drills: dict[str, DrillSummary]) -> None:
     type=click.IntRange(min=1, max=MAX_LAST),
     help="How many runs.",
 )
+@click.option(
+    "--host",
+    metavar="HOST",
+    help="Only runs made on HOST (fleet mode: BACKUPCTL_HOSTNAME of the replica).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
-def status(context: CliContext, project: str | None, last: int, as_json: bool) -> None:
+def status(
+    context: CliContext, project: str | None, last: int, host: str | None, as_json: bool
+) -> None:
     """Last run of every project, or PROJECT's history with its live stage."""
     config = context.config
     tz = config.settings.timezone
+    fleet = bool(config.settings.audit_db.host) or host is not None
     if project is None:
         store = context.store()
-        latest = store.latest_per_project(config.names)
+        latest = store.latest_per_project(config.names, host=host)
         drills = store.latest_drills(config.names)
         if as_json:
             data: dict[str, Any] = {}
@@ -90,7 +102,7 @@ def status(context: CliContext, project: str | None, last: int, as_json: bool) -
         for name in config.names:
             record = latest.get(name)
             if record is None:
-                rows.append([name, "never run", "-", "-", "-", "-"])
+                rows.append([name, "never run", "-", "-", "-", "-"] + ["-"] * fleet)
                 continue
             rows.append(
                 [
@@ -101,19 +113,23 @@ def status(context: CliContext, project: str | None, last: int, as_json: bool) -
                     human_duration(record.duration_ms),
                     record.snapshot_id or "-",
                 ]
+                + [_host(record)] * fleet
             )
-        click.echo(table(["PROJECT", "STATUS", "STAGE", "STARTED", "DURATION", "SNAPSHOT"], rows))
+        headers = ["PROJECT", "STATUS", "STAGE", "STARTED", "DURATION", "SNAPSHOT"]
+        click.echo(table(headers + ["HOST"] * fleet, rows))
         _echo_drills(config, drills)
         return
     config.project(project)
-    records = context.store().history(project, last)
+    records = context.store().history(project, last, host=host)
     if as_json:
         echo_json([r.to_json() for r in records])
         return
     running = [r for r in records if r.status is RunStatus.STARTED]
     for record in running:
+        where = f" on {_host(record)}" if fleet else ""
         click.echo(
-            f"{project}: running since {local_time(record.started_at, tz)} — {_stage(record)}"
+            f"{project}: running{where} since {local_time(record.started_at, tz)}"
+            f" — {_stage(record)}"
         )
     rows = [
         [
@@ -124,12 +140,14 @@ def status(context: CliContext, project: str | None, last: int, as_json: bool) -
             human_size(r.dump_size_bytes),
             r.snapshot_id or "-",
         ]
+        + [_host(r)] * fleet
         for r in records
     ]
     if not rows:
-        click.echo(f"{project}: no runs recorded")
+        click.echo(f"{project}: no runs recorded" + (f" on {host}" if host else ""))
         return
-    click.echo(table(["STARTED", "STATUS", "STAGE", "DURATION", "DUMP", "SNAPSHOT"], rows))
+    headers = ["STARTED", "STATUS", "STAGE", "DURATION", "DUMP", "SNAPSHOT"]
+    click.echo(table(headers + ["HOST"] * fleet, rows))
 
 
 @click.command()
@@ -174,7 +192,8 @@ def logs(context: CliContext, project: str, last: int, failed: bool, as_json: bo
             click.echo(f"{local_time(r.started_at, tz)}  drill  snapshot {r.snapshot_id or '-'}")
             click.echo(f"  restore drill {result}, duration {human_duration(r.duration_ms)}")
             continue
-        click.echo(f"{local_time(r.started_at, tz)}  {r.status.value}  run {r.id}")
+        where = f"  on {_host(r)}" if r.hostname and context.config.settings.audit_db.host else ""
+        click.echo(f"{local_time(r.started_at, tz)}  {r.status.value}  run {r.id}{where}")
         if r.status is RunStatus.FAILED:
             click.echo(f"  error at {describe_stage(r.error_stage)}: {r.error_message}")
         else:

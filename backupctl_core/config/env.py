@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -114,6 +115,17 @@ def default_base_dir() -> Path:
     return root / "backupctl"
 
 
+# A run's fleet lock carries "backupctl <host> <pid> <epoch>" in PostgreSQL's
+# application_name, which keeps 63 bytes (audit/fleet.py).
+MAX_HOSTNAME = 32
+
+
+def default_hostname() -> str:
+    """The machine's host name, its first label when the whole name is too long."""
+    name = socket.gethostname() or "localhost"
+    return name if len(name) <= MAX_HOSTNAME else name.split(".")[0][:MAX_HOSTNAME]
+
+
 def global_settings(env: Environment) -> GlobalSettings:
     base_dir = env.file_path("BACKUP_BASE_DIR") or default_base_dir()
     return GlobalSettings(
@@ -162,6 +174,7 @@ def global_settings(env: Environment) -> GlobalSettings:
         log_dir=env.file_path("LOG_DIR"),
         log_max_size=env.text("LOG_MAX_SIZE", "10m"),
         log_max_files=env.number("LOG_MAX_FILES", 5),
+        hostname=env.text("BACKUPCTL_HOSTNAME", default_hostname()),
     )
 
 
@@ -227,6 +240,11 @@ def settings_problems(settings: GlobalSettings) -> list[str]:
     for name, host in hosts.items():
         if host is not None and not _valid_host(host):
             problems.append(f"{name}: {host!r} is not a host name or IP address")
+    if not _HOSTNAME.fullmatch(settings.hostname) or len(settings.hostname) > MAX_HOSTNAME:
+        problems.append(
+            f"BACKUPCTL_HOSTNAME: {settings.hostname!r} is not a host name of at most"
+            f" {MAX_HOSTNAME} letters, digits, dots and dashes"
+        )
     cron = settings.daily_summary_cron
     if cron != DEFAULT_SUMMARY_CRON and (len(cron.split()) != 5 or not valid_cron(cron)):
         problems.append(f"DAILY_SUMMARY_CRON: {cron!r} is not a 5-field cron expression")

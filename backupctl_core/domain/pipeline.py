@@ -105,8 +105,10 @@ class BackupPipeline:
         secrets: Sequence[str] = (),
         watchdog: Watchdog | None = None,
         on_stage: Callable[[Stage], None] = lambda stage: None,
+        origin: tuple[str, int] | None = None,
     ) -> None:
         self.project = project
+        self.origin = origin  # (host name, pid) recorded on the run's row
         self.lock = lock
         self.audit = audit
         self.plugins = plugins
@@ -138,6 +140,8 @@ class BackupPipeline:
             started_at=started,
             snapshot_mode=self.project.restic.snapshot_mode,
         )
+        if self.origin is not None:
+            record.hostname, record.pid = self.origin
         self.audit.start_run(record)  # 0b
         log.info("%s: backup started (run %s)", record.project_name, record.id)
         watching = self.watchdog.watch(record) if self.watchdog else nullcontext()

@@ -56,6 +56,9 @@ class RunRecord:
     warning_message: str | None = None
     # The dump's manifest stored beside it (``manifest_file``, a backupctl extension).
     manifest_path: Path | None = None
+    # Which replica ran it (fleet mode; ``hostname``/``pid``, backupctl extensions).
+    hostname: str | None = None
+    pid: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Plain data for the JSONL fallback (``from_json`` reads it back)."""
@@ -77,3 +80,19 @@ class RunRecord:
         for key in TIMES:
             values[key] = datetime.fromisoformat(values[key]) if values.get(key) else None
         return cls(**values)
+
+
+@define
+class Replica:
+    """A ``serve`` process of the fleet, as its heartbeat row says."""
+
+    hostname: str
+    pid: int
+    base_dir: str
+    started_at: datetime
+    last_seen: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {"hostname": self.hostname, "pid": self.pid, "base_dir": self.base_dir,
+                "started_at": self.started_at.isoformat(),
+                "last_seen": self.last_seen.isoformat()}  # fmt: skip

@@ -242,6 +242,8 @@ class GlobalSettings:
     log_dir: Path | None = None
     log_max_size: str = "10m"
     log_max_files: int = 5
+    # This replica's name in the audit store (``BACKUPCTL_HOSTNAME``, else the host's).
+    hostname: str = "localhost"
 
     def project_dir(self, project: str) -> Path:
         return self.backup_base_dir / project

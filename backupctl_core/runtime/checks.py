@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from backupctl_core.audit.store import AuditStore
@@ -153,3 +153,28 @@ def drill_checks(config: AppConfig, store: AuditStore, now: datetime) -> list[Ch
         detail = f"{project.name}: {detail}"
         results.append(CheckResult("restore drill", "fail" if problem else "pass", detail))
     return results
+
+
+FLEET_WINDOW = timedelta(minutes=5)
+
+
+def fleet_check(config: AppConfig, store: AuditStore, now: datetime) -> CheckResult | None:
+    """Fleet mode (PostgreSQL audit store): the ``serve`` replicas seen in the last
+    5 minutes, each with the projects whose newest run it made. Informational: a
+    host may rightly run without a service (CLI runs, cron)."""
+    if not config.settings.audit_db.host:
+        return None
+    replicas = store.replicas(now - FLEET_WINDOW)
+    ran: dict[str, list[str]] = {}
+    for name, record in store.latest_per_project(config.names).items():
+        if record.hostname:
+            ran.setdefault(record.hostname, []).append(name)
+    parts = [
+        f"{r.hostname} (pid {r.pid}, seen {int((now - r.last_seen).total_seconds())} s ago;"
+        f" last ran: {', '.join(sorted(ran.get(r.hostname, []))) or '-'})"
+        for r in replicas
+    ]
+    detail = f"{len(replicas)} replica(s) seen in the last 5 min" + (
+        f": {'; '.join(parts)}" if parts else ""
+    )
+    return CheckResult("fleet", "pass" if replicas else "warn", detail)

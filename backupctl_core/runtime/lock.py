@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import AbstractContextManager, ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -92,6 +93,32 @@ class ProjectLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+class RunLock:
+    """A run's locks, taken in order and released in reverse: the local ``.lock``
+    file, then (fleet mode) the project's advisory lock in the audit store."""
+
+    def __init__(self, *locks: AbstractContextManager[object]) -> None:
+        self.locks = locks
+        self._stack: ExitStack | None = None
+
+    def __enter__(self) -> RunLock:
+        with ExitStack() as stack:
+            for lock in self.locks:
+                stack.enter_context(lock)
+            self._stack = stack.pop_all()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._stack is not None:
+            self._stack.close()
+            self._stack = None
 
 
 def held_by_live_process(path: Path) -> bool:

@@ -7,17 +7,19 @@ lock is held right now (a backup running in another process) are left alone.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from attrs import evolve, frozen
 
+from backupctl_core.audit.fleet import Fleet, Origin
 from backupctl_core.audit.store import AuditStore
 from backupctl_core.config.loader import AppConfig
 from backupctl_core.domain.drill import manifest_path
 from backupctl_core.domain.errors import LockHeldError
-from backupctl_core.domain.records import RunStatus
+from backupctl_core.domain.records import RunRecord, RunStatus
 from backupctl_core.plugins import PluginRegistry
 from backupctl_core.runtime.audit_log import KIND as KIND_AUDIT
 from backupctl_core.runtime.audit_log import replay_audit
@@ -64,24 +66,58 @@ class Recovery:
         lock.release()
         return False
 
+    def _ours(self, record: RunRecord) -> bool:
+        """A run of this host: with SQLite every run is (a container recreated with
+        another host name included); in a fleet, one that names this host or none."""
+        if not self.settings.audit_db.host:
+            return True
+        return record.hostname in (None, self.settings.hostname)
+
     def orphaned_rows(self) -> str:
+        """Mark ``started`` rows of dead runs failed. A run of this host is alive while
+        it holds its local lock; in a fleet, while it holds its advisory lock too, and
+        another host's run is judged by that lock alone (its files are not here)."""
+        fleet = Fleet.open(self.settings.audit_db, Origin(self.settings.hostname, os.getpid()))
         marked = 0
         for record in self.store.orphans():
-            if self._busy(record.project_name):
+            if self._ours(record) and self._busy(record.project_name):
                 continue
-            now = datetime.now(UTC)
-            self.store.finish_run(
-                evolve(
-                    record,
-                    status=RunStatus.FAILED,
-                    completed_at=now,
-                    error_stage=CRASH_STAGE,
-                    error_message=f"the process ended during {record.current_stage or 'start'}",
-                    duration_ms=int((now - record.started_at).total_seconds() * 1000),
-                )
-            )
-            marked += 1
+            if fleet is not None and fleet.is_held(record.project_name):
+                continue
+            marked += self._mark_interrupted(record)
         return f"{marked} interrupted run(s) marked failed"
+
+    def other_hosts_orphans(self, fleet: Fleet) -> str:
+        """``serve``'s periodic part of recovery in a fleet: other hosts' runs whose
+        advisory lock is free (their process died or lost its connection). This
+        host's runs are left to its own start-up recovery: probing its local lock
+        could make a run starting now fail."""
+        marked = [
+            f"{record.project_name} run {record.id} of {record.hostname}"
+            for record in self.store.orphans()
+            if not self._ours(record)
+            and not fleet.is_held(record.project_name)
+            and self._mark_interrupted(record)
+        ]
+        return (
+            f"{len(marked)} interrupted run(s) marked failed: {', '.join(marked)}" if marked else ""
+        )
+
+    def _mark_interrupted(self, record: RunRecord) -> bool:
+        now = datetime.now(UTC)
+        where = f" on {record.hostname} (pid {record.pid})" if not self._ours(record) else ""
+        return self.store.finish_if_started(
+            evolve(
+                record,
+                status=RunStatus.FAILED,
+                completed_at=now,
+                error_stage=CRASH_STAGE,
+                error_message=(
+                    f"the process ended during {record.current_stage or 'start'}{where}"
+                ),
+                duration_ms=int((now - record.started_at).total_seconds() * 1000),
+            )
+        )
 
     def orphaned_dumps(self) -> StepResult:
         """Remove only dumps that provably belong to a failed (or just interrupted) run.

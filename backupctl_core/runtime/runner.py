@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
 from attrs import frozen
 
+from backupctl_core.audit.fleet import Fleet, Origin
 from backupctl_core.audit.store import AuditStore
 from backupctl_core.config.loader import AppConfig
 from backupctl_core.domain.errors import Interrupted
@@ -23,7 +24,7 @@ from backupctl_core.plugins import PluginRegistry
 from backupctl_core.runtime.audit_log import ResilientAuditLog
 from backupctl_core.runtime.fallback import FallbackLog
 from backupctl_core.runtime.files import ProjectFiles
-from backupctl_core.runtime.lock import ProjectLock
+from backupctl_core.runtime.lock import ProjectLock, RunLock
 from backupctl_core.runtime.masking import project_secrets
 from backupctl_core.runtime.notifier import Notifier
 from backupctl_core.runtime.progress import ProgressOptions, RunProgress
@@ -101,9 +102,16 @@ def run_project(
         on_stage(stage)
 
     plugins = registry.for_project(project, settings)
+    origin = Origin(settings.hostname, os.getpid())
+    locks: list[AbstractContextManager[object]] = [
+        ProjectLock(project_dir, project.name, wait=wait_for_lock)
+    ]
+    fleet = Fleet.open(settings.audit_db, origin)
+    if fleet is not None:
+        locks.append(fleet.run_lock(project.name))
     pipeline = BackupPipeline(
         project,
-        lock=ProjectLock(project_dir, project.name, wait=wait_for_lock),
+        lock=RunLock(*locks),
         audit=ResilientAuditLog(store, FallbackLog(settings.fallback_file)),
         plugins=plugins,
         notify=notify,
@@ -116,6 +124,7 @@ def run_project(
         timezone=settings.timezone,
         secrets=[*project_secrets(project), *config.secret_values],
         on_stage=stage_observer,
+        origin=(origin.hostname, origin.pid),
     )
     with reporter if reporter is not None else nullcontext():
         record = pipeline.run()

@@ -22,6 +22,9 @@ class CronJob:
     cron: str
     action: Callable[[], None]
     next_at: datetime
+    # The scheduled time ``due`` last fired it for: the same on every replica with
+    # the same cron and zone, so the fleet claims ``(name, fired_at)`` once.
+    fired_at: datetime | None = None
 
 
 class CronScheduler:
@@ -48,6 +51,7 @@ class CronScheduler:
         so a tick missed while the machine slept fires once, not once per tick."""
         ready = [job for job in self.jobs.values() if job.next_at <= now]
         for job in ready:
+            job.fired_at = job.next_at
             job.next_at = self._next(job.cron, now)
         return ready
 

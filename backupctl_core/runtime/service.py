@@ -21,17 +21,25 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from backupctl_core.audit.fleet import Fleet, FleetLockHeld, Origin
 from backupctl_core.audit.store import AuditStore
 from backupctl_core.config.loader import AppConfig, load_config
 from backupctl_core.domain.artifacts import CheckResult
 from backupctl_core.domain.errors import BackupctlError, ConnectivityError
 from backupctl_core.domain.events import daily_summary_event, job_failed_event
 from backupctl_core.domain.pipeline import redact
+from backupctl_core.domain.records import Replica
 from backupctl_core.domain.settings import ProjectSettings
 from backupctl_core.plugin_kit import make_private_dir
 from backupctl_core.plugins import PluginRegistry
 from backupctl_core.runtime.audit_log import replay_audit
-from backupctl_core.runtime.checks import disk_check, drill_checks, repository_checks
+from backupctl_core.runtime.checks import (
+    FLEET_WINDOW,
+    disk_check,
+    drill_checks,
+    fleet_check,
+    repository_checks,
+)
 from backupctl_core.runtime.drill import run_drill
 from backupctl_core.runtime.fallback import FallbackLog
 from backupctl_core.runtime.http_api import HttpApi, Text
@@ -42,7 +50,7 @@ from backupctl_core.runtime.notifier import Notifier
 from backupctl_core.runtime.progress import ProgressOptions
 from backupctl_core.runtime.recovery import Recovery
 from backupctl_core.runtime.runner import run_project
-from backupctl_core.runtime.scheduler import CronScheduler, ProjectWorker
+from backupctl_core.runtime.scheduler import CronJob, CronScheduler, ProjectWorker
 
 if TYPE_CHECKING:
     from backupctl_core.runtime.metrics import Metrics
@@ -51,6 +59,8 @@ log = logging.getLogger("backupctl.service")
 SUMMARY_JOB = "daily-summary"
 REPLAY_INTERVAL_SECONDS = 60.0
 HEALTH_CACHE_SECONDS = 60.0
+# How often a replica refreshes its heartbeat and looks for other hosts' dead runs.
+FLEET_INTERVAL_SECONDS = 15.0
 
 
 def pid_file(config: AppConfig) -> Path:
@@ -88,6 +98,11 @@ class BackupService:
         self.job_failures: dict[str, str] = {}
         self._health_cache: tuple[float, list[CheckResult]] | None = None
         self._metrics: Metrics | None = None  # made on the first scrape
+        origin = Origin(self.config.settings.hostname, os.getpid())
+        self.fleet = Fleet.open(self.config.settings.audit_db, origin)
+        self.started_utc = now()
+        self._last_fleet = float("-inf")  # the first tick sends a heartbeat
+        self._fleet_cleaned = datetime.min.replace(tzinfo=UTC)
 
     # -- start-up
     def start_up(self) -> None:
@@ -175,10 +190,14 @@ class BackupService:
     def _run(self, name: str) -> None:
         config = self.config  # the config current when this run starts
         project = config.project(name)
-        outcome = run_project(
-            config, project, self.registry, self.store, wait_for_lock=True,
-            progress=ProgressOptions(),  # a progress line every 30 s in the log file
-        )  # fmt: skip
+        try:
+            outcome = run_project(
+                config, project, self.registry, self.store, wait_for_lock=True,
+                progress=ProgressOptions(),  # a progress line every 30 s in the log file
+            )  # fmt: skip
+        except FleetLockHeld as held:  # a run of another host: skip, never queue behind it
+            log.info("%s: scheduled run skipped: %s", name, held.message)
+            return
         log.info("%s: scheduled run %s", name, outcome.record.status.value)
 
     def _trigger(self, project: ProjectSettings) -> Callable[[], None]:
@@ -233,6 +252,39 @@ class BackupService:
         event = daily_summary_event(runs, now.astimezone(ZoneInfo(settings.timezone)), drills)
         Notifier(self.config, self.registry).send(None, event)
 
+    # -- fleet mode (PostgreSQL audit store; audit/fleet.py, docs/fleet.md)
+    def _claimed(self, job: CronJob) -> bool:
+        """True when this replica runs ``job`` at this tick: always alone; in a fleet,
+        when it is the first to claim the tick. With the store unreachable the tick
+        runs here (a backup missed is worse than one made twice)."""
+        if self.fleet is None or job.fired_at is None:
+            return True
+        origin = self.fleet.origin
+        try:
+            if self.store.claim_tick(job.name, job.fired_at, origin.hostname, origin.pid):
+                return True
+        except BackupctlError as error:
+            log.warning("%s: tick not claimed (%s); running it here", job.name, error.message)
+            return True
+        log.info("%s at %s: run by another replica", job.name, job.fired_at.isoformat())
+        return False
+
+    def fleet_heartbeat(self) -> None:
+        """Refresh this replica's row; mark other hosts' dead runs interrupted (their
+        lock is free); forget claims and replicas older than a week."""
+        assert self.fleet is not None
+        now = self.now()
+        origin = self.fleet.origin
+        base_dir = str(self.config.settings.backup_base_dir)
+        self.store.heartbeat(Replica(origin.hostname, origin.pid, base_dir, self.started_utc, now))
+        marked = Recovery(self.config, self.registry, self.store).other_hosts_orphans(self.fleet)
+        if marked:
+            log.warning("fleet: %s", marked)
+        if now - self._fleet_cleaned >= timedelta(days=1):
+            self._fleet_cleaned = now
+            self.store.forget_claims(now - timedelta(days=7))
+            self.store.forget_replicas(now - timedelta(days=7))
+
     # -- reload and stop
     def reload(self) -> None:
         try:
@@ -262,11 +314,16 @@ class BackupService:
             self.run_guarded("config reload", self.reload)
         now = self.now()
         for job in self.scheduler.due(now):
-            job.action()  # guarded when scheduled (``_schedule``)
+            if self._claimed(job):
+                job.action()  # guarded when scheduled (``_schedule``)
+        if self.fleet is not None and time.monotonic() - self._last_fleet >= FLEET_INTERVAL_SECONDS:
+            self._last_fleet = time.monotonic()
+            self.run_guarded("fleet heartbeat", self.fleet_heartbeat)
         if time.monotonic() - self._last_replay >= REPLAY_INTERVAL_SECONDS:
             self._last_replay = time.monotonic()
             self.run_guarded("fallback replay", self.replay_pending)
-        return self.scheduler.seconds_until_next(self.now())
+        pause = self.scheduler.seconds_until_next(self.now())
+        return min(pause, FLEET_INTERVAL_SECONDS) if self.fleet is not None else pause
 
     def serve_forever(self, with_http: bool = True) -> None:
         self.start_up()
@@ -350,9 +407,15 @@ class BackupService:
             self._health_cache = (now, repository_checks(self.config, self.registry))
         repositories = self._health_cache[1]
         drills: list[CheckResult] = []
+        replicas: list[dict[str, Any]] = []
         if audit.status == "pass":
             try:
                 drills = drill_checks(self.config, self.store, self.now())
+                fleet = fleet_check(self.config, self.store, self.now())
+                if fleet is not None:
+                    drills.append(fleet)
+                    since = self.now() - FLEET_WINDOW
+                    replicas = [r.to_json() for r in self.store.replicas(since)]
             except BackupctlError as error:
                 drills = [CheckResult("restore drill", "fail", error.message)]
         checks = [audit, disk, *repositories, *drills]
@@ -363,6 +426,7 @@ class BackupService:
             "disk": {"status": disk.status, "detail": disk.detail},
             "checks": [{"name": c.name, "status": c.status, "detail": c.detail} for c in checks],
             "failed_jobs": dict(self.job_failures),
+            **({"fleet": {"replicas": replicas}} if self.fleet is not None else {}),
             "uptime_seconds": int(time.monotonic() - self.started_at),
         }
         return (HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE), body
