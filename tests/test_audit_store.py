@@ -185,7 +185,8 @@ def test_migration_0005_counts_earlier_runs_that_forgot_snapshots_as_prunes(
     tool: ``forget --prune``): the interval counts from the newest such run."""
     store = AuditStore.open(settings)
     store.migrate()
-    store._runner().down()  # 0006 (drills) goes,
+    store._runner().down()  # 0007 (fleet) goes,
+    store._runner().down()  # 0006 (drills),
     store._runner().down()  # then 0005: back to 0004, the columns go
     assert "pruned_at" not in {c.name for c in store.database.get_columns("backup_log")}
     for day, removed in ((1, 3), (2, 0), (3, None)):
@@ -197,7 +198,7 @@ def test_migration_0005_counts_earlier_runs_that_forgot_snapshots_as_prunes(
             (str(uuid.uuid4()), datetime(2026, 1, day), datetime(2026, 1, day, 0, 5), removed,
              datetime(2026, 1, day)),
         )  # fmt: skip
-    assert store.migrate() == ["0005_prune_time", "0006_drills"]
+    assert store.migrate() == ["0005_prune_time", "0006_drills", "0007_fleet"]
     assert store.prune_history("a") == PruneHistory(datetime(2026, 1, 1, 0, 5, tzinfo=UTC))
     store.close()
 

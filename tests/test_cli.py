@@ -226,7 +226,7 @@ def test_unmigrated_audit_store_is_not_created_implicitly(ws: Workspace) -> None
     assert result.returncode == 1
     assert (
         "is not migrated (pending: 0001_initial, 0002_dump_file, 0003_warning_message,"
-        " 0004_metrics_index, 0005_prune_time, 0006_drills);"
+        " 0004_metrics_index, 0005_prune_time, 0006_drills, 0007_fleet);"
         " run `backupctl db migrate`" in result.stderr
     )
     assert not (ws.base_dir / ".audit" / "audit.db").exists()

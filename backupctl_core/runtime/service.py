@@ -276,7 +276,14 @@ class BackupService:
         now = self.now()
         origin = self.fleet.origin
         base_dir = str(self.config.settings.backup_base_dir)
-        self.store.heartbeat(Replica(origin.hostname, origin.pid, base_dir, self.started_utc, now))
+        try:
+            self.store.heartbeat(
+                Replica(origin.hostname, origin.pid, base_dir, self.started_utc, now)
+            )
+        except ConnectivityError as error:
+            # /health says the audit store is down; a notification every 15 s would not help
+            log.warning("fleet heartbeat skipped: %s", error.message)
+            return
         marked = Recovery(self.config, self.registry, self.store).other_hosts_orphans(self.fleet)
         if marked:
             log.warning("fleet: %s", marked)
