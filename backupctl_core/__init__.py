@@ -1,9 +1,13 @@
 """backupctl core: domain, plugin framework, config, audit store and CLI.
 
-Plugins import what they need from here: the ``hookimpl`` marker and the
-value types their hooks take and return.
+The public surface for plugins: the ``hookimpl`` marker, the hook specifications
+(``hookspecs``) and the value types their hooks take and return, all importable from
+here. Plugins import nothing else of the core but ``backupctl_core.plugin_kit``
+(helpers) and ``backupctl_core.testing`` (pytest fixtures); an import-linter
+contract (pyproject.toml) keeps it so.
 """
 
+from backupctl_core import hookspecs
 from backupctl_core.domain.artifacts import (
     CacheInfo,
     CheckResult,
@@ -15,25 +19,56 @@ from backupctl_core.domain.artifacts import (
     SyncResult,
     VerifyResult,
 )
+from backupctl_core.domain.drill import DumpManifest, ScratchDatabase
 from backupctl_core.domain.errors import PluginError
+from backupctl_core.domain.events import Event, EventType
 from backupctl_core.domain.monitor import Ping, PingPhase
+from backupctl_core.domain.settings import (
+    MASK,
+    DatabaseSettings,
+    DrillDatabaseSettings,
+    GlobalSettings,
+    MonitorSettings,
+    NotificationSettings,
+    ProjectSettings,
+    ResticSettings,
+    RetentionSettings,
+    Secret,
+    SshSettings,
+)
 from backupctl_core.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "MASK",
     "CacheInfo",
     "CheckResult",
+    "DatabaseSettings",
+    "DrillDatabaseSettings",
     "DumpArtifact",
+    "DumpManifest",
+    "Event",
+    "EventType",
+    "GlobalSettings",
+    "MonitorSettings",
+    "NotificationSettings",
     "Ping",
     "PingPhase",
     "PluginError",
     "PluginType",
+    "ProjectSettings",
     "PruneResult",
     "Reclaim",
+    "ResticSettings",
+    "RetentionSettings",
+    "ScratchDatabase",
+    "Secret",
     "Snapshot",
+    "SshSettings",
     "SyncResult",
     "VerifyResult",
     "__version__",
     "hookimpl",
+    "hookspecs",
 ]

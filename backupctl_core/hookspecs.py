@@ -13,9 +13,31 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pluggy
+
+if TYPE_CHECKING:  # the value types live in the domain; plugins import them from backupctl_core
+    from backupctl_core.domain.artifacts import (
+        CacheInfo,
+        CheckResult,
+        DumpArtifact,
+        PluginType,
+        PruneResult,
+        Reclaim,
+        Snapshot,
+        SyncResult,
+        VerifyResult,
+    )
+    from backupctl_core.domain.drill import DumpManifest, ScratchDatabase
+    from backupctl_core.domain.events import Event
+    from backupctl_core.domain.monitor import Ping
+    from backupctl_core.domain.settings import (
+        GlobalSettings,
+        MonitorSettings,
+        NotificationSettings,
+        ProjectSettings,
+    )
 
 PROJECT_NAME = "backupctl"
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
@@ -23,12 +45,12 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
 @hookspec
-def backupctl_plugin_types() -> Any:
+def backupctl_plugin_types() -> list[PluginType]:
     """Return the ``PluginType``s this plugin provides, e.g. database ``postgres``."""
 
 
 @hookspec
-def backupctl_validate_config(project: Any, settings: Any) -> Any:
+def backupctl_validate_config(project: ProjectSettings, settings: GlobalSettings) -> list[str]:
     """Return a list of problems with the project's config for this plugin (strings).
 
     A line starting with ``warning: `` is only printed by ``config validate``: the
@@ -36,28 +58,38 @@ def backupctl_validate_config(project: Any, settings: Any) -> Any:
 
 
 @hookspec(firstresult=True)
-def backupctl_dump(project: Any, settings: Any, target_stem: Path) -> Any:
+def backupctl_dump(
+    project: ProjectSettings, settings: GlobalSettings, target_stem: Path
+) -> DumpArtifact:
     """Dump the project's database to ``target_stem`` plus the plugin's extension;
     return a ``DumpArtifact``. The file must be 0600."""
 
 
 @hookspec(firstresult=True)
-def backupctl_verify(project: Any, settings: Any, artifact: Any) -> Any:
+def backupctl_verify(
+    project: ProjectSettings, settings: GlobalSettings, artifact: DumpArtifact
+) -> VerifyResult:
     """Check that a dump is readable; return a ``VerifyResult``."""
 
 
 @hookspec(firstresult=True)
-def backupctl_encrypt(project: Any, settings: Any, artifact: Any) -> Any:
+def backupctl_encrypt(
+    project: ProjectSettings, settings: GlobalSettings, artifact: DumpArtifact
+) -> DumpArtifact:
     """Encrypt a dump; return the encrypted ``DumpArtifact`` (plaintext removed)."""
 
 
 @hookspec(firstresult=True)
-def backupctl_sync(project: Any, settings: Any, paths: Sequence[Path], tags: Sequence[str]) -> Any:
+def backupctl_sync(
+    project: ProjectSettings, settings: GlobalSettings, paths: Sequence[Path], tags: Sequence[str]
+) -> SyncResult:
     """Store ``paths`` as one snapshot with ``tags``; return a ``SyncResult``."""
 
 
 @hookspec(firstresult=True)
-def backupctl_prune(project: Any, settings: Any, reclaim: Any) -> Any:
+def backupctl_prune(
+    project: ProjectSettings, settings: GlobalSettings, reclaim: Reclaim
+) -> PruneResult:
     """Apply the project's retention to its snapshots (forget), then reclaim the space
     of forgotten snapshots (prune) as ``reclaim`` (a ``Reclaim``) says: ``no``,
     ``if-forgotten`` (only if this call forgot some), ``yes`` (even if not). Return a
@@ -65,31 +97,39 @@ def backupctl_prune(project: Any, settings: Any, reclaim: Any) -> Any:
 
 
 @hookspec(firstresult=True)
-def backupctl_unlock(project: Any, settings: Any) -> Any:
+def backupctl_unlock(project: ProjectSettings, settings: GlobalSettings) -> str:
     """Remove stale repository locks (crash recovery); return a short description."""
 
 
 @hookspec(firstresult=True)
-def backupctl_snapshots(project: Any, settings: Any) -> Any:
+def backupctl_snapshots(project: ProjectSettings, settings: GlobalSettings) -> list[Snapshot]:
     """Return the project's snapshots (``Snapshot``s), newest first."""
 
 
 @hookspec(firstresult=True)
 def backupctl_restore(
-    project: Any, settings: Any, snapshot_id: str, target: Path, include: Sequence[str] | None
-) -> Any:
+    project: ProjectSettings,
+    settings: GlobalSettings,
+    snapshot_id: str,
+    target: Path,
+    include: Sequence[str] | None,
+) -> list[Path]:
     """Extract snapshot ``snapshot_id`` (or ``latest``) into the empty folder ``target``,
     only the paths in ``include`` when given; return the restored files (``Path``s)."""
 
 
 @hookspec(firstresult=True)
-def backupctl_decompress(project: Any, settings: Any, path: Path) -> Any:
+def backupctl_decompress(
+    project: ProjectSettings, settings: GlobalSettings, path: Path
+) -> Path | None:
     """Turn a restored dump into a plain file next to it (SQL, archive); return its
     ``Path``, or None when this plugin does not handle that file."""
 
 
 @hookspec(firstresult=True)
-def backupctl_restore_guide(project: Any, settings: Any, dump_file: Path, snapshot_id: str) -> Any:
+def backupctl_restore_guide(
+    project: ProjectSettings, settings: GlobalSettings, dump_file: Path, snapshot_id: str
+) -> list[str]:
     """Return the shell commands (strings) that import ``dump_file`` into a fresh
     database; the operator supplies the password (the tool's prompt, never a value).
 
@@ -100,44 +140,55 @@ def backupctl_restore_guide(project: Any, settings: Any, dump_file: Path, snapsh
 
 
 @hookspec(firstresult=True)
-def backupctl_decrypt(project: Any, settings: Any, path: Path) -> Any:
+def backupctl_decrypt(project: ProjectSettings, settings: GlobalSettings, path: Path) -> Path:
     """Decrypt an encrypted dump next to it; return the plaintext ``Path``."""
 
 
 @hookspec
-def backupctl_notify(project: Any, settings: Any, event: Any, notification: Any) -> None:
+def backupctl_notify(
+    project: ProjectSettings | None,
+    settings: GlobalSettings,
+    event: Event,
+    notification: NotificationSettings,
+) -> None:
     """Deliver an ``Event`` with the channel settings ``notification`` (type + config);
     raise on failure (the core writes it to the fallback). ``project`` is None for
     the daily summary."""
 
 
 @hookspec
-def backupctl_monitor_ping(project: Any, settings: Any, monitor: Any, ping: Any) -> None:
+def backupctl_monitor_ping(
+    project: ProjectSettings, settings: GlobalSettings, monitor: MonitorSettings, ping: Ping
+) -> None:
     """Report ``ping`` (a ``Ping``: phase ``start``, ``success`` or ``failure``, run id,
     duration, short message) to the monitor ``monitor`` (type + config); raise on
     failure. A failed ping is logged, never retried, and never fails the backup."""
 
 
 @hookspec
-def backupctl_check(project: Any, settings: Any) -> Any:
+def backupctl_check(project: ProjectSettings, settings: GlobalSettings) -> list[CheckResult]:
     """Return ``CheckResult``s for dry run and health (reachability, credentials)."""
 
 
 @hookspec(firstresult=True)
-def backupctl_cache(project: Any, settings: Any, clear: bool) -> Any:
+def backupctl_cache(project: ProjectSettings, settings: GlobalSettings, clear: bool) -> CacheInfo:
     """Return the project's local storage cache as a ``CacheInfo`` (path and size);
     with ``clear``, remove that cache (only the project's own) and say so in ``cleared``."""
 
 
 @hookspec(firstresult=True)
-def backupctl_passthrough(project: Any, settings: Any) -> Any:
+def backupctl_passthrough(
+    project: ProjectSettings, settings: GlobalSettings
+) -> tuple[dict[str, str], list[str]]:
     """Return ``(env, argv)``: the environment (``dict[str, str]``, secrets only here)
     and base argv (no secrets) to run the storage tool on the project's repository;
     the caller appends the tool's command and arguments to ``argv``."""
 
 
 @hookspec(firstresult=True)
-def backupctl_manifest(project: Any, settings: Any, artifact: Any) -> Any:
+def backupctl_manifest(
+    project: ProjectSettings, settings: GlobalSettings, artifact: DumpArtifact
+) -> DumpManifest | None:
     """Describe the dump just made as a ``DumpManifest``: its tables and their exact
     row counts, read from the dump itself (so they are the dump's own snapshot of
     the data), plus engine and tool versions. Stored next to the dump; restore
@@ -145,13 +196,17 @@ def backupctl_manifest(project: Any, settings: Any, artifact: Any) -> Any:
 
 
 @hookspec(firstresult=True)
-def backupctl_scratch_database(project: Any, settings: Any, name: str, workdir: Path) -> Any:
+def backupctl_scratch_database(
+    project: ProjectSettings, settings: GlobalSettings, name: str, workdir: Path
+) -> ScratchDatabase:
     """Return a ``ScratchDatabase`` called ``name`` that a restore drill imports a dump
     into (on the project's server, or on the ``drill.database`` server when set;
     SQLite: a file in ``workdir``). Creating nothing yet; ``drop()`` removes it."""
 
 
 @hookspec(firstresult=True)
-def backupctl_snapshot_stats(project: Any, settings: Any, snapshot_id: str) -> Any:
+def backupctl_snapshot_stats(
+    project: ProjectSettings, settings: GlobalSettings, snapshot_id: str
+) -> tuple[int, int]:
     """Return ``(files, bytes)``: what a full restore of ``snapshot_id`` writes, so a
     restore drill can tell that everything came back."""

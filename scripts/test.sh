@@ -10,7 +10,7 @@ bash scripts/services.sh
 export PATH="$PWD/.venv/bin:$PATH"
 echo "==> ruff check"; ruff check .
 echo "==> ruff format --check"; ruff format --check .
-echo "==> mypy backupctl_core"; mypy
+echo "==> mypy (core and every plugin)"; mypy
 echo "==> lint-imports"; lint-imports
 echo "==> pytest"
 pytest --cov --cov-report=term "$@"

@@ -119,3 +119,39 @@ def test_the_documented_run_record_has_the_record_s_fields() -> None:
 if __name__ == "__main__":
     CLI_MD.write_text(regenerate(CLI_MD.read_text()))
     print(f"regenerated the --help blocks in {CLI_MD}")
+
+
+PLUGINS_MD = ROOT / "docs" / "plugins.md"
+HOOK_ROW = re.compile(r"^\| `(?P<name>backupctl_\w+)\((?P<args>[^)]*)\)` \|", re.M)
+
+
+def test_every_hookspec_is_documented_with_its_arguments() -> None:
+    """docs/plugins.md's hook table names each hookspec once, with the hookspec's own
+    arguments in order; a hook added, removed or changed in hookspecs.py fails here."""
+    import inspect
+
+    from backupctl_core import hookspecs
+
+    specs = {
+        name: list(inspect.signature(function).parameters)
+        for name, function in vars(hookspecs).items()
+        if name.startswith("backupctl_") and inspect.isfunction(function)
+    }
+    rows = HOOK_ROW.findall(PLUGINS_MD.read_text())
+    documented = {name: [a.strip() for a in args.split(",") if a.strip()] for name, args in rows}
+    assert len(rows) == len(documented), "a hook is documented twice"
+    assert documented == specs
+
+
+def test_every_hookspec_is_typed() -> None:
+    """Plugins are type-checked against the hookspecs: no ``Any`` in the contract."""
+    import inspect
+
+    from backupctl_core import hookspecs
+
+    for name, function in vars(hookspecs).items():
+        if name.startswith("backupctl_") and inspect.isfunction(function):
+            annotations = inspect.get_annotations(function)
+            assert "return" in annotations, name
+            assert all("Any" not in str(a) for a in annotations.values()), name
+            assert set(annotations) == {*inspect.signature(function).parameters, "return"}, name

@@ -30,10 +30,10 @@ from backupctl_core import (
     DumpArtifact,
     PluginError,
     PluginType,
+    ProjectSettings,
     VerifyResult,
     hookimpl,
 )
-from backupctl_core.domain.settings import ProjectSettings
 from backupctl_core.plugin_kit import open_private_file, removed_on_failure
 
 TYPE = "tarfiles"  # the database.type this plugin answers to

@@ -12,8 +12,15 @@ import pluggy
 import pytest
 from backupctl_example_tar import plugin
 
-from backupctl_core import DumpArtifact, PluginError, PluginType, hookspecs
-from backupctl_core.domain.settings import DatabaseSettings, ProjectSettings, ResticSettings
+from backupctl_core import (
+    DatabaseSettings,
+    DumpArtifact,
+    PluginError,
+    PluginType,
+    ProjectSettings,
+    ResticSettings,
+    hookspecs,
+)
 
 
 def make_project(folder: Path | str | None) -> ProjectSettings:

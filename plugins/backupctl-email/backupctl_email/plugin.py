@@ -1,6 +1,6 @@
 """Email notifier for backupctl: send each event's text over SMTP.
 
-The message texts are built by the core (``backupctl_core.domain.events``);
+The message texts are built by the core (``backupctl_core.Event``);
 this plugin only transports ``event.text`` as a plain-text UTF-8 body::
 
     notification:
@@ -29,9 +29,15 @@ from typing import Any
 
 from attrs import frozen
 
-from backupctl_core import PluginError, PluginType, hookimpl
-from backupctl_core.domain.events import Event
-from backupctl_core.domain.settings import NotificationSettings, ProjectSettings, Secret
+from backupctl_core import (
+    Event,
+    NotificationSettings,
+    PluginError,
+    PluginType,
+    ProjectSettings,
+    Secret,
+    hookimpl,
+)
 
 TYPE = "email"  # the notification.type this plugin answers to
 TIMEOUT = 15.0  # seconds, for connecting and for each SMTP command

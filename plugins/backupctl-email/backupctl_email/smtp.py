@@ -14,9 +14,7 @@ from contextlib import suppress
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
-from backupctl_core import PluginError
-from backupctl_core.domain.events import Event, EventType
-from backupctl_core.domain.settings import MASK
+from backupctl_core import MASK, Event, EventType, PluginError
 from backupctl_email import plugin  # its TIMEOUT and IMPLICIT_TLS_PORT, read at each send
 from backupctl_email.plugin import SmtpConfig, address
 

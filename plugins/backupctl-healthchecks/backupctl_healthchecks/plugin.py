@@ -21,8 +21,15 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit, urlunsplit
 
-from backupctl_core import Ping, PingPhase, PluginError, PluginType, hookimpl
-from backupctl_core.domain.settings import MonitorSettings, ProjectSettings
+from backupctl_core import (
+    MonitorSettings,
+    Ping,
+    PingPhase,
+    PluginError,
+    PluginType,
+    ProjectSettings,
+    hookimpl,
+)
 from backupctl_core.plugin_kit.http import secret_text, send, url_problem
 
 TYPE = "healthchecks"  # the monitor.type this plugin answers to

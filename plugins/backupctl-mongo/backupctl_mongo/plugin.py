@@ -33,13 +33,15 @@ from typing import IO
 
 from backupctl_core import (
     CheckResult,
+    DatabaseSettings,
     DumpArtifact,
+    GlobalSettings,
     PluginError,
     PluginType,
+    ProjectSettings,
     VerifyResult,
     hookimpl,
 )
-from backupctl_core.domain.settings import DatabaseSettings, GlobalSettings, ProjectSettings
 from backupctl_core.plugin_kit import (
     child_env,
     classify_failure,

@@ -22,9 +22,7 @@ from typing import IO, Any, cast
 
 import attrs
 
-from backupctl_core import PluginError
-from backupctl_core.domain.drill import DumpManifest
-from backupctl_core.domain.settings import DatabaseSettings, ProjectSettings
+from backupctl_core import DatabaseSettings, DumpManifest, PluginError, ProjectSettings
 from backupctl_core.plugin_kit import first_error_line, read_captured
 
 log = logging.getLogger("backupctl.mysql")

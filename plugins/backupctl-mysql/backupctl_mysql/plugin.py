@@ -48,14 +48,16 @@ from typing import Any
 
 from backupctl_core import (
     CheckResult,
+    DatabaseSettings,
     DumpArtifact,
+    DumpManifest,
+    GlobalSettings,
     PluginError,
     PluginType,
+    ProjectSettings,
     VerifyResult,
     hookimpl,
 )
-from backupctl_core.domain.drill import DumpManifest
-from backupctl_core.domain.settings import DatabaseSettings, GlobalSettings, ProjectSettings
 from backupctl_core.plugin_kit import (
     child_env,
     classify_failure,

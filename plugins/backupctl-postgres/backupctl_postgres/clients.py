@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from backupctl_core.domain.settings import DatabaseSettings
+from backupctl_core import DatabaseSettings
 
 # Where Debian, Ubuntu and apt.postgresql.org install each major's client tools side
 # by side (PATH's pg_dump there is pg_wrapper); a test points it at stand-ins.

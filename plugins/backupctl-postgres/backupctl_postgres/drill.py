@@ -21,9 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from backupctl_core import PluginError
-from backupctl_core.domain.drill import DumpManifest
-from backupctl_core.domain.settings import DatabaseSettings, ProjectSettings
+from backupctl_core import DatabaseSettings, DumpManifest, PluginError, ProjectSettings
 from backupctl_core.plugin_kit import child_env, first_error_line, mask, read_captured
 from backupctl_postgres import clients
 

@@ -1,6 +1,6 @@
 """Slack notifier for backupctl: POST the event's text to an incoming webhook.
 
-The message texts are built by the core (``backupctl_core.domain.events``);
+The message texts are built by the core (``backupctl_core.Event``);
 this plugin only transports ``event.text``::
 
     notification:
@@ -15,9 +15,14 @@ from __future__ import annotations
 
 import re
 
-from backupctl_core import PluginError, PluginType, hookimpl
-from backupctl_core.domain.events import Event
-from backupctl_core.domain.settings import NotificationSettings, ProjectSettings
+from backupctl_core import (
+    Event,
+    NotificationSettings,
+    PluginError,
+    PluginType,
+    ProjectSettings,
+    hookimpl,
+)
 from backupctl_core.plugin_kit.http import (
     CONNECT_TIMEOUT_SECONDS,
     READ_TIMEOUT_SECONDS,

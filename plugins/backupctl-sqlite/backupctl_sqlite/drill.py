@@ -16,8 +16,7 @@ import tempfile
 import zlib
 from pathlib import Path
 
-from backupctl_core import PluginError
-from backupctl_core.domain.drill import DumpManifest
+from backupctl_core import DumpManifest, PluginError
 
 
 def _unpack(dump: Path, target: Path) -> None:

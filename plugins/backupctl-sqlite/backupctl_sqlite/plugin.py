@@ -33,13 +33,14 @@ from typing import BinaryIO, cast
 from backupctl_core import (
     CheckResult,
     DumpArtifact,
+    DumpManifest,
+    GlobalSettings,
     PluginError,
     PluginType,
+    ProjectSettings,
     VerifyResult,
     hookimpl,
 )
-from backupctl_core.domain.drill import DumpManifest
-from backupctl_core.domain.settings import GlobalSettings, ProjectSettings
 from backupctl_core.plugin_kit import create_private_file, database_of, removed_on_failure
 from backupctl_sqlite import drill
 

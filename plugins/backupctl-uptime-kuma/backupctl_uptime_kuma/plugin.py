@@ -23,8 +23,15 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-from backupctl_core import Ping, PingPhase, PluginError, PluginType, hookimpl
-from backupctl_core.domain.settings import MonitorSettings, ProjectSettings
+from backupctl_core import (
+    MonitorSettings,
+    Ping,
+    PingPhase,
+    PluginError,
+    PluginType,
+    ProjectSettings,
+    hookimpl,
+)
 from backupctl_core.plugin_kit.http import secret_text, send, url_problem
 
 TYPE = "uptime-kuma"  # the monitor.type this plugin answers to

@@ -5,7 +5,7 @@ The body is SPEC's webhook payload::
     {"event": "backup_success", "project": "locaboo", "text": "✅ Backup ...",
      "data": {"run_id": ..., "status": ..., "timestamp": "2026-03-18T00:03:12+01:00"}}
 
-``text`` and ``data`` are built by the core (``backupctl_core.domain.events``);
+``text`` and ``data`` are built by the core (``backupctl_core.Event``);
 this plugin only transports them::
 
     notification:
@@ -20,9 +20,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from backupctl_core import PluginError, PluginType, hookimpl
-from backupctl_core.domain.events import Event
-from backupctl_core.domain.settings import NotificationSettings, ProjectSettings
+from backupctl_core import (
+    Event,
+    NotificationSettings,
+    PluginError,
+    PluginType,
+    ProjectSettings,
+    hookimpl,
+)
 from backupctl_core.plugin_kit.http import (
     CONNECT_TIMEOUT_SECONDS,
     READ_TIMEOUT_SECONDS,
