@@ -1,3 +1,3 @@
-"""Root conftest: shared fixtures for core and plugin tests (real services)."""
-
-pytest_plugins = ["tests.support.fixtures"]
+"""Root conftest. The shared fixtures (PostgreSQL, MariaDB, sshd/SFTP, workspaces)
+come from ``backupctl_core.testing``, a pytest plugin loaded through its ``pytest11``
+entry point, as they do in a plugin's own test suite outside this repository."""

@@ -5,8 +5,8 @@
 
 A pgbench database (``pgbench -i -s SCALE``, ~15 MB per scale unit) on the
 machine's PostgreSQL (127.0.0.1:5432, trust auth; ``--pg cluster`` for a
-throwaway password-protected cluster from tests/support/pgcluster.py) is backed
-up to restic repositories on a local sshd/SFTP server (tests/support/sftp.py),
+throwaway password-protected cluster from backupctl_core/testing/pgcluster.py) is backed
+up to restic repositories on a local sshd/SFTP server (backupctl_core/testing/sftp.py),
 one repository per variant. Variants, in alternating order, ``--runs`` each
 after one unmeasured warm-up round (which also creates the repositories):
 
@@ -112,7 +112,7 @@ class Database:
     def __init__(self, kind: str) -> None:
         self.cluster = None
         if kind == "cluster":
-            from tests.support.pgcluster import PgCluster
+            from backupctl_core.testing.pgcluster import PgCluster
 
             self.cluster = PgCluster().start()
             self.host, self.port = self.cluster.host, self.cluster.port
@@ -185,7 +185,7 @@ def main() -> None:
     need("pg_dump", "pg_restore", "psql", "restic", "ssh", PGBENCH)
 
     print(machine_line(PG_DUMP_VERSION, RESTIC_VERSION), flush=True)
-    from tests.support.sftp import start_sftp_server
+    from backupctl_core.testing.sftp import start_sftp_server
 
     root = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
     db = Database(args.pg)

@@ -11,7 +11,7 @@ Targets: ``--help`` <= 0.25 s, ``status`` <= 0.3 s.
 
 The PostgreSQL audit store is the machine's server on 127.0.0.1:5432 (trust
 auth, user postgres; database ``backupctl_bench_audit`` is recreated), or with
-``--pg cluster`` a throwaway password-protected cluster (tests/support/pgcluster).
+``--pg cluster`` a throwaway password-protected cluster (backupctl_core/testing/pgcluster).
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ def main() -> None:
             pg_ws = make_workspace(root / "pg", projects, args.rows,
                                    AUDIT_DB_NAME=PG_DB, **MACHINE_PG)  # fmt: skip
         elif args.pg != "none":
-            from tests.support.pgcluster import PgCluster
+            from backupctl_core.testing.pgcluster import PgCluster
 
             cluster = PgCluster().start()
             cluster.create_database(PG_DB)

@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from backupctl_core.cli.completion import complete_projects
 from backupctl_core.cli.main import cli
 from backupctl_core.runtime.lock import ProjectLock
-from tests.support.sftp import SftpServer
+from backupctl_core.testing.sftp import SftpServer
 from tests.support.sqlite_demo import make_sqlite_db, sqlite_project
 from tests.support.workspace import Workspace
 

@@ -112,11 +112,14 @@ class Venv:
         subprocess.run([sys.executable, "-m", "venv", str(path)], check=True, timeout=120)
         return cls(path)
 
-    def run(self, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        # cwd: the venv's parent, never this working tree (no `.` on sys.path by accident)
+    def run(
+        self, *argv: str, timeout: float = 120, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        # cwd: the venv's parent by default, never this working tree (no `.` on sys.path
+        # by accident)
         return subprocess.run(
-            list(argv), capture_output=True, text=True, env=self.env, cwd=self.path.parent,
-            stdin=subprocess.DEVNULL, timeout=timeout,
+            list(argv), capture_output=True, text=True, env=self.env,
+            cwd=cwd or self.path.parent, stdin=subprocess.DEVNULL, timeout=timeout,
         )  # fmt: skip
 
     def pip(self, *args: str) -> str:

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from tests.support.fixtures_pg import PgDatabase
-from tests.support.mariadb import MariaDb, MysqlDatabase, quote_string
-from tests.support.pgcluster import PgCluster
+from backupctl_core.testing.fixtures_pg import PgDatabase
+from backupctl_core.testing.mariadb import MariaDb, MysqlDatabase, quote_string
+from backupctl_core.testing.pgcluster import PgCluster
 from tests.support.sqlite_demo import make_sqlite_db, sqlite_project
 from tests.support.workspace import Workspace
 from tests.test_roundtrip import (  # noqa: F401 - fixtures used by name

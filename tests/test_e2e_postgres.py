@@ -15,9 +15,9 @@ import pytest
 from backupctl_restic.repository import restic_environment
 
 from backupctl_core.config.loader import load_config
-from tests.support.fixtures_pg import PgDatabase
-from tests.support.pgcluster import PgCluster
-from tests.support.sftp import SftpServer
+from backupctl_core.testing.fixtures_pg import PgDatabase
+from backupctl_core.testing.pgcluster import PgCluster
+from backupctl_core.testing.sftp import SftpServer
 from tests.support.workspace import Workspace
 
 pytestmark = pytest.mark.e2e

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.sftp import SftpServer
+from backupctl_core.testing.sftp import SftpServer
 from tests.support.sqlite_demo import make_sqlite_db, sqlite_project
 from tests.support.workspace import Workspace
 

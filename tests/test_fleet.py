@@ -28,8 +28,8 @@ from backupctl_core.domain.settings import AuditDbSettings, Secret
 from backupctl_core.plugins import get_plugin_manager
 from backupctl_core.runtime.checks import fleet_check
 from backupctl_core.runtime.recovery import Recovery
-from tests.support.fixtures_pg import PgDatabase
-from tests.support.notify_servers import free_port
+from backupctl_core.testing.fixtures_pg import PgDatabase
+from backupctl_core.testing.notify_servers import free_port
 from tests.support.sqlite_demo import make_sqlite_db, sqlite_project
 from tests.support.workspace import Workspace
 

@@ -23,7 +23,7 @@ from backupctl_core.plugins import get_plugin_manager
 from backupctl_core.runtime.http_api import Text
 from backupctl_core.runtime.runner import PAUSE_ENV
 from backupctl_core.runtime.service import BackupService
-from tests.support.notify_servers import free_port
+from backupctl_core.testing.notify_servers import free_port
 from tests.support.sqlite_demo import make_sqlite_db, sqlite_project
 from tests.support.workspace import Workspace
 

@@ -21,7 +21,7 @@ from backupctl_core.domain.records import RunStatus
 from backupctl_core.domain.stages import Stage
 from backupctl_core.plugins import get_plugin_manager
 from backupctl_core.runtime.runner import RunOutcome, run_project
-from tests.support.notify_servers import free_port, hung_listener
+from backupctl_core.testing.notify_servers import free_port, hung_listener
 from tests.support.sqlite_demo import make_sqlite_db, sqlite_project
 from tests.support.workspace import Workspace
 

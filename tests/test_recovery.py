@@ -20,7 +20,7 @@ from backupctl_core.domain.drill import manifest_path
 from backupctl_core.runtime.fallback import FallbackLog
 from backupctl_core.runtime.recovery import Recovery
 from backupctl_core.runtime.runner import PAUSE_ENV, run_project
-from tests.support.pgcluster import PgCluster
+from backupctl_core.testing.pgcluster import PgCluster
 from tests.support.recording_plugin import recorder
 from tests.support.sqlite_demo import make_sqlite_db, sqlite_project
 from tests.support.workspace import Workspace, recording_registry

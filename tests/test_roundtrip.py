@@ -30,13 +30,13 @@ from typing import Any
 import pytest
 from psycopg import sql
 
+from backupctl_core.testing.fixtures_pg import PgDatabase
+from backupctl_core.testing.mariadb import MariaDb, MysqlDatabase, quote_name, quote_string
+from backupctl_core.testing.pgcluster import PgCluster
+from backupctl_core.testing.sftp import SftpServer
+from backupctl_core.testing.terminal import follow_guide
 from tests.support.assets import make_assets, tree
-from tests.support.fixtures_pg import PgDatabase
-from tests.support.mariadb import MariaDb, MysqlDatabase, quote_name, quote_string
-from tests.support.pgcluster import PgCluster
-from tests.support.sftp import SftpServer
 from tests.support.sqlite_demo import make_sqlite_db, sqlite_project
-from tests.support.terminal import follow_guide
 from tests.support.workspace import Workspace
 
 pytestmark = pytest.mark.e2e

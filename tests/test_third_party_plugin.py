@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.workspace import Workspace
-from tests.test_distributions import CORE, Venv, install_wheels, wheelhouse
+from tests.test_distributions import CORE, ROOT, Venv, install_wheels, wheelhouse
 
 pytestmark = pytest.mark.e2e
 
@@ -122,3 +122,25 @@ def test_backup_and_restore_through_the_third_party_plugin(
     unpacked.mkdir()
     subprocess.run(["tar", "-xzf", str(dump), "-C", str(unpacked)], check=True)
     assert tree(unpacked) == tree(site)
+
+
+def test_a_plugin_s_own_tests_pass_with_only_the_core_kit_and_the_plugin(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """issue 19: ``cd plugins/backupctl-mysql && pytest`` in a venv holding only
+    backupctl-core[testing] and backupctl-mysql: the plugin's tests need nothing of
+    this repository (no ``tests.support``, no root conftest), only the fixtures that
+    ``backupctl_core.testing`` registers through ``pytest11`` (``mariadb_db``, …)."""
+    built = wheelhouse(tmp_path_factory, [CORE, "backupctl-mysql"])
+    env = Venv.create(tmp_path_factory.mktemp("plugin-alone") / "venv")
+    links = str(built[CORE].wheel.parent)
+    env.pip("install", "--quiet", "--find-links", links,
+            f"{built[CORE].wheel}[testing]", str(built["backupctl-mysql"].wheel))  # fmt: skip
+    source = ROOT / "plugins" / "backupctl-mysql"
+    alone = tmp_path_factory.mktemp("mysql-plugin") / "backupctl-mysql"
+    alone.mkdir()
+    shutil.copy2(source / "pyproject.toml", alone / "pyproject.toml")  # its pytest settings
+    shutil.copytree(source / "tests", alone / "tests", ignore=_IGNORE)
+    done = env.run(str(env.bin / "pytest"), "-q", "-p", "no:cacheprovider", cwd=alone, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert " passed" in done.stdout and "failed" not in done.stdout and "error" not in done.stdout

@@ -8,7 +8,6 @@ import subprocess
 from importlib.metadata import entry_points
 from pathlib import Path
 
-import pluggy
 import pytest
 from backupctl_example_tar import plugin
 
@@ -19,8 +18,8 @@ from backupctl_core import (
     PluginType,
     ProjectSettings,
     ResticSettings,
-    hookspecs,
 )
+from backupctl_core.testing import plugin_manager
 
 
 def make_project(folder: Path | str | None) -> ProjectSettings:
@@ -54,9 +53,7 @@ def listing(path: Path) -> list[str]:
 def test_is_found_through_its_entry_point_and_matches_the_hookspecs() -> None:
     (ep,) = [ep for ep in entry_points(group="backupctl") if ep.name == "tarfiles"]
     assert ep.load() is plugin
-    manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-    manager.add_hookspecs(hookspecs)
-    manager.register(plugin)  # raises PluginValidationError on a misspelled argument
+    manager = plugin_manager(plugin)  # raises PluginValidationError on a misspelled argument
     assert manager.hook.backupctl_plugin_types() == [[PluginType("database", "tarfiles")]]
 
 

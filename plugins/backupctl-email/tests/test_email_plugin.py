@@ -9,11 +9,10 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-import pluggy
 import pytest
 from backupctl_email import plugin
 
-from backupctl_core import PluginError, PluginType, hookspecs
+from backupctl_core import PluginError, PluginType
 from backupctl_core.domain.events import EventType
 from backupctl_core.domain.settings import (
     GlobalSettings,
@@ -22,7 +21,8 @@ from backupctl_core.domain.settings import (
     ResticSettings,
     Secret,
 )
-from tests.support.notify_servers import (
+from backupctl_core.testing import plugin_manager
+from backupctl_core.testing.notify_servers import (
     PasswordAuthenticator,
     ServerCertificate,
     SmtpServer,
@@ -111,10 +111,7 @@ def project(config: dict[str, Any] | None) -> ProjectSettings:
 def test_registered_through_the_backupctl_entry_point_group() -> None:
     found = {ep.name: ep.value for ep in entry_points(group="backupctl")}
     assert found.get("email") == "backupctl_email.plugin"
-    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-    pm.add_hookspecs(hookspecs)
-    pm.register(plugin)
-    pm.check_pending()
+    pm = plugin_manager(plugin)  # validated: a misspelled hook argument raises here
     assert pm.hook.backupctl_plugin_types() == [[PluginType("notification", "email")]]
 
 
@@ -125,9 +122,7 @@ def test_registered_through_the_backupctl_entry_point_group() -> None:
 def test_plain_delivers_subject_addresses_and_utf8_body(
     event_type: EventType, plain: SmtpServer
 ) -> None:
-    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-    pm.add_hookspecs(hookspecs)
-    pm.register(plugin)
+    pm = plugin_manager(plugin)  # validated: a misspelled hook argument raises here
     event = EVENTS[event_type]
     pm.hook.backupctl_notify(
         project=None if event_type is EventType.DAILY_SUMMARY else project(None),

@@ -25,12 +25,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import pluggy
 import pytest
 from backupctl_mongo import plugin
 from ruamel.yaml import YAML
 
-from backupctl_core import DumpArtifact, PluginError, PluginType, hookspecs
+from backupctl_core import DumpArtifact, PluginError, PluginType
 from backupctl_core.domain.settings import (
     DatabaseSettings,
     GlobalSettings,
@@ -38,7 +37,8 @@ from backupctl_core.domain.settings import (
     ResticSettings,
     Secret,
 )
-from tests.support.pgcluster import free_port
+from backupctl_core.testing import plugin_manager
+from backupctl_core.testing.pgcluster import free_port
 
 PASSWORD = 'pa"ss: #w\\ord ü 😀'
 ARCHIVE_MAGIC = bytes.fromhex("6de29981")  # 0x8199e26d, little-endian
@@ -193,10 +193,7 @@ def assert_password_only_in_the_config(record: dict[str, Any]) -> None:
 def test_registered_through_the_backupctl_entry_point_group() -> None:
     found = {ep.name: ep.value for ep in entry_points(group="backupctl")}
     assert found.get("mongo") == "backupctl_mongo.plugin"
-    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-    pm.add_hookspecs(hookspecs)
-    pm.register(plugin)
-    pm.check_pending()
+    plugin_manager(plugin)  # validated: a misspelled hook argument raises here
     assert plugin.backupctl_plugin_types() == [PluginType("database", "mongo")]
 
 

@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import pluggy
 import pytest
 from backupctl_mysql import plugin
 
-from backupctl_core import DumpArtifact, PluginError, PluginType, hookspecs
+from backupctl_core import DumpArtifact, PluginError, PluginType
 from backupctl_core.domain.settings import (
     CompressionSettings,
     DatabaseSettings,
@@ -26,9 +25,10 @@ from backupctl_core.domain.settings import (
     ResticSettings,
     Secret,
 )
-from tests.support.mariadb import MariaDb, MysqlDatabase, quote_string
-from tests.support.pgcluster import free_port
-from tests.support.terminal import follow_guide
+from backupctl_core.testing import plugin_manager
+from backupctl_core.testing.mariadb import MariaDb, MysqlDatabase, quote_string
+from backupctl_core.testing.pgcluster import free_port
+from backupctl_core.testing.terminal import follow_guide
 
 # Created by the database's own user over TCP, so routines, triggers, views and events
 # have that user as DEFINER, as an application's objects would.
@@ -162,10 +162,7 @@ def mode(path: Path) -> int:
 def test_registered_through_the_backupctl_entry_point_group() -> None:
     found = {ep.name: ep.value for ep in entry_points(group="backupctl")}
     assert found.get("mysql") == "backupctl_mysql.plugin"
-    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-    pm.add_hookspecs(hookspecs)
-    pm.register(plugin)  # raises PluginValidationError on a misspelled hook argument
-    pm.check_pending()
+    plugin_manager(plugin)  # raises PluginValidationError on a misspelled hook argument
     assert plugin.backupctl_plugin_types() == [PluginType("database", "mysql")]
 
 
@@ -912,7 +909,7 @@ def test_guide_recreates_collation_and_comment_and_never_merges(
     """The manifest keeps the database's collation and comment; the guide's one command
     recreates them, and refuses (exit 1, nothing changed) a target that exists."""
     from backupctl_core.domain.drill import manifest_path
-    from tests.support.terminal import run_answering_password_prompts
+    from backupctl_core.testing.terminal import run_answering_password_prompts
 
     name = f"`{filled_db.name}`"
     mariadb.execute(

@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import pluggy
 import pytest
 from backupctl_postgres import clients as pg_clients
 from backupctl_postgres import plugin
 
-from backupctl_core import DumpArtifact, PluginError, PluginType, hookspecs
+from backupctl_core import DumpArtifact, PluginError, PluginType
 from backupctl_core.domain.settings import (
     CompressionSettings,
     DatabaseSettings,
@@ -27,8 +26,9 @@ from backupctl_core.domain.settings import (
     ResticSettings,
     Secret,
 )
-from tests.support.fixtures_pg import PgDatabase
-from tests.support.pgcluster import PgCluster, free_port
+from backupctl_core.testing import plugin_manager
+from backupctl_core.testing.fixtures_pg import PgDatabase
+from backupctl_core.testing.pgcluster import PgCluster, free_port
 
 ROWS = [
     (1, "Ada", None),
@@ -85,10 +85,7 @@ def mode(path: Path) -> int:
 def test_registered_through_the_backupctl_entry_point_group() -> None:
     found = {ep.name: ep.value for ep in entry_points(group="backupctl")}
     assert found.get("postgres") == "backupctl_postgres.plugin"
-    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-    pm.add_hookspecs(hookspecs)
-    pm.register(plugin)  # raises PluginValidationError on a misspelled hook argument
-    pm.check_pending()
+    plugin_manager(plugin)  # raises PluginValidationError on a misspelled hook argument
     assert plugin.backupctl_plugin_types() == [PluginType("database", "postgres")]
 
 

@@ -14,13 +14,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import attrs
-import pluggy
 import pytest
 from backupctl_restic import plugin, restic_environment
 from backupctl_restic.output import describe_json_error, parse_time
 from backupctl_restic.repository import known_hosts_file, repository_url
 
-from backupctl_core import PluginError, Reclaim, hookspecs
+from backupctl_core import PluginError, Reclaim
 from backupctl_core.domain.settings import (
     DatabaseSettings,
     GlobalSettings,
@@ -30,7 +29,8 @@ from backupctl_core.domain.settings import (
     Secret,
     SshSettings,
 )
-from tests.support.sftp import SftpServer
+from backupctl_core.testing import plugin_manager
+from backupctl_core.testing.sftp import SftpServer
 
 PASSWORD = "pw-Zq81-never-print-me"  # distinctive, so a leak anywhere would be found
 TAGS = ("project:p", "backupctl:combined")
@@ -496,9 +496,7 @@ def test_backup_status_lines_become_progress_only_when_a_run_shows_it(
 
 
 def test_hooks_match_the_hookspecs() -> None:
-    manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-    manager.add_hookspecs(hookspecs)
-    manager.register(plugin)  # raises PluginValidationError on a misspelled argument
+    manager = plugin_manager(plugin)  # raises PluginValidationError on a misspelled argument
 
     assert manager.hook.backupctl_plugin_types() == [plugin.backupctl_plugin_types()]
 

@@ -12,11 +12,10 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import attrs
-import pluggy
 import pytest
 from backupctl_sqlite import plugin
 
-from backupctl_core import DumpArtifact, PluginError, PluginType, hookspecs
+from backupctl_core import DumpArtifact, PluginError, PluginType
 from backupctl_core.domain.settings import (
     CompressionSettings,
     DatabaseSettings,
@@ -24,6 +23,7 @@ from backupctl_core.domain.settings import (
     ProjectSettings,
     ResticSettings,
 )
+from backupctl_core.testing import plugin_manager
 
 ROWS = [(1, "Ada", None), (2, "Grace", "née Murray"), (3, "x" * 5000, b"\x00\xff")]
 
@@ -71,10 +71,7 @@ def source(tmp_path: Path) -> Path:
 def test_registered_through_the_backupctl_entry_point_group() -> None:
     found = {ep.name: ep.value for ep in entry_points(group="backupctl")}
     assert found.get("sqlite") == "backupctl_sqlite.plugin"
-    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-    pm.add_hookspecs(hookspecs)
-    pm.register(plugin)
-    pm.check_pending()
+    plugin_manager(plugin)  # validated: a misspelled hook argument raises here
     assert plugin.backupctl_plugin_types() == [PluginType("database", "sqlite")]
 
 

@@ -11,7 +11,7 @@ import pytest
 from backupctl_uptime_kuma import plugin
 from pytest_httpserver import HTTPServer
 
-from backupctl_core import Ping, PingPhase, PluginError, PluginType, hookspecs
+from backupctl_core import Ping, PingPhase, PluginError, PluginType
 from backupctl_core.domain.settings import (
     GlobalSettings,
     MonitorSettings,
@@ -19,7 +19,8 @@ from backupctl_core.domain.settings import (
     ResticSettings,
     Secret,
 )
-from tests.support.notify_servers import free_port, hung_listener, stalled_endpoint
+from backupctl_core.testing import plugin_manager
+from backupctl_core.testing.notify_servers import free_port, hung_listener, stalled_endpoint
 
 TOKEN = "AbCdEf1234"
 PUSH = f"/api/push/{TOKEN}"
@@ -44,10 +45,7 @@ def project(monitor: MonitorSettings | None) -> ProjectSettings:
 
 @pytest.fixture
 def manager() -> pluggy.PluginManager:
-    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-    pm.add_hookspecs(hookspecs)
-    pm.register(plugin)
-    pm.check_pending()
+    pm = plugin_manager(plugin)  # validated: a misspelled hook argument raises here
     return pm
 
 

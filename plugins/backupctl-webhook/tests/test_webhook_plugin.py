@@ -12,7 +12,7 @@ import pytest
 from backupctl_webhook import plugin
 from pytest_httpserver import HTTPServer
 
-from backupctl_core import PluginError, PluginType, hookspecs
+from backupctl_core import PluginError, PluginType
 from backupctl_core.domain.events import Event, EventType
 from backupctl_core.domain.settings import (
     GlobalSettings,
@@ -21,7 +21,8 @@ from backupctl_core.domain.settings import (
     ResticSettings,
     Secret,
 )
-from tests.support.notify_servers import (
+from backupctl_core.testing import plugin_manager
+from backupctl_core.testing.notify_servers import (
     SUCCESS_TEXT,
     free_port,
     hung_listener,
@@ -48,10 +49,7 @@ def project(notification: NotificationSettings | None) -> ProjectSettings:
 
 @pytest.fixture
 def manager() -> pluggy.PluginManager:
-    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-    pm.add_hookspecs(hookspecs)
-    pm.register(plugin)
-    pm.check_pending()
+    pm = plugin_manager(plugin)  # validated: a misspelled hook argument raises here
     return pm
 
 

@@ -2,7 +2,7 @@
 
 ``pg_scram`` (session) is a running ``PgCluster``; ``pg_scram_db`` (function)
 is a fresh role with a password and a database it owns, dropped afterwards.
-``tests/support/fixtures.py`` re-exports these with ``import *``.
+``backupctl_core.testing.pytest_plugin`` (the pytest11 entry point) registers them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from attrs import frozen
 
-from tests.support.pgcluster import PgCluster, PgClusterError
+from backupctl_core.testing.pgcluster import PgCluster, PgClusterError
 
 __all__ = ["PgDatabase", "pg_scram", "pg_scram_db"]
 

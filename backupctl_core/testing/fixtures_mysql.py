@@ -3,7 +3,7 @@
 ``mariadb`` (session) is a running ``MariaDb``; ``mariadb_db`` (function) is a fresh
 database and a user with a real password (checked over TCP on 127.0.0.1), dropped
 afterwards together with every database named after it (``<name>_restored``...).
-``tests/support/fixtures.py`` re-exports these with ``import *``.
+``backupctl_core.testing.pytest_plugin`` (the pytest11 entry point) registers them.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.mariadb import MariaDb, MariaDbError, MysqlDatabase
+from backupctl_core.testing.mariadb import MariaDb, MariaDbError, MysqlDatabase
 
 __all__ = ["MysqlDatabase", "mariadb", "mariadb_db"]
 
