@@ -83,3 +83,35 @@ def test_every_hookspec_has_a_docstring() -> None:
     names = {spec.__name__ for spec in specs}
     for pipeline_hook in ("dump", "verify", "encrypt", "sync", "prune", "notify"):
         assert f"backupctl_{pipeline_hook}" in names
+
+
+ROOT = Path(__file__).resolve().parents[1]
+SUBPROCESS_CALLS = {"run", "Popen", "check_output", "check_call", "call"}
+
+
+def child_processes_without_env() -> list[str]:
+    """Every ``subprocess.*(...)`` call in the core and the plugins lacking ``env=``."""
+    sources = [
+        *(p for p in (ROOT / "backupctl_core").rglob("*.py") if "testing" not in p.parts),
+        *ROOT.glob("plugins/*/backupctl_*/**/*.py"),
+    ]
+    found = []
+    for path in sources:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            target = node.func.value
+            if not (isinstance(target, ast.Name) and target.id == "subprocess"):
+                continue
+            if node.func.attr in SUBPROCESS_CALLS and not any(
+                k.arg in ("env", None) for k in node.keywords
+            ):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    return found
+
+
+def test_every_child_process_gets_an_explicit_environment() -> None:
+    """issue 21: a tool started without ``env=`` inherits every secret of the process
+    environment (other projects' passwords with Docker's env_file); each call passes
+    ``plugin_kit.child_env(...)``: the base variables plus the child's own secrets."""
+    assert child_processes_without_env() == []

@@ -79,6 +79,8 @@ def test_a_run_writes_the_day_log_and_quiet_console(tmp_path: Path) -> None:
     log_file = ws.base_dir / ".logs" / f"backupctl-{date.today().isoformat()}.log"
     text = log_file.read_text()
     assert f"1 asset path missing: {tmp_path / 'missing'} (skipped)" in text
+    # a successful run is in the log too, not only its warnings (issue 21, item 11)
+    assert "shop: backup started (run " in text and "shop: backup success (run " in text
     # times in TIMEZONE with their offset, as in status and messages (were the machine's)
     from datetime import datetime
     from zoneinfo import ZoneInfo

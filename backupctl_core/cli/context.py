@@ -44,7 +44,22 @@ class CliContext:
             from backupctl_core.plugins import get_plugin_manager
 
             self._registry = get_plugin_manager()
+            self._private_tempdir()  # plugins about to run tools: their scratch goes there
         return self._registry
+
+    def _private_tempdir(self) -> None:
+        """Temporary files of every command that runs tools (restore, snapshots, health…)
+        under ``{BACKUP_BASE_DIR}/.tmp/{pid}``, not /tmp, once the base dir exists (a
+        read-only command never creates it)."""
+        if self._tempdir_set or not self.config.settings.backup_base_dir.is_dir():
+            return
+        from backupctl_core.runtime.files import use_private_tempdir
+
+        try:
+            self._previous_tempdir = use_private_tempdir(self.config.settings.backup_base_dir)
+            self._tempdir_set = True
+        except OSError:
+            pass  # an unwritable base dir: /tmp, as before; the command itself says more
 
     def store(self, *, migrated: bool = True) -> AuditStore:
         """The audit store; by default it must already be migrated."""
@@ -65,8 +80,9 @@ class CliContext:
         from backupctl_core.runtime.logs import add_file_log
 
         try:
-            self._previous_tempdir = use_private_tempdir(self.config.settings.backup_base_dir)
-            self._tempdir_set = True
+            if not self._tempdir_set:
+                self._previous_tempdir = use_private_tempdir(self.config.settings.backup_base_dir)
+                self._tempdir_set = True
             add_file_log(self.config.settings)
         except (OSError, ValueError) as error:
             logging.getLogger("backupctl").warning("no log file: %s", error)

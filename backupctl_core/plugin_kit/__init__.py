@@ -146,6 +146,7 @@ def tools_check(
                 errors="replace",
                 timeout=TOOL_TIMEOUT_SECONDS,
                 stdin=subprocess.DEVNULL,
+                env=child_env(),
             )
         except (OSError, subprocess.TimeoutExpired) as error:
             return CheckResult(CHECK_TOOLS, "fail", f"{tool} does not run: {error}")

@@ -261,7 +261,11 @@ def _gunzip(path: Path, out: IO[bytes] | None) -> None:
     argv = ["gzip", "-dc" if out is not None else "-t", "--", str(path)]
     with tempfile.TemporaryFile() as errors:
         code = subprocess.run(
-            argv, stdin=subprocess.DEVNULL, stdout=out or subprocess.DEVNULL, stderr=errors
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out or subprocess.DEVNULL,
+            stderr=errors,
+            env=child_env(),
         ).returncode
         if code != 0:
             problem = _first_error_line(read_captured(errors)) or f"gzip exited with code {code}"

@@ -23,7 +23,7 @@ from typing import IO, Any, cast
 import attrs
 
 from backupctl_core import DatabaseSettings, DumpManifest, PluginError, ProjectSettings
-from backupctl_core.plugin_kit import first_error_line, read_captured
+from backupctl_core.plugin_kit import child_env, first_error_line, read_captured
 
 log = logging.getLogger("backupctl.mysql")
 NAME = rb"`((?:[^`]|``)*)`"
@@ -189,7 +189,10 @@ class MysqlScratchDatabase:
             return
         with tempfile.TemporaryFile() as errors:
             gunzip = subprocess.Popen(
-                ["gzip", "-dc", "--", str(dump_file)], stdout=subprocess.PIPE, stderr=errors
+                ["gzip", "-dc", "--", str(dump_file)],
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                env=child_env(),
             )
             assert gunzip.stdout is not None
             try:

@@ -447,7 +447,10 @@ def _dump_trailer(path: Path) -> str:
         gunzip = _start(["gzip", "-dc", "--", str(path)], stdout=subprocess.PIPE, stderr=errors)
         try:
             tail = subprocess.run(
-                ["tail", "-c", str(TAIL_BYTES)], stdin=gunzip.stdout, capture_output=True
+                ["tail", "-c", str(TAIL_BYTES)],
+                stdin=gunzip.stdout,
+                capture_output=True,
+                env=child_env(),
             )
         finally:
             assert gunzip.stdout is not None
@@ -489,6 +492,7 @@ def _version_specific_options(db: DatabaseSettings) -> list[str]:
             errors="replace",
             timeout=30,
             check=False,
+            env=child_env(),
         ).stdout
     except (OSError, subprocess.TimeoutExpired):
         return []  # the dump itself reports a missing mysqldump

@@ -464,14 +464,17 @@ def test_missing_tools_are_a_clear_permanent_error(
 
 STAND_IN = """\
 #!{python}
-# A stand-in mysqldump. For --help it prints STAND_IN_HELP. Otherwise it records its
+# A stand-in mysqldump. For --help it prints the stand-in-help file next to the record
+# (the environment is the plugin's: child_env, not the test's). Otherwise it records its
 # argv, environment and the option file it was given, writes some SQL and then, as the
 # stand-in-mode file next to the record says: finishes (ok), stops without the trailer
 # (no-trailer), or fails half-way like a dropped connection (fail), echoing the password
 # (from the stand-in-password file) if asked (echo).
 import json, os, stat, sys
 if "--help" in sys.argv:
-    print(os.environ.get("STAND_IN_HELP", "  --hex-blob  Dump binary strings in hex"))
+    help_file = os.path.join(os.path.dirname({record!r}), "stand-in-help")
+    print(open(help_file).read() if os.path.exists(help_file)
+          else "  --hex-blob  Dump binary strings in hex")
     sys.exit(0)
 option_file = sys.argv[1].split("=", 1)[1]
 with open({record!r}, "w") as f:
@@ -556,7 +559,9 @@ def test_mysql_only_options_are_added_when_mysqldump_knows_them(
     stem: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("STAND_IN_HELP", "  --set-gtid-purged=name\n  --column-statistics\n")
+    (stand_in_mysqldump.parent / "stand-in-help").write_text(
+        "  --set-gtid-purged=name\n  --column-statistics\n"
+    )
     plugin.backupctl_dump(project=STAND_IN_PROJECT, settings=settings, target_stem=stem)
     argv = json.loads(stand_in_mysqldump.read_text())["argv"]
     assert argv[-3:] == ["--set-gtid-purged=OFF", "--column-statistics=0", "shop"]

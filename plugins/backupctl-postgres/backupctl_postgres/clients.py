@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 from backupctl_core import DatabaseSettings
+from backupctl_core.plugin_kit import child_env
 
 # Where Debian, Ubuntu and apt.postgresql.org install each major's client tools side
 # by side (PATH's pg_dump there is pg_wrapper); a test points it at stand-ins.
@@ -67,6 +68,7 @@ def version_of(tool: str) -> str:
             errors="replace",
             timeout=VERSION_TIMEOUT_SECONDS,
             check=False,
+            env=child_env(),
         )
     except (OSError, subprocess.TimeoutExpired):
         return ""

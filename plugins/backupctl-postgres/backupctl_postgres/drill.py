@@ -89,6 +89,7 @@ def dump_manifest(dump: Path, db: DatabaseSettings) -> DumpManifest:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=stderr,
+            env=child_env(),
         )
         assert proc.stdout is not None
         with proc.stdout:
@@ -118,6 +119,7 @@ def _listing(pg_restore: str, dump: Path) -> str:
         text=True,
         errors="replace",
         check=False,
+        env=child_env(),
     ).stdout
 
 

@@ -182,6 +182,7 @@ def backupctl_verify(
                 stdout=subprocess.PIPE,
                 stderr=stderr,
                 stdin=subprocess.DEVNULL,
+                env=child_env(),
             )
         except FileNotFoundError:
             return VerifyResult(False, f"pg_restore not found on PATH ({INSTALL_HINT})")
@@ -445,6 +446,7 @@ def _pg_restore(db: DatabaseSettings | None, args: list[str]) -> str:
             text=True,
             errors="replace",
             check=False,
+            env=child_env(),
         )
     except FileNotFoundError:
         raise PluginError(
