@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from pytest_httpserver import HTTPServer
 
 from backupctl_core.audit.store import AuditStore
 from backupctl_core.domain.drill import manifest_path
@@ -278,7 +279,7 @@ def test_recovery_removes_only_dumps_it_can_attribute_to_a_failed_run(
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_stops_a_cli_run_cleanly(
-    ws: Workspace, tmp_path: Path, sig: signal.Signals, code: int
+    ws: Workspace, tmp_path: Path, sig: signal.Signals, code: int, httpserver: HTTPServer
 ) -> None:
     """restic (here behind a slow wrapper) is running when the signal arrives. It used
     to exit 143 at once with restic left running, the row `started`, no post-hook
@@ -295,7 +296,8 @@ def test_a_signal_stops_a_cli_run_cleanly(
     )
     (shims / "restic").chmod(0o755)
     post = tmp_path / "post.txt"
-    ws.write_env(NOTIFICATION_TYPE="none")
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    ws.write_env(NOTIFICATION_TYPE="webhook", WEBHOOK_URL=httpserver.url_for("/hook"))
     ws.write_config(
         [sqlite_project("shop", tmp_path / "shop.sqlite", tmp_path / "repo",
                         hooks={"post_backup": f"echo $BACKUPCTL_STATUS > {post}"})]
@@ -320,6 +322,9 @@ def test_a_signal_stops_a_cli_run_cleanly(
     assert row["status"] == "failed" and row["error_message"] == f"interrupted by {sig.name}"
     assert row["retry_count"] == 0  # an interrupted tool is never retried
     assert post.read_text().strip() == "failed"  # the post-hook ran
+    events = [json.loads(request.get_data()) for request, _ in httpserver.log]
+    assert [e["event"] for e in events] == ["backup_started", "backup_failed"]
+    assert f"interrupted by {sig.name}" in events[1]["text"]  # the failure was notified
     orphan = int(child_pid.read_text())
     with pytest.raises(ProcessLookupError):  # no tool left running
         os.kill(orphan, 0)
