@@ -8,8 +8,10 @@ as broken, by name, and never takes unrelated commands down with it.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
@@ -372,3 +374,34 @@ def get_plugin_manager(
         if info.error:
             log.warning("plugin %s (%s) is broken: %s", info.name, info.distribution, info.error)
     return PluginRegistry(manager, infos)
+
+
+@functools.cache
+def declared_type(kind: str, name: str) -> PluginType | None:
+    """The ``PluginType`` (with its .env keys and secret config keys) that an installed
+    plugin declares for ``kind``/``name``, without building the whole registry: the
+    entry point named ``name`` first (a plugin is usually named after its type), the
+    others only if it does not declare it. None when no installed plugin does."""
+    found = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name != name)
+    for ep in found:
+        try:
+            plugin = ep.load()
+            types = plugin.backupctl_plugin_types()
+        except Exception:  # a broken plugin is reported by `backupctl plugins`
+            continue
+        for declared in types:
+            if declared.kind == kind and declared.name == name:
+                return declared
+    return None
+
+
+# Config keys that are credentials by their name, for plugins that declare none.
+_SECRET_KEY_NAME = re.compile(r"password|passwd|secret|token|api_?key|credential", re.I)
+
+
+def secret_config_keys(kind: str, name: str, config: Iterable[str]) -> frozenset[str]:
+    """Which of ``config``'s keys hold credentials: the plugin's declared ``secrets``
+    plus any key whose name says it is one."""
+    declared = declared_type(kind, name) if name not in ("", "none") else None
+    named = {key for key in config if _SECRET_KEY_NAME.search(key)}
+    return frozenset(named) | (declared.secrets if declared else frozenset())

@@ -115,3 +115,43 @@ def test_every_child_process_gets_an_explicit_environment() -> None:
     environment (other projects' passwords with Docker's env_file); each call passes
     ``plugin_kit.child_env(...)``: the base variables plus the child's own secrets."""
     assert child_processes_without_env() == []
+
+
+CHANNEL_WORDS = ("slack", "webhook", "smtp")
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    found = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr):
+            value = body[0].value
+            if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                found.add(id(value))
+    return found
+
+
+def test_the_core_names_no_notification_plugin() -> None:
+    """issue 19: the plugins declare their .env keys and secret config keys
+    (``PluginType.env`` / ``.secrets``); the core's code names none of them, except
+    the table that says which distribution to install for a type (plugins.py)."""
+    offenders = []
+    for path in (ROOT / "backupctl_core").rglob("*.py"):
+        if "testing" in path.parts:
+            continue
+        tree = ast.parse(path.read_text())
+        docstrings = _docstrings(tree)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                text = node.value if id(node) not in docstrings else ""
+            elif isinstance(node, ast.Name):
+                text = node.id
+            elif isinstance(node, ast.Attribute):
+                text = node.attr
+            else:
+                continue
+            if any(word in text.lower() for word in CHANNEL_WORDS):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {text!r}")
+    hints = [o for o in offenders if o.startswith("backupctl_core/plugins.py:")]
+    assert len(hints) == 4, offenders  # ("notification", "slack"): "backupctl-slack", webhook
+    assert [o for o in offenders if o not in hints] == []

@@ -34,7 +34,8 @@ class CliContext:
             self._config = load_config(
                 self.config_path, self.env_path, env_required=self.env_explicit
             )
-            SECRET_FILTER.update(all_secrets(self._config))
+            loaded = self._config
+            SECRET_FILTER.update_later(lambda: all_secrets(loaded))
             set_log_zone(self._config.settings.timezone)
         return self._config
 

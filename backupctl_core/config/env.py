@@ -15,29 +15,6 @@ from dotenv import dotenv_values
 from backupctl_core.domain.errors import ConfigError
 from backupctl_core.domain.settings import AuditDbSettings, GlobalSettings, Secret, SshSettings
 
-# Per notifier: which .env variables fill its config when a project has no
-# ``notification`` block (REFERENCE.md, .env table).
-NOTIFIER_ENV_KEYS: dict[str, dict[str, str]] = {
-    "slack": {"webhook_url": "SLACK_WEBHOOK_URL"},
-    "webhook": {"url": "WEBHOOK_URL"},
-    "email": {
-        "smtp_host": "SMTP_HOST",
-        "smtp_port": "SMTP_PORT",
-        "smtp_secure": "SMTP_SECURE",
-        "user": "SMTP_USER",
-        "password": "SMTP_PASSWORD",
-        "from": "SMTP_FROM",
-        "to": "SMTP_TO",
-    },
-}
-
-
-# Per monitor type: which .env variables fill its config keys the project's
-# ``monitor.config`` leaves out (the original tool's UPTIME_KUMA_BASE_URL).
-MONITOR_ENV_KEYS: dict[str, dict[str, str]] = {
-    "uptime-kuma": {"base_url": "UPTIME_KUMA_BASE_URL"},
-}
-
 
 class Environment:
     """Variables from the .env file first, then the process environment."""
@@ -106,6 +83,18 @@ class Environment:
         return Secret(value) if value else None
 
 
+def _declared_env(env: Environment, kind: str, type_name: str) -> dict[str, str]:
+    """The .env variables the plugin of ``type_name`` declares (``PluginType.env``) and
+    their values; the plugin is looked up only when a type is set."""
+    if type_name.lower() in ("", "none"):
+        return {}
+    from backupctl_core.plugins import declared_type  # entry points: only when needed
+
+    declared = declared_type(kind, type_name.lower())
+    names = declared.env.values() if declared else ()
+    return {name: value for name in names if (value := env.get(name)) is not None}
+
+
 def default_base_dir() -> Path:
     """Without BACKUP_BASE_DIR: the user's data folder (``$XDG_DATA_HOME/backupctl``,
     else ``~/.local/share/backupctl``), which a normal user can create. The Docker
@@ -149,18 +138,7 @@ def global_settings(env: Environment) -> GlobalSettings:
         ),
         restic_password=env.secret("RESTIC_PASSWORD"),
         notification_type=env.text("NOTIFICATION_TYPE", "none"),
-        notification_env={
-            key: value
-            for keys in NOTIFIER_ENV_KEYS.values()
-            for key in keys.values()
-            if (value := env.get(key)) is not None
-        },
-        monitor_env={
-            key: value
-            for keys in MONITOR_ENV_KEYS.values()
-            for key in keys.values()
-            if (value := env.get(key)) is not None
-        },
+        notification_env=_declared_env(env, "notification", env.text("NOTIFICATION_TYPE", "none")),
         retry_count=env.number("BACKUP_RETRY_COUNT", 3),
         retry_delay_ms=env.number("BACKUP_RETRY_DELAY_MS", 5000),
         encryption_enabled=env.flag("ENCRYPTION_ENABLED", False),

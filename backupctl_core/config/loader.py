@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,6 @@ from ruamel.yaml.error import YAMLError
 
 from backupctl_core.config.converter import describe_errors, make_converter
 from backupctl_core.config.env import (
-    MONITOR_ENV_KEYS,
-    NOTIFIER_ENV_KEYS,
     Environment,
     global_settings,
     settings_problems,
@@ -102,23 +101,40 @@ class AppConfig:
 
 
 # Variables whose values are secrets by their name (and not a path to one).
-SECRET_NAME = re.compile(
-    r"PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|(^|_)KEYS?$|WEBHOOK_URL|CREDENTIAL"
-)
+SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|(^|_)KEYS?$|CREDENTIAL")
 NOT_A_SECRET = re.compile(r"_(PATH|DIR|FILE|ID|TYPE|HOST|USER|PORT)$")
 MIN_MASKED_LENGTH = 4  # shorter values would mask ordinary words in every message
 
 
-def secret_values(env: Environment, hook_templates: dict[str, dict[str, Any]]) -> frozenset[str]:
+def secret_values(
+    env: Environment,
+    hook_templates: dict[str, dict[str, Any]],
+    declared_secrets: Iterable[str] = (),
+) -> frozenset[str]:
     """Every value to mask: variables that are secrets by name (.env and the process
-    environment), and every variable substituted into a hook command or hooks.env."""
+    environment) or by a plugin's declaration (``SLACK_WEBHOOK_URL``: a token in a
+    URL), and every variable substituted into a hook command or hooks.env."""
     names = {n for n in {*env.values, *os.environ} if SECRET_NAME.search(n.upper())}
-    names = {n for n in names if not NOT_A_SECRET.search(n.upper())}
+    names = {n for n in names if not NOT_A_SECRET.search(n.upper())} | set(declared_secrets)
     for hooks in hook_templates.values():
         for text in _strings(hooks):
             names.update(VAR_PATTERN.findall(text))
     values = {env.get(name) for name in names}
     return frozenset(v for v in values if v and len(v) >= MIN_MASKED_LENGTH)
+
+
+def _declared_secret_vars(settings: GlobalSettings) -> set[str]:
+    """The .env variables that feed a secret config key of the .env channel
+    (``NOTIFICATION_TYPE``; its plugin was looked up for ``notification_env`` already).
+    A project's own blocks hold their values: ``project_secrets`` masks those."""
+    if settings.notification_type in ("", "none"):
+        return set()
+    from backupctl_core.plugins import declared_type
+
+    declared = declared_type("notification", settings.notification_type)
+    if declared is None:
+        return set()
+    return {var for key, var in declared.env.items() if key in declared.secrets}
 
 
 def _strings(node: Any) -> list[str]:
@@ -225,7 +241,7 @@ def _read_yaml(path: Path) -> Any:
 
 def env_notification(settings: GlobalSettings) -> NotificationSettings:
     """The channel ``NOTIFICATION_TYPE`` and its .env settings describe."""
-    keys = NOTIFIER_ENV_KEYS.get(settings.notification_type, {})
+    keys = _declared_env_keys("notification", settings.notification_type)
     config = {key: settings.notification_env[var] for key, var in keys.items()
               if var in settings.notification_env}  # fmt: skip
     return NotificationSettings(type=settings.notification_type, config=config)
@@ -253,7 +269,19 @@ def _normalised(project: ProjectSettings) -> ProjectSettings:
     return attrs.evolve(project, **changes) if changes else project
 
 
-def _with_env_defaults(project: ProjectSettings, settings: GlobalSettings) -> ProjectSettings:
+def _declared_env_keys(kind: str, type_name: str) -> dict[str, str]:
+    """Config key -> .env variable, as the plugin of ``type_name`` declares them."""
+    if type_name in ("", "none"):
+        return {}
+    from backupctl_core.plugins import declared_type  # entry points: only when needed
+
+    declared = declared_type(kind, type_name)
+    return dict(declared.env) if declared else {}
+
+
+def _with_env_defaults(
+    project: ProjectSettings, settings: GlobalSettings, env: Environment
+) -> ProjectSettings:
     """Project YAML > .env global > built-in default."""
     changes: dict[str, Any] = {}
     if project.restic.password is None and settings.restic_password is not None:
@@ -268,9 +296,12 @@ def _with_env_defaults(project: ProjectSettings, settings: GlobalSettings) -> Pr
         changes["notification"] = env_notification(settings)
     monitor = project.monitor
     if monitor is not None:
-        keys = MONITOR_ENV_KEYS.get(monitor.type, {})
-        defaults = {key: settings.monitor_env[var] for key, var in keys.items()
-                    if var in settings.monitor_env and key not in monitor.config}  # fmt: skip
+        keys = _declared_env_keys("monitor", monitor.type)
+        defaults = {
+            key: value
+            for key, var in keys.items()
+            if (value := env.get(var)) is not None and key not in monitor.config
+        }
         if defaults:
             changes["monitor"] = attrs.evolve(monitor, config={**monitor.config, **defaults})
     return attrs.evolve(project, **changes) if changes else project
@@ -439,12 +470,13 @@ def load_config(config_path: Path, env_path: Path, *, env_required: bool = False
             errors += [_under(label, line) for line in describe_errors(error)]
             continue
         if not var_errors:
-            projects.append((index, _with_env_defaults(_normalised(project), settings)))
+            projects.append((index, _with_env_defaults(_normalised(project), settings, env)))
     errors += _check(projects)
     if errors:
         raise ConfigError("\n".join(f"{config_path}: {line}" for line in errors))
     templates = _hook_templates(raw)
     return AppConfig(
         [project for _, project in projects], settings, config_path, env_path,
-        secret_values=secret_values(env, templates), hook_templates=templates,
+        secret_values=secret_values(env, templates, _declared_secret_vars(settings)),
+        hook_templates=templates,
     )  # fmt: skip

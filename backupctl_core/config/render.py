@@ -10,11 +10,6 @@ import attrs
 
 from backupctl_core.domain.settings import MASK, ProjectSettings, Secret
 
-# Notifier and monitor config keys that hold credentials: a token in a URL is a secret too.
-SECRET_KEYS = frozenset(
-    {"password", "webhook_url", "url", "token", "push_token", "ping_url", "secret"}
-)
-
 
 def _plain(value: Any) -> Any:
     if isinstance(value, Secret):
@@ -28,8 +23,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _mask_map(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: (MASK if k in SECRET_KEYS and v else _plain(v)) for k, v in config.items()}
+def _mask_map(kind: str, type_name: str, config: dict[str, Any]) -> dict[str, Any]:
+    from backupctl_core.plugins import secret_config_keys
+
+    secrets = secret_config_keys(kind, type_name, config)
+    return {k: (MASK if k in secrets and v else _plain(v)) for k, v in config.items()}
 
 
 def project_view(project: ProjectSettings) -> dict[str, Any]:
@@ -38,5 +36,5 @@ def project_view(project: ProjectSettings) -> dict[str, Any]:
     )
     for block in ("notification", "monitor"):
         if data.get(block):
-            data[block]["config"] = _mask_map(data[block]["config"])
+            data[block]["config"] = _mask_map(block, data[block]["type"], data[block]["config"])
     return data

@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 
-from attrs import frozen
+from attrs import field, frozen
+
+
+def _keys(keys: Iterable[str]) -> frozenset[str]:
+    return frozenset(keys)
 
 
 @frozen
 class PluginType:
-    """What a plugin provides: ``kind`` is database, storage, notification or
-    encryption; ``name`` is the value a project config uses (``postgres``)."""
+    """What a plugin provides: ``kind`` is database, storage, notification, monitor or
+    encryption; ``name`` is the value a project config uses (``postgres``).
+
+    A notifier or monitor also declares its settings here, so the core names none:
+    ``env`` maps its config keys to the .env variables that fill them when a project
+    leaves them out (``{"webhook_url": "SLACK_WEBHOOK_URL"}``), and ``secrets`` names
+    the config keys that hold credentials (masked everywhere; a token in a URL is one).
+    Neither is part of the type's identity (equality, hashing)."""
 
     kind: str
     name: str
+    env: dict[str, str] = field(factory=dict, eq=False, hash=False)
+    secrets: frozenset[str] = field(default=frozenset(), converter=_keys, eq=False, hash=False)
 
 
 @frozen

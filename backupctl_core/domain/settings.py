@@ -228,7 +228,6 @@ class GlobalSettings:
     restic_password: Secret | None = None
     notification_type: str = "none"
     notification_env: dict[str, str] = field(factory=dict, repr=False)
-    monitor_env: dict[str, str] = field(factory=dict, repr=False)
     retry_count: int = 3
     retry_delay_ms: int = 5000
     encryption_enabled: bool = False

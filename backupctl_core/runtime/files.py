@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import re
 import secrets
@@ -89,7 +90,15 @@ def use_private_tempdir(base_dir: Path) -> str | None:
 
 
 def restore_tempdir(previous: str | None) -> None:
+    """Put the previous temp folder back and remove this process's (empty when every
+    tool cleaned up), and ``.tmp`` itself once nothing else is in it: a command that
+    writes nothing (a dry run) leaves nothing."""
+    folder = Path(tempfile.tempdir) if tempfile.tempdir else None
     tempfile.tempdir = previous
+    if folder is not None and folder.name == str(os.getpid()) and folder.parent.name == TEMP_ROOT:
+        shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            folder.parent.rmdir()  # only when empty: other processes' folders stay
 
 
 def stale_tempdirs(base_dir: Path, alive: Callable[[int], bool]) -> list[Path]:

@@ -8,7 +8,7 @@ value substituted into a hook); the CLI and the service hand them to
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from backupctl_core.domain.settings import ProjectSettings
@@ -21,10 +21,25 @@ if TYPE_CHECKING:  # the CLI imports this module at start: no YAML loader for --
 class SecretFilter(logging.Filter):
     def __init__(self) -> None:
         super().__init__()
-        self.values: frozenset[str] = frozenset()
+        self._values: frozenset[str] = frozenset()
+        self._source: Callable[[], Iterable[str]] | None = None
 
     def update(self, values: Iterable[str]) -> None:
-        self.values = frozenset(value for value in values if value)
+        self._values = frozenset(value for value in values if value)
+        self._source = None
+
+    def update_later(self, source: Callable[[], Iterable[str]]) -> None:
+        """Take the values from ``source`` when the first line is logged: which config
+        keys are secrets is the plugins' to say, and a command that logs nothing
+        (``status``) then never loads a plugin."""
+        self._source = source
+
+    @property
+    def values(self) -> frozenset[str]:
+        source, self._source = self._source, None
+        if source is not None:
+            self._values = frozenset(value for value in source() if value)
+        return self._values
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self.values:
@@ -46,14 +61,15 @@ def all_secrets(config: AppConfig) -> set[str]:
 
 def project_secrets(project: ProjectSettings) -> list[str]:
     """Every secret a project's errors could echo, to redact them."""
-    from backupctl_core.config.render import SECRET_KEYS  # not at import: --help stays fast
+    from backupctl_core.plugins import secret_config_keys  # not at import: --help stays fast
 
     found = []
     if project.database and project.database.password:
         found.append(project.database.password.reveal())
     if project.restic.password:
         found.append(project.restic.password.reveal())
-    for block in (project.notification, project.monitor):
+    for kind, block in (("notification", project.notification), ("monitor", project.monitor)):
         if block is not None:
-            found += [str(v) for k, v in block.config.items() if k in SECRET_KEYS and v]
+            secrets = secret_config_keys(kind, block.type, block.config)
+            found += [str(v) for k, v in block.config.items() if k in secrets and v]
     return found

@@ -12,13 +12,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from backupctl_core.config.loader import AppConfig, env_notification
-from backupctl_core.config.render import SECRET_KEYS
 from backupctl_core.domain.errors import ConfigError
 from backupctl_core.domain.events import Event, EventType, failed_event, success_event
 from backupctl_core.domain.pipeline import redact
 from backupctl_core.domain.records import RunStatus
 from backupctl_core.domain.settings import NotificationSettings, ProjectSettings
-from backupctl_core.plugins import PluginRegistry
+from backupctl_core.plugins import PluginRegistry, secret_config_keys
 from backupctl_core.runtime.fallback import FallbackLog
 from backupctl_core.runtime.original_fallback import ORIGINAL_PREFIX, record_from_original
 
@@ -64,8 +63,9 @@ class Notifier:
         except Exception as error:
             # Only the channel's credentials: masking every value hid the SMTP host,
             # port and user an operator needs to fix the failure.
-            config = self.channel(project).config
-            secrets = [str(v) for k, v in config.items() if v and k in SECRET_KEYS]
+            channel = self.channel(project)
+            keys = secret_config_keys("notification", channel.type, channel.config)
+            secrets = [str(v) for k, v in channel.config.items() if v and k in keys]
             log.warning(
                 "%s: %s notification not delivered (%s); kept in %s",
                 event.project, event.type.value, redact(str(error), secrets), self.fallback.path,

@@ -59,9 +59,23 @@ class SmtpConfig:
     ca_file: str | None
 
 
+# The .env variables of REFERENCE's .env table that fill the config when a project
+# has no notification block.
+ENV_KEYS = {
+    "smtp_host": "SMTP_HOST",
+    "smtp_port": "SMTP_PORT",
+    "smtp_secure": "SMTP_SECURE",
+    "user": "SMTP_USER",
+    "password": "SMTP_PASSWORD",
+    "from": "SMTP_FROM",
+    "to": "SMTP_TO",
+}
+
+
 @hookimpl
 def backupctl_plugin_types() -> list[PluginType]:
-    return [PluginType("notification", TYPE)]
+    # .env variables that fill the config a project leaves out; the credential keys
+    return [PluginType("notification", TYPE, env=ENV_KEYS, secrets={"password"})]
 
 
 @hookimpl

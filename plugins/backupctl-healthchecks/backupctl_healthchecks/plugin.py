@@ -42,7 +42,7 @@ SUFFIXES = {PingPhase.START: "/start", PingPhase.SUCCESS: "", PingPhase.FAILURE:
 
 @hookimpl
 def backupctl_plugin_types() -> list[PluginType]:
-    return [PluginType("monitor", TYPE)]
+    return [PluginType("monitor", TYPE, secrets={"ping_url"})]
 
 
 @hookimpl

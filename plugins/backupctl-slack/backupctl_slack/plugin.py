@@ -42,7 +42,12 @@ SLACK_ERROR = re.compile(r"[a-z_]{1,64}")
 
 @hookimpl
 def backupctl_plugin_types() -> list[PluginType]:
-    return [PluginType("notification", TYPE)]
+    # .env variables that fill the config a project leaves out; the credential keys
+    return [
+        PluginType(
+            "notification", TYPE, env={"webhook_url": "SLACK_WEBHOOK_URL"}, secrets={"webhook_url"}
+        )
+    ]
 
 
 @hookimpl

@@ -44,7 +44,12 @@ READ_TIMEOUT = 5.0
 
 @hookimpl
 def backupctl_plugin_types() -> list[PluginType]:
-    return [PluginType("monitor", TYPE)]
+    # .env variables that fill the config a project leaves out; the credential keys
+    return [
+        PluginType(
+            "monitor", TYPE, env={"base_url": "UPTIME_KUMA_BASE_URL"}, secrets={"push_token"}
+        )
+    ]
 
 
 @hookimpl

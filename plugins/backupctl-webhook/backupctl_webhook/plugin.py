@@ -45,7 +45,8 @@ READ_TIMEOUT = READ_TIMEOUT_SECONDS
 
 @hookimpl
 def backupctl_plugin_types() -> list[PluginType]:
-    return [PluginType("notification", TYPE)]
+    # .env variables that fill the config a project leaves out; the credential keys
+    return [PluginType("notification", TYPE, env={"url": "WEBHOOK_URL"}, secrets={"url"})]
 
 
 @hookimpl
