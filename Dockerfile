@@ -40,7 +40,7 @@ RUN pip install --no-cache-dir . \
     plugins/backupctl-postgres plugins/backupctl-mysql plugins/backupctl-mongo \
     plugins/backupctl-restic plugins/backupctl-slack plugins/backupctl-email \
     plugins/backupctl-webhook plugins/backupctl-sqlite \
-    plugins/backupctl-uptime-kuma plugins/backupctl-healthchecks
+    plugins/backupctl-uptime-kuma plugins/backupctl-healthchecks plugins/backupctl-borg
 
 # Runs as root: SPEC mounts the SSH keys at /root/.ssh (read-only) and asset
 # paths with their owners' modes; a non-root user could not read either.

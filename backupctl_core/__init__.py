@@ -35,6 +35,7 @@ from backupctl_core.domain.settings import (
     RetentionSettings,
     Secret,
     SshSettings,
+    StorageSettings,
 )
 from backupctl_core.hookspecs import hookimpl
 
@@ -66,6 +67,7 @@ __all__ = [
     "Secret",
     "Snapshot",
     "SshSettings",
+    "StorageSettings",
     "SyncResult",
     "VerifyResult",
     "__version__",

@@ -53,6 +53,7 @@ KNOWN_DISTRIBUTIONS = {
     ("database", "mongo"): "backupctl-mongo",
     ("database", "sqlite"): "backupctl-sqlite",
     ("storage", "restic"): "backupctl-restic",
+    ("storage", "borg"): "backupctl-borg",
     ("notification", "slack"): "backupctl-slack",
     ("notification", "email"): "backupctl-email",
     ("notification", "webhook"): "backupctl-webhook",
@@ -131,7 +132,7 @@ class PluginRegistry:
         """The plugins a project enables, by role; ``ConfigError`` if one is missing."""
         prefix = f"projects[{project.name}]"
         enabled: dict[str, PluginInfo] = {
-            "storage": self.require("storage", "restic", f"{prefix}.restic"),
+            "storage": self.require("storage", project.storage.type, f"{prefix}.storage.type"),
         }
         if project.database is not None:
             enabled["database"] = self.require(

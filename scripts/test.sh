@@ -13,4 +13,4 @@ echo "==> ruff format --check"; ruff format --check .
 echo "==> mypy (core and every plugin)"; mypy
 echo "==> lint-imports"; lint-imports
 echo "==> pytest"
-pytest --cov --cov-report=term "$@"
+pytest --cov --cov-report=term --durations=15 "$@"

@@ -94,7 +94,8 @@ def test_required_keys_and_literals(ws: Workspace) -> None:
     )
     message = error_of(ws)
     assert "projects[a].restic.snapshot_mode: both is not one of 'combined', 'separate'" in message
-    assert "projects[b].restic: required key missing" in message
+    # no restic block with the default storage (restic): its repository is required
+    assert "projects[b].restic.repository_path: required (storage type restic)" in message
 
 
 def test_include_roles_belongs_to_postgres_only(ws: Workspace) -> None:

@@ -79,7 +79,7 @@ def test_sigkill_in_each_stage_is_recovered(ws: Workspace, tmp_path: Path, stage
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 interrupted run(s) marked failed" in result.stdout
     assert "1 stale lock(s) removed" in result.stdout
-    assert "ok   restic unlock" in result.stdout or stage in ("pre_hook", "dump", "verify")
+    assert "ok   repository unlock" in result.stdout or stage in ("pre_hook", "dump", "verify")
     (row,) = rows(ws)
     assert row["status"] == "failed" and row["error_stage"] == "crash_recovery"
     assert row["completed_at"] is not None

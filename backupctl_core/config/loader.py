@@ -260,7 +260,7 @@ def _normalised(project: ProjectSettings) -> ProjectSettings:
     """``Postgres`` → ``postgres``, ``mongodb`` → ``mongo``; ``timeout_minutes: 0`` → no
     warning (the original's "off")."""
     changes: dict[str, Any] = {}
-    for block in ("database", "notification", "monitor", "encryption"):
+    for block in ("database", "notification", "monitor", "encryption", "storage"):
         value = getattr(project, block)
         if value is not None and value.type:
             changes[block] = attrs.evolve(value, type=_type_name(value.type))
@@ -418,8 +418,8 @@ def _check(projects: list[tuple[int, ProjectSettings]]) -> list[str]:
             errors.append(f"{where}.hooks.timeout_seconds: must be greater than 0")
         if project.database is not None and not project.database.type:
             errors.append(f"{where}.database.type: must not be empty")
-        if not project.restic.repository_path:
-            errors.append(f"{where}.restic.repository_path: must not be empty")
+        if project.storage.type == "restic" and not project.restic.repository_path:
+            errors.append(f"{where}.restic.repository_path: required (storage type restic)")
         encryption = project.encryption
         if encryption is not None and encryption.enabled and not encryption.recipient:
             errors.append(f"{where}.encryption.recipient: required when encryption is enabled")

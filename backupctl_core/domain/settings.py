@@ -146,6 +146,15 @@ class MonitorSettings:
 
 
 @frozen
+class StorageSettings:
+    """Where snapshots go: the storage plugin ``type`` and its ``config``. ``restic``
+    (the default) keeps its settings in the project's ``restic:`` block."""
+
+    type: str = "restic"
+    config: dict[str, Any] = field(factory=dict)
+
+
+@frozen
 class DrillDatabaseSettings:
     """The server a restore drill imports into instead of the project's own."""
 
@@ -179,7 +188,8 @@ class ProjectSettings:
     database: DatabaseSettings | None = None
     compression: CompressionSettings = CompressionSettings()
     assets: AssetSettings = AssetSettings()
-    restic: ResticSettings
+    restic: ResticSettings = ResticSettings(repository_path="")  # storage type restic
+    storage: StorageSettings = StorageSettings()
     retention: RetentionSettings = RetentionSettings()
     encryption: EncryptionSettings | None = None
     hooks: HookSettings = HookSettings()

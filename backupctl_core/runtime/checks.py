@@ -26,7 +26,9 @@ from backupctl_core.plugin_kit import child_env
 from backupctl_core.plugins import PluginRegistry
 
 # A failing check of these kinds means "cannot reach it": exit code 4.
-CONNECTIVITY_CHECKS = frozenset({"database", "restic repository", "ssh", "audit database"})
+CONNECTIVITY_CHECKS = frozenset(
+    {"database", "repository", "restic repository", "ssh", "audit database"}
+)
 CONFIG_CHECKS = frozenset({"config", "plugins", "gpg key"})
 
 

@@ -232,7 +232,7 @@ class Recovery:
             ("orphaned runs", self.orphaned_rows),
             ("orphaned dumps", self.orphaned_dumps),
             ("temp files", self.stale_tempdirs),
-            ("restic unlock", self.unlock_repositories),
+            ("repository unlock", self.unlock_repositories),
             ("gpg keys", self.import_gpg_keys),
         ]
 

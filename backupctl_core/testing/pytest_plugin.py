@@ -14,6 +14,7 @@ from backupctl_core.testing.sftp import SftpServer, SftpServerError, start_sftp_
 
 __all__ = [
     "backupctl_workspace",
+    "borg_ssh_server",
     "mariadb",
     "mariadb_db",
     "pg_scram",
@@ -52,6 +53,20 @@ def sftp_server() -> Iterator[SftpServer]:
         server = start_sftp_server()
     except SftpServerError as error:
         pytest.fail(f"cannot start the test SFTP server: {error}", pytrace=False)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def borg_ssh_server() -> Iterator[SftpServer]:
+    """A running sshd whose user may only run ``borg serve`` below its ``repos/``, as a
+    storage box's borg port (needs root, openssh-server and borgbackup)."""
+    try:
+        server = start_sftp_server(borg=True)
+    except SftpServerError as error:
+        pytest.fail(f"cannot start the test borg SSH server: {error}", pytrace=False)
     try:
         yield server
     finally:

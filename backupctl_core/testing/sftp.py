@@ -37,6 +37,7 @@ from typing import Any
 
 SFTP_USER = "backupctl-sftp"
 SFTP_USER_HOME = Path("/var/lib/backupctl-sftp")
+BORG_USER = "backupctl-borg"  # a storage box's borg port: its sessions run `borg serve`
 START_TIMEOUT_S = 10.0
 
 
@@ -86,7 +87,7 @@ def _openssh_version(ssh_keygen: str) -> tuple[int, int]:
     return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
 
 
-def ensure_sftp_user(name: str = SFTP_USER) -> pwd.struct_passwd:
+def ensure_sftp_user(name: str = SFTP_USER, shell: str = "/usr/sbin/nologin") -> pwd.struct_passwd:
     """Create the SFTP system user if missing; make sure its account is not locked.
 
     With ``UsePAM no`` sshd refuses accounts whose password field starts with
@@ -94,7 +95,7 @@ def ensure_sftp_user(name: str = SFTP_USER) -> pwd.struct_passwd:
     "no password login" and lets key authentication through.
     """
     if not _user_exists(name):
-        _create_user(name)
+        _create_user(name, shell)
     shadow = subprocess.run(["getent", "shadow", name], capture_output=True, text=True)
     fields = shadow.stdout.split(":")
     if len(fields) < 2 or fields[1] != "*":
@@ -102,7 +103,7 @@ def ensure_sftp_user(name: str = SFTP_USER) -> pwd.struct_passwd:
     return pwd.getpwnam(name)
 
 
-def _create_user(name: str) -> None:
+def _create_user(name: str, shell: str) -> None:
     try:
         _run(
             [
@@ -110,9 +111,9 @@ def _create_user(name: str) -> None:
                 "--system",
                 "--create-home",
                 "--home-dir",
-                str(SFTP_USER_HOME),
+                str(SFTP_USER_HOME if name == SFTP_USER else Path("/var/lib") / name),
                 "--shell",
-                "/usr/sbin/nologin",  # internal-sftp never runs the shell
+                shell,  # nologin for SFTP (internal-sftp never runs it); sh to run borg serve
                 name,
             ]
         )
@@ -147,14 +148,19 @@ class SftpServer:
     # -- set-up -----------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, base_dir: Path | None = None, port: int | None = None) -> SftpServer:
-        """Prepare user, keys, config and repo directory; the server is not started yet."""
+    def create(
+        cls, base_dir: Path | None = None, port: int | None = None, *, borg: bool = False
+    ) -> SftpServer:
+        """Prepare user, keys, config and repo directory; the server is not started yet.
+
+        ``borg``: a server like a storage box's borg port instead: its own user (with a
+        shell) whose every session runs ``borg serve --restrict-to-path repos/``."""
         if os.geteuid() != 0:
             raise SftpServerError("the test SFTP server needs root (sshd switches user)")
         sshd = _find_program("sshd")
         ssh_keygen = _find_program("ssh-keygen")
         _find_program("ssh")
-        account = ensure_sftp_user()
+        account = ensure_sftp_user(BORG_USER, "/bin/sh") if borg else ensure_sftp_user()
 
         # sshd's privilege separation directory; a fresh container does not have it.
         Path("/run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -200,7 +206,9 @@ class SftpServer:
             "PermitRootLogin no",
             f"AllowUsers {account.pw_name}",
             "Subsystem sftp internal-sftp",
-            "ForceCommand internal-sftp",
+            f"ForceCommand borg serve --restrict-to-path {repos_dir}"
+            if borg
+            else "ForceCommand internal-sftp",
             "AllowTcpForwarding no",
             "X11Forwarding no",
             "PrintMotd no",
@@ -354,9 +362,9 @@ class SftpServer:
         return " | ".join(text[-lines:]) or "(empty sshd log)"
 
 
-def start_sftp_server(base_dir: Path | None = None) -> SftpServer:
+def start_sftp_server(base_dir: Path | None = None, *, borg: bool = False) -> SftpServer:
     """Create and start a server; call ``close()`` (or use ``with``) when done."""
-    server = SftpServer.create(base_dir)
+    server = SftpServer.create(base_dir, borg=borg)
     try:
         server.start()
     except BaseException:

@@ -1,0 +1,1 @@
+"""BorgBackup storage for backupctl."""

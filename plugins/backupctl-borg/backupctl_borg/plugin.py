@@ -1,0 +1,328 @@
+"""BorgBackup storage for backupctl: ``storage: {type: borg, config: {...}}``.
+
+A project's snapshots are borg archives named ``<project>-<UTC time>-<4 hex>`` (the
+snapshot id backupctl shows and restores); the archive comment holds the run's tags
+and paths as JSON, so ``snapshots`` lists them like restic's.
+
+- ``config.repository_path``: a local folder, or with ``HETZNER_SSH_HOST`` set the path
+  on that host, reached as ``ssh://user@host:port/path`` with the same key and
+  ``known_hosts`` rules as the restic plugin (the host must run ``borg serve``).
+- ``config.password`` (``${VAR}`` works), else ``RESTIC_PASSWORD`` from .env: one
+  repository secret per project. It travels only in ``BORG_PASSPHRASE``.
+- The repository is created on first use (``borg init --encryption=repokey-blake2``).
+- Retention uses the project's ``retention:`` keys with borg's meanings (``borg
+  prune``); ``borg compact`` reclaims the space when the core asks for it.
+- borg's own files (cache, keys of known repositories) live under
+  ``{BACKUP_BASE_DIR}/.cache/borg``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from backupctl_core import (
+    CacheInfo,
+    CheckResult,
+    GlobalSettings,
+    PluginError,
+    PluginType,
+    ProjectSettings,
+    PruneResult,
+    Reclaim,
+    Snapshot,
+    SyncResult,
+    hookimpl,
+)
+from backupctl_core.plugin_kit import child_env, classify_failure, mask, tools_check
+
+TYPE = "borg"
+PROGRAM = "borg"
+TIMEOUT_SECONDS = 6 * 3600
+# Failures retrying cannot fix, and those that mean "cannot reach it" (exit code 4).
+PERMANENT = ("passphrase supplied", "is not a valid repository", "permission denied")
+UNREACHABLE = ("connection closed by remote host", "could not resolve", "connection refused")
+
+
+# -- settings -----------------------------------------------------------------------
+
+
+def _config(project: ProjectSettings) -> dict[str, object]:
+    return dict(project.storage.config)
+
+
+def repository(project: ProjectSettings, settings: GlobalSettings) -> str:
+    """The repository borg is given (``BORG_REPO``): a local path or an ssh:// URL."""
+    path = str(_config(project).get("repository_path") or "").strip()
+    if not path:
+        raise PluginError("storage.config.repository_path: must not be empty", retryable=False)
+    ssh = settings.ssh
+    if not ssh.host:
+        return str(Path(path).expanduser().absolute())
+    login = f"{ssh.user}@{ssh.host}" if ssh.user else str(ssh.host)
+    # borg's ssh:// URLs: an absolute path as it is, a relative one below the home
+    return f"ssh://{login}:{ssh.port}{path if path.startswith('/') else '/./' + path}"
+
+
+def passphrase(project: ProjectSettings, settings: GlobalSettings) -> str:
+    value = _config(project).get("password")
+    if value:
+        return str(value.reveal() if hasattr(value, "reveal") else value)
+    if settings.restic_password is not None:
+        return settings.restic_password.reveal()
+    raise PluginError(
+        "storage.config.password: not set, and RESTIC_PASSWORD is not set in .env",
+        retryable=False,
+    )
+
+
+def borg_home(settings: GlobalSettings) -> Path:
+    return settings.backup_base_dir / ".cache" / "borg"
+
+
+def _ssh_command(settings: GlobalSettings) -> str:
+    """``BORG_RSH``: key, known_hosts beside the key, never trust an unknown host."""
+    ssh = settings.ssh
+    parts = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"]
+    if ssh.key_path is not None:
+        key = Path(ssh.key_path).expanduser()
+        parts += ["-i", str(key), "-o", "IdentitiesOnly=yes"]
+        known = key.parent / "known_hosts"
+        if known.is_file():
+            parts += ["-o", f"UserKnownHostsFile={known}"]
+    return " ".join(parts)
+
+
+def environment(project: ProjectSettings, settings: GlobalSettings) -> dict[str, str]:
+    """borg's whole environment: the repository, its passphrase and where borg keeps
+    its files; nothing else of ours (``child_env``)."""
+    home = borg_home(settings)
+    env = {
+        "BORG_REPO": repository(project, settings),
+        "BORG_PASSPHRASE": passphrase(project, settings),
+        "BORG_BASE_DIR": str(home),
+        "BORG_DISPLAY_PASSPHRASE": "no",
+        "BORG_RELOCATED_REPO_ACCESS_IS_OK": "no",
+        "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "no",
+    }
+    if settings.ssh.host:
+        env["BORG_RSH"] = _ssh_command(settings)
+    return child_env(env)
+
+
+# -- running borg -----------------------------------------------------------------
+
+
+def _run(
+    project: ProjectSettings,
+    settings: GlobalSettings,
+    args: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    init: bool = True,
+) -> str:
+    """``borg ARGS``; its stdout. The repository is created when it does not exist."""
+    env = environment(project, settings)
+    borg_home(settings).mkdir(parents=True, exist_ok=True, mode=0o700)
+    done = subprocess.run(
+        [PROGRAM, *args], env=env, cwd=cwd, capture_output=True, text=True,
+        errors="replace", stdin=subprocess.DEVNULL, timeout=TIMEOUT_SECONDS, check=False,
+    )  # fmt: skip
+    if done.returncode in (0, 1):  # 1: warnings (a file changed while read), still stored
+        return done.stdout
+    if init and "does not exist" in done.stderr:
+        _init(project, settings, env)
+        return _run(project, settings, args, cwd=cwd, init=False)
+    raise _error(args[0], done.stderr, done.returncode, env)
+
+
+def _init(project: ProjectSettings, settings: GlobalSettings, env: dict[str, str]) -> None:
+    done = subprocess.run(
+        [PROGRAM, "init", "--encryption=repokey-blake2"], env=env, capture_output=True,
+        text=True, errors="replace", stdin=subprocess.DEVNULL, timeout=600, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise _error("init", done.stderr, done.returncode, env)
+
+
+def _error(command: str, stderr: str, code: int, env: dict[str, str]) -> PluginError:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    detail = lines[-1] if lines else f"exit code {code}"
+    text = mask(f"borg {command}: {detail}", [env.get("BORG_PASSPHRASE")])
+    return classify_failure(text, permanent=PERMANENT, connectivity=UNREACHABLE)
+
+
+# -- hooks -----------------------------------------------------------------------
+
+
+@hookimpl
+def backupctl_plugin_types() -> list[PluginType]:
+    return [PluginType("storage", TYPE, secrets={"password"})]
+
+
+@hookimpl
+def backupctl_validate_config(project: ProjectSettings, settings: GlobalSettings) -> list[str]:
+    problems = []
+    config = _config(project)
+    if not str(config.get("repository_path") or "").strip():
+        problems.append("storage.config.repository_path: required for storage type borg")
+    unknown = sorted(set(config) - {"repository_path", "password"})
+    problems += [f"storage.config.{key}: unknown key for borg" for key in unknown]
+    if not config.get("password") and settings.restic_password is None:
+        problems.append("storage.config.password: not set, and RESTIC_PASSWORD is not set in .env")
+    return problems
+
+
+@hookimpl
+def backupctl_check(project: ProjectSettings, settings: GlobalSettings) -> list[CheckResult]:
+    tools = tools_check([PROGRAM], "install borgbackup")
+    if tools.status == "fail":
+        return [tools]
+    try:
+        _run(project, settings, ["info", "--json"], init=False)
+    except PluginError as error:
+        if "does not exist" in error.message:
+            return [tools, CheckResult("repository", "pass", "created by the first backup")]
+        return [tools, CheckResult("repository", "fail", error.message)]
+    return [tools, CheckResult("repository", "pass", repository(project, settings))]
+
+
+@hookimpl
+def backupctl_sync(
+    project: ProjectSettings, settings: GlobalSettings, paths: Sequence[Path], tags: Sequence[str]
+) -> SyncResult:
+    sources = [str(Path(path).absolute()) for path in paths]
+    missing = [path for path in sources if not Path(path).exists()]
+    if not sources or missing:
+        what = f"paths do not exist: {', '.join(missing)}" if missing else "no paths given"
+        raise PluginError(f"borg create: {what}", retryable=False)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%S")
+    name = f"{project.name}-{stamp}-{secrets.token_hex(2)}"
+    comment = json.dumps({"tags": list(tags), "paths": sources}, ensure_ascii=False)
+    comment = comment.replace("{", "{{").replace("}", "}}")  # borg expands {placeholders}
+    out = _run(project, settings, ["create", "--json", "--comment", comment, f"::{name}", *sources])
+    stats = json.loads(out)["archive"]["stats"]
+    return SyncResult(
+        snapshot_id=name,
+        files_new=int(stats["nfiles"]),
+        bytes_added=int(stats["deduplicated_size"]),
+    )
+
+
+@hookimpl
+def backupctl_snapshots(project: ProjectSettings, settings: GlobalSettings) -> list[Snapshot]:
+    line = "{name}{TAB}{time}{TAB}{comment}{NUL}"
+    out = _run(
+        project, settings, ["list", "--glob-archives", f"{project.name}-*", "--format", line]
+    )
+    found = []
+    for record in filter(None, out.split("\0")):
+        name, when, comment = [*record.split("\t", 2), "", ""][:3]
+        try:
+            meta = json.loads(comment) if comment else {}
+        except ValueError:
+            meta = {}
+        time = datetime.strptime(when.strip(), "%a, %Y-%m-%d %H:%M:%S").astimezone(UTC)
+        found.append(Snapshot(id=name.strip(), time=time, tags=tuple(meta.get("tags", ())),
+                              paths=tuple(meta.get("paths", ()))))  # fmt: skip
+    return sorted(found, key=lambda s: s.time, reverse=True)
+
+
+def _archive(project: ProjectSettings, settings: GlobalSettings, snapshot_id: str) -> str:
+    if snapshot_id != "latest":
+        return snapshot_id
+    snapshots = backupctl_snapshots(project=project, settings=settings)
+    if not snapshots:
+        raise PluginError(f"borg: no archive of {project.name} yet", retryable=False)
+    return snapshots[0].id
+
+
+@hookimpl
+def backupctl_restore(
+    project: ProjectSettings,
+    settings: GlobalSettings,
+    snapshot_id: str,
+    target: Path,
+    include: Sequence[str] | None,
+) -> list[Path]:
+    """``borg extract`` in ``target``: the archive's absolute paths recreated below it,
+    only ``include`` (exact paths, no patterns) when given."""
+    archive = _archive(project, settings, snapshot_id)
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    before = _files(target)
+    wanted = [path.lstrip("/") for path in include or ()]
+    _run(project, settings, ["extract", f"::{archive}", *wanted], cwd=target)
+    return sorted(_files(target) - before)
+
+
+def _files(folder: Path) -> set[Path]:
+    return {path for path in folder.rglob("*") if path.is_file() and not path.is_symlink()}
+
+
+@hookimpl
+def backupctl_prune(
+    project: ProjectSettings, settings: GlobalSettings, reclaim: Reclaim
+) -> PruneResult:
+    """``borg prune`` with the project's retention, then ``borg compact`` (which frees
+    the space) as ``reclaim`` says."""
+    keep = project.retention
+    args = ["prune", "--list", "--glob-archives", f"{project.name}-*"]
+    for flag, value in (("--keep-last", keep.keep_last), ("--keep-hourly", keep.keep_hourly),
+                        ("--keep-daily", keep.keep_daily), ("--keep-weekly", keep.keep_weekly),
+                        ("--keep-monthly", keep.keep_monthly)):  # fmt: skip
+        if value:
+            args += [flag, str(value)]
+    if keep.keep_within:
+        args += ["--keep-within", keep.keep_within]
+    if len(args) == 4:
+        return PruneResult(snapshots_removed=0, space_reclaimed=False)  # nothing to apply
+    env = environment(project, settings)
+    done = subprocess.run(
+        [PROGRAM, *args], env=env, capture_output=True, text=True, errors="replace",
+        stdin=subprocess.DEVNULL, timeout=TIMEOUT_SECONDS, check=False,
+    )  # fmt: skip
+    if done.returncode not in (0, 1):
+        raise _error("prune", done.stderr, done.returncode, env)
+    removed = sum(1 for line in done.stderr.splitlines() if line.startswith("Pruning archive"))
+    compact = reclaim is Reclaim.YES or (reclaim is Reclaim.IF_FORGOTTEN and removed > 0)
+    if compact:
+        _run(project, settings, ["compact"])
+    return PruneResult(snapshots_removed=removed, space_reclaimed=compact)
+
+
+@hookimpl
+def backupctl_unlock(project: ProjectSettings, settings: GlobalSettings) -> str:
+    try:
+        _run(project, settings, ["break-lock"], init=False)
+    except PluginError as error:
+        if "does not exist" in error.message:
+            return "no repository yet: nothing to unlock"
+        raise
+    return "borg break-lock"
+
+
+@hookimpl
+def backupctl_cache(project: ProjectSettings, settings: GlobalSettings, clear: bool) -> CacheInfo:
+    """borg's files of this machine (``BORG_BASE_DIR``): caches and security data."""
+    path = borg_home(settings)
+    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+    if clear and path.exists():
+        shutil.rmtree(path)
+        return CacheInfo(path=path, size_bytes=size, cleared=True)
+    return CacheInfo(path=path, size_bytes=size, cleared=False)
+
+
+@hookimpl
+def backupctl_passthrough(
+    project: ProjectSettings, settings: GlobalSettings
+) -> tuple[dict[str, str], list[str]]:
+    """``backupctl restic <project> list``: borg with the repository and passphrase set."""
+    os.makedirs(borg_home(settings), mode=0o700, exist_ok=True)
+    return environment(project, settings), [PROGRAM]
