@@ -38,7 +38,7 @@ from backupctl_core.domain.ports import (
 from backupctl_core.domain.prune import PruneHistory, plan_prune
 from backupctl_core.domain.records import RunRecord, RunStatus
 from backupctl_core.domain.retry import RetryPolicy
-from backupctl_core.domain.settings import ProjectSettings
+from backupctl_core.domain.settings import ProjectSettings, mask
 from backupctl_core.domain.stages import Stage
 
 log = logging.getLogger("backupctl.pipeline")
@@ -72,13 +72,6 @@ def encode_tag(text: str) -> str:
 def decode_tag(tag: str) -> str:
     """The text ``encode_tag`` encoded (``%2C`` → ``,``)."""
     return re.sub(r"%([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), tag)
-
-
-def redact(text: str, secrets: Sequence[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "********")
-    return text
 
 
 def _part(tags: Sequence[str]) -> str:
@@ -222,7 +215,7 @@ class BackupPipeline:
             history: PruneHistory | None = self.audit.prune_history(self.project.name)
         except Exception as error:  # unknown: prune whenever forget removes something
             log.warning("%s: last prune unknown (%s); pruning if anything is forgotten",
-                        self.project.name, redact(str(error), self.secrets))  # fmt: skip
+                        self.project.name, mask(str(error), self.secrets))  # fmt: skip
             history = None
         plan = plan_prune(self.project.retention.prune_every, history, self.clock.now())
         result = self._stage(record, Stage.PRUNE, partial(self.plugins.prune, plan.reclaim))
@@ -339,7 +332,7 @@ class BackupPipeline:
                 "%s: %s failed (%s), retry %d/%d",
                 record.project_name,
                 stage.label,
-                redact(str(error), self.secrets),
+                mask(str(error), self.secrets),
                 attempt,
                 self.retry.retries,
             )
@@ -375,7 +368,7 @@ class BackupPipeline:
     def _fail(self, record: RunRecord, failure: StageFailed) -> None:
         record.status = RunStatus.FAILED
         record.error_stage = failure.stage.value
-        record.error_message = redact(failure.message, self.secrets)
+        record.error_message = mask(failure.message, self.secrets)
         self.connectivity_failure = failure.connectivity
         log.error(
             "%s: %s failed: %s", record.project_name, failure.stage.label, record.error_message
@@ -393,5 +386,5 @@ class BackupPipeline:
         except Exception as error:  # a monitor failure is never a backup failure
             log.warning(
                 "%s: monitor %s ping not delivered: %s",
-                self.project.name, ping.phase.value, redact(str(error), self.secrets),
+                self.project.name, ping.phase.value, mask(str(error), self.secrets),
             )  # fmt: skip

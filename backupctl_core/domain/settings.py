@@ -7,6 +7,7 @@ error message about a bad key) lives in ``backupctl_core.config``.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +31,19 @@ class Secret:
 
     def __repr__(self) -> str:
         return f"Secret({MASK})"
+
+
+def mask(text: str, secrets: Iterable[Secret | str | None]) -> str:
+    """``text`` with every occurrence of each non-empty secret replaced by ``********``.
+
+    Tools echo connection strings and option values in their errors: pass every
+    message that may hold a password through this before it leaves the plugin.
+    (The one masking function: the pipeline, the service and plugin_kit use it.)
+    """
+    values = {s.reveal() if isinstance(s, Secret) else s for s in secrets if s is not None}
+    for value in sorted(values - {""}, key=len, reverse=True):  # "abcd" before "ab"
+        text = text.replace(value, MASK)
+    return text
 
 
 @frozen

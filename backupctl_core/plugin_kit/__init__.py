@@ -25,7 +25,7 @@ from typing import IO
 from backupctl_core.domain.artifacts import CheckResult
 from backupctl_core.domain.drill import DumpManifest, manifest_path
 from backupctl_core.domain.errors import BackupctlError, PluginError
-from backupctl_core.domain.settings import MASK, DatabaseSettings, ProjectSettings, Secret
+from backupctl_core.domain.settings import DatabaseSettings, ProjectSettings, mask
 
 __all__ = [
     "CHECK_TOOLS",
@@ -332,18 +332,6 @@ def first_error_line(
         if any(marker in haystack for marker in wanted):
             return line
     return lines[0] if lines else ""
-
-
-def mask(text: str, secrets: Iterable[Secret | str | None]) -> str:
-    """``text`` with every occurrence of each non-empty secret replaced by ``********``.
-
-    Tools echo connection strings and option values in their errors: pass every
-    message that may hold a password through this before it leaves the plugin.
-    """
-    values = {s.reveal() if isinstance(s, Secret) else s for s in secrets if s is not None}
-    for value in sorted(values - {""}, key=len, reverse=True):  # "abcd" before "ab"
-        text = text.replace(value, MASK)
-    return text
 
 
 # What can heal on its own, so trying again later may help: the network and the

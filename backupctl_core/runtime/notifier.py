@@ -14,9 +14,8 @@ from zoneinfo import ZoneInfo
 from backupctl_core.config.loader import AppConfig, env_notification
 from backupctl_core.domain.errors import ConfigError
 from backupctl_core.domain.events import Event, EventType, failed_event, success_event
-from backupctl_core.domain.pipeline import redact
 from backupctl_core.domain.records import RunStatus
-from backupctl_core.domain.settings import NotificationSettings, ProjectSettings
+from backupctl_core.domain.settings import NotificationSettings, ProjectSettings, mask
 from backupctl_core.plugins import PluginRegistry, secret_config_keys
 from backupctl_core.runtime.fallback import FallbackLog
 from backupctl_core.runtime.original_fallback import ORIGINAL_PREFIX, record_from_original
@@ -68,7 +67,7 @@ class Notifier:
             secrets = [str(v) for k, v in channel.config.items() if v and k in keys]
             log.warning(
                 "%s: %s notification not delivered (%s); kept in %s",
-                event.project, event.type.value, redact(str(error), secrets), self.fallback.path,
+                event.project, event.type.value, mask(str(error), secrets), self.fallback.path,
             )  # fmt: skip
             self.fallback.append(
                 KIND,

@@ -27,9 +27,8 @@ from backupctl_core.config.loader import AppConfig, load_config
 from backupctl_core.domain.artifacts import CheckResult
 from backupctl_core.domain.errors import BackupctlError, ConnectivityError
 from backupctl_core.domain.events import daily_summary_event, job_failed_event
-from backupctl_core.domain.pipeline import redact
 from backupctl_core.domain.records import Replica
-from backupctl_core.domain.settings import ProjectSettings
+from backupctl_core.domain.settings import ProjectSettings, mask
 from backupctl_core.plugin_kit import make_private_dir
 from backupctl_core.plugins import PluginRegistry
 from backupctl_core.runtime.audit_log import replay_audit
@@ -151,7 +150,7 @@ class BackupService:
         try:
             action()
         except Exception as error:
-            message = redact(str(error) or type(error).__name__, self._secrets())
+            message = mask(str(error) or type(error).__name__, self._secrets())
             self.job_failures[job] = message
             log.error("job %s failed: %s; the service keeps running", job, message)
             self._notify_job_failure(job, project, message)
