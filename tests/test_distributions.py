@@ -180,6 +180,7 @@ def test_the_core_sdist_and_wheel_hold_the_migrations_and_readme(built: dict[str
         in_wheel = set(wheel.namelist())
     assert {f"backupctl_core/audit/migrations/{m}" for m in migrations} <= in_wheel
     assert "backupctl_core/builtin/gpg.py" in in_wheel
+    assert "backupctl_core/builtin/gpg_keyring.py" in in_wheel
     # `backupctl init` writes these: a pip user has no checkout to copy them from
     assert {"backupctl_core/examples/projects.example.yml",
             "backupctl_core/examples/env.example"} <= in_wheel  # fmt: skip

@@ -23,7 +23,7 @@ from attrs import frozen
 from click.testing import CliRunner
 
 from backupctl_core.builtin import gpg as gpg_plugin
-from backupctl_core.builtin.gpg import (
+from backupctl_core.builtin.gpg_keyring import (
     decrypt_file,
     import_key_file,
     import_keys_from_dir,

@@ -93,7 +93,7 @@ def import_gpg_key(context: CliContext, key_file: Path) -> None:
     each key's fingerprint and user ids. A file that cannot be read or holds no
     OpenPGP key is a config error: one line on stderr, exit code 3.
     """
-    from backupctl_core.builtin.gpg import import_key_file, keyring_home
+    from backupctl_core.builtin.gpg_keyring import import_key_file, keyring_home
     from backupctl_core.config.env import Environment, global_settings
 
     # Only .env matters here: importing a key needs no projects file.

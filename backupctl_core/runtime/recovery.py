@@ -216,7 +216,7 @@ class Recovery:
     def import_gpg_keys(self) -> str:
         if self.settings.gpg_keys_dir is None:
             return "GPG_KEYS_DIR not set: nothing to import"
-        from backupctl_core.builtin.gpg import import_keys_from_dir
+        from backupctl_core.builtin.gpg_keyring import import_keys_from_dir
 
         keys = import_keys_from_dir(self.settings)
         return f"{len(keys)} key(s) imported from {self.settings.gpg_keys_dir}"
