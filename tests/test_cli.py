@@ -277,6 +277,15 @@ def test_plugins_lists_installed_plugins(ws: Workspace) -> None:
     assert out.splitlines()[0].split() == ["NAME", "DISTRIBUTION", "VERSION", "PROVIDES", "HOOKS"]
 
 
+def test_plugins_needs_no_config_file(tmp_path: Path) -> None:
+    """A fresh install lists its plugins before any projects.yml exists."""
+    result = CliRunner().invoke(
+        cli, ["--config", str(tmp_path / "none.yml"), "plugins", "--json"], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "restic" in {p["name"] for p in json.loads(result.stdout)}
+
+
 def test_broken_plugins_are_reported_and_do_not_break_other_commands(
     ws: Workspace, tmp_path: Path
 ) -> None:

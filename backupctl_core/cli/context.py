@@ -52,12 +52,20 @@ class CliContext:
         """Temporary files of every command that runs tools (restore, snapshots, health…)
         under ``{BACKUP_BASE_DIR}/.tmp/{pid}``, not /tmp, once the base dir exists (a
         read-only command never creates it)."""
-        if self._tempdir_set or not self.config.settings.backup_base_dir.is_dir():
+        from backupctl_core.domain.errors import ConfigError
+
+        if self._tempdir_set:
+            return
+        try:
+            base_dir = self.config.settings.backup_base_dir
+        except ConfigError:
+            return  # `plugins` needs no config; a command that does reports the error itself
+        if not base_dir.is_dir():
             return
         from backupctl_core.runtime.files import use_private_tempdir
 
         try:
-            self._previous_tempdir = use_private_tempdir(self.config.settings.backup_base_dir)
+            self._previous_tempdir = use_private_tempdir(base_dir)
             self._tempdir_set = True
         except OSError:
             pass  # an unwritable base dir: /tmp, as before; the command itself says more
