@@ -297,15 +297,10 @@ class ProjectPluginSet:
             project=self.project, settings=self.settings, monitor=self.project.monitor, ping=ping
         )
 
-    def storage_checks(self) -> list[CheckResult]:
-        return self.checks(roles=("storage",))
-
-    def checks(self, roles: Sequence[str] | None = None) -> list[CheckResult]:
-        """``backupctl_check`` of the project's plugins (all roles, or ``roles``)."""
+    def checks(self) -> list[CheckResult]:
+        """``backupctl_check`` of every plugin the project enables."""
         results: list[CheckResult] = []
-        for role, info in self.enabled.items():
-            if roles is not None and role not in roles:
-                continue
+        for info in self.enabled.values():
             caller = self.registry.caller_for(info, "backupctl_check")
             for found in caller(project=self.project, settings=self.settings):
                 results.extend(found or [])

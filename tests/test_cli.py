@@ -368,12 +368,29 @@ def test_health_reports_and_exits_4_when_unreachable(ws: Workspace, tmp_path: Pa
     code, out, _ = invoke(ws, "health", "--json")
     report = json.loads(out)
     assert code == 0 and report["healthy"] is True
-    assert {c["name"] for c in report["checks"]} == {"audit database", "disk space",
+    assert {c["name"] for c in report["checks"]} == {"audit database", "disk space", "database",
                                                       "tools", "restic repository"}  # fmt: skip
     ws.write_env(RESTIC_PASSWORD="wrong-password")
     code, out, _ = invoke(ws, "health")
     assert code == 4 and out.strip().endswith("UNHEALTHY")
     assert "wrong-password" not in out
+
+
+def test_health_fails_where_the_dry_run_fails(ws: Workspace, tmp_path: Path) -> None:
+    """health checked only the repositories: a database the next run cannot read, or a
+    missing asset folder, left it "healthy"."""
+    migrated(ws)
+    project = sqlite_project("shop", tmp_path / "gone.sqlite", tmp_path / "repo")
+    project["assets"] = {"paths": [str(tmp_path / "no-such-folder")]}
+    ws.write_config([project])
+    dry = executable(ws, "run", "shop", "--dry-run")
+    health = executable(ws, "health")
+    assert dry.returncode == health.returncode == 4, health.stdout
+    assert f"FAIL  database: shop: SQLite database not found: {tmp_path / 'gone.sqlite'}" in (
+        health.stdout
+    )
+    assert f"WARN  asset path: shop: {tmp_path / 'no-such-folder'} does not exist" in health.stdout
+    assert health.stdout.splitlines()[-1] == "UNHEALTHY"
 
 
 def test_numeric_options_have_ranges(ws: Workspace) -> None:

@@ -297,7 +297,7 @@ def test_sigterm_during_a_scheduled_run_lets_it_finish(ws: Workspace) -> None:
     assert not (ws.base_dir / "shop" / ".lock").exists()
 
 
-def test_health_runs_the_repository_checks_at_most_once_a_minute(
+def test_health_runs_the_readiness_checks_at_most_once_a_minute(
     ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """/health runs `backupctl health`'s checks, but a scraper hitting it every second
@@ -320,7 +320,7 @@ def test_health_runs_the_repository_checks_at_most_once_a_minute(
             status, body = service.health()
             assert status == 200 and body["status"] == "ok", body
         names = [check["name"] for check in body["checks"]]
-        assert names == ["audit database", "disk space", "tools", "restic repository"]
+        assert names == ["audit database", "disk space", "tools", "restic repository", "database"]
         assert calls.read_text().split() == ["version", "cat"]  # once, not five times
     finally:
         service.shutdown()

@@ -1,4 +1,4 @@
-"""``backupctl health``: audit DB, repositories, disk space, SSH."""
+"""``backupctl health``: audit DB, disk space, SSH and what each project's next run needs."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def health_results(context: CliContext) -> list[CheckResult]:
         disk_check,
         drill_checks,
         fleet_check,
-        repository_checks,
+        readiness_checks,
     )
 
     config = context.config
@@ -50,7 +50,7 @@ def health_results(context: CliContext) -> list[CheckResult]:
     return [
         audit,
         disk_check(config.settings),
-        *repository_checks(config, context.registry),
+        *readiness_checks(config, context.registry),
         *drills,
     ]
 
@@ -60,7 +60,8 @@ def health_results(context: CliContext) -> list[CheckResult]:
 @click.pass_obj
 @click.pass_context
 def health(ctx: click.Context, context: CliContext, as_json: bool) -> None:
-    """Check the audit database, every enabled project's repository, disk space and SSH."""
+    """Check the audit database, disk space, SSH, and for every enabled project what its
+    next run needs: tools, database login, GPG key, repository, asset folders."""
     from backupctl_core.runtime.checks import exit_code
 
     results = health_results(context)

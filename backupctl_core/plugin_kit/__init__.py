@@ -38,6 +38,7 @@ __all__ = [
     "database_of",
     "failed_database_check",
     "first_error_line",
+    "folder_creation_problem",
     "make_private_dir",
     "mask",
     "missing_keys",
@@ -238,6 +239,19 @@ def make_private_dir(path: Path) -> Path:
             continue
         os.chmod(folder, 0o700)
     return path
+
+
+def folder_creation_problem(folder: Path) -> str | None:
+    """Why this user cannot create ``folder`` (and its missing parents), or None if
+    it can: a storage check for a local repository that does not exist yet."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable for this user (uid {os.getuid()})"
+    return None
 
 
 @contextmanager

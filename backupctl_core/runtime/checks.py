@@ -114,6 +114,12 @@ def project_checks(
     if ssh is not None:
         results.append(ssh)
     results.append(disk_check(config.settings))
+    return results + asset_checks(project)
+
+
+def asset_checks(project: ProjectSettings) -> list[CheckResult]:
+    """A warning per missing asset folder: the run skips it and says so."""
+    results = []
     for raw in project.assets.paths:
         exists = Path(raw).exists()
         results.append(
@@ -123,17 +129,25 @@ def project_checks(
     return results
 
 
-def repository_checks(config: AppConfig, registry: PluginRegistry) -> list[CheckResult]:
-    """SSH (when set) and each enabled project's storage checks, project-named."""
+def readiness_checks(config: AppConfig, registry: PluginRegistry) -> list[CheckResult]:
+    """What ``health`` and ``GET /health`` check besides the audit store and disk: SSH
+    (when set), then per enabled project what its dry run checks: the config its plugins
+    accept, each plugin's own checks (tools and their versions, database login, GPG
+    key, repository reachable or creatable) and its asset folders; project-named."""
     results = []
     ssh = ssh_check(config.settings)
     if ssh is not None:
         results.append(ssh)
     for project in config.enabled_projects:
         try:
-            found = registry.for_project(project, config.settings).storage_checks()
+            problems = registry.validate(project, config.settings)
+            if problems:
+                found = [CheckResult("config", "fail", "; ".join(problems))]
+            else:
+                found = registry.for_project(project, config.settings).checks()
         except BackupctlError as error:
             found = [CheckResult("plugins", "fail", error.message)]
+        found += asset_checks(project)
         results += [CheckResult(r.name, r.status, f"{project.name}: {r.detail}") for r in found]
     return results
 

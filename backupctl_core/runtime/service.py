@@ -37,7 +37,7 @@ from backupctl_core.runtime.checks import (
     disk_check,
     drill_checks,
     fleet_check,
-    repository_checks,
+    readiness_checks,
 )
 from backupctl_core.runtime.drill import run_drill
 from backupctl_core.runtime.fallback import FallbackLog
@@ -399,8 +399,9 @@ class BackupService:
 
     def health(self) -> tuple[int, Any]:
         """The checks of ``backupctl health``: the audit store (reachable and migrated,
-        one query) and disk every time; SSH and the repositories (a tool run each) at
-        most once per ``HEALTH_CACHE_SECONDS``, so a scraper cannot fork restic per hit.
+        one query) and disk every time; SSH and each project's readiness (tools, database
+        login, GPG key, repository: a tool run each) at most once per
+        ``HEALTH_CACHE_SECONDS``, so a scraper cannot fork restic or pg_dump per hit.
         Plus the service's own jobs that failed last time."""
         try:
             self.store.ensure_migrated()
@@ -410,7 +411,7 @@ class BackupService:
         disk = disk_check(self.config.settings)
         now = time.monotonic()
         if self._health_cache is None or now - self._health_cache[0] >= HEALTH_CACHE_SECONDS:
-            self._health_cache = (now, repository_checks(self.config, self.registry))
+            self._health_cache = (now, readiness_checks(self.config, self.registry))
         repositories = self._health_cache[1]
         drills: list[CheckResult] = []
         replicas: list[dict[str, Any]] = []

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -40,7 +41,13 @@ from backupctl_core import (
     SyncResult,
     hookimpl,
 )
-from backupctl_core.plugin_kit import child_env, classify_failure, mask, tools_check
+from backupctl_core.plugin_kit import (
+    child_env,
+    classify_failure,
+    folder_creation_problem,
+    mask,
+    tools_check,
+)
 
 TYPE = "borg"
 PROGRAM = "borg"
@@ -151,9 +158,14 @@ def _init(project: ProjectSettings, settings: GlobalSettings, env: dict[str, str
         raise _error("init", done.stderr, done.returncode, env)
 
 
+# borg's "Local Exception" report ends with platform lines; the exception says what.
+_EXCEPTION_LINE = re.compile(r"^[\w.]+(?:Error|Exception): ")
+
+
 def _error(command: str, stderr: str, code: int, env: dict[str, str]) -> PluginError:
     lines = [line for line in stderr.splitlines() if line.strip()]
-    detail = lines[-1] if lines else f"exit code {code}"
+    crash = [line for line in lines if _EXCEPTION_LINE.match(line)]
+    detail = crash[-1] if crash else lines[-1] if lines else f"exit code {code}"
     text = mask(f"borg {command}: {detail}", [env.get("BORG_PASSPHRASE")])
     return classify_failure(text, permanent=PERMANENT, connectivity=UNREACHABLE)
 
@@ -184,13 +196,28 @@ def backupctl_check(project: ProjectSettings, settings: GlobalSettings) -> list[
     tools = tools_check([PROGRAM], "install borgbackup")
     if tools.status == "fail":
         return [tools]
+    if not settings.ssh.host and not Path(repository(project, settings)).exists():
+        return [tools, _missing_repository(project, settings)]
     try:
         _run(project, settings, ["info", "--json"], init=False)
     except PluginError as error:
         if "does not exist" in error.message:
-            return [tools, CheckResult("repository", "pass", "created by the first backup")]
+            return [tools, _missing_repository(project, settings)]
         return [tools, CheckResult("repository", "fail", error.message)]
     return [tools, CheckResult("repository", "pass", repository(project, settings))]
+
+
+def _missing_repository(project: ProjectSettings, settings: GlobalSettings) -> CheckResult:
+    """A repository that does not exist yet: can the first backup create it? Locally
+    the folder's nearest existing parent must be writable; over SSH the user may only
+    run ``borg serve``, which cannot be probed without creating the repository."""
+    where = repository(project, settings)
+    if not settings.ssh.host:
+        problem = folder_creation_problem(Path(where))
+        if problem:
+            return CheckResult("repository", "fail", f"{where} cannot be created: {problem}")
+    detail = f"{where} does not exist yet; the first backup creates it"
+    return CheckResult("repository", "warn", detail)
 
 
 @hookimpl

@@ -82,6 +82,32 @@ def _storage(config: dict[str, object]) -> StorageSettings:
 
 
 @pytest.mark.e2e
+def test_a_repository_that_cannot_be_created_fails_the_check(tmp_path: Path) -> None:
+    """The first backup creates the repository: the check says whether it can."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    settings = GlobalSettings(backup_base_dir=tmp_path / "base", restic_password=Secret("pw-123"))
+    project = make_project(storage=StorageSettings(
+        type="borg", config={"repository_path": str(blocker / "repo")}))  # fmt: skip
+    tools, repository = plugin.backupctl_check(project=project, settings=settings)
+    assert tools.status == "pass"
+    assert (repository.status, repository.detail) == (
+        "fail", f"{blocker / 'repo'} cannot be created: {blocker} is not a folder")  # fmt: skip
+
+
+def test_a_borg_crash_is_reported_by_its_exception_not_its_last_line(tmp_path: Path) -> None:
+    """borg reports some OS errors as a traceback ending in platform lines."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    settings = GlobalSettings(backup_base_dir=tmp_path / "base", restic_password=Secret("pw-123"))
+    project = make_project(storage=StorageSettings(
+        type="borg", config={"repository_path": str(blocker / "repo")}))  # fmt: skip
+    with pytest.raises(PluginError) as raised:
+        plugin.backupctl_snapshots(project=project, settings=settings)
+    crash = f"NotADirectoryError: [Errno 20] Not a directory: '{blocker / 'repo'}'"
+    assert raised.value.message == f"borg list: {crash}"
+
+
 def test_run_snapshots_prune_restore_end_to_end(
     backupctl_workspace: BackupctlWorkspace, shop_db: Path, tmp_path: Path
 ) -> None:
@@ -98,7 +124,10 @@ def test_run_snapshots_prune_restore_end_to_end(
     dry = ws.cli("run", "shop", "--dry-run", "--json")
     assert dry.exit_code == 0, dry.output
     checks = {c["name"]: c for c in json.loads(dry.stdout)["checks"]}
-    assert checks["repository"]["detail"] == "created by the first backup"
+    assert checks["repository"]["status"] == "warn"
+    assert (
+        checks["repository"]["detail"] == f"{repo} does not exist yet; the first backup creates it"
+    )
     for _ in range(3):
         run = ws.cli("run", "shop")
         assert run.exit_code == 0, run.output

@@ -34,7 +34,7 @@ from backupctl_core import (
     SyncResult,
     hookimpl,
 )
-from backupctl_core.plugin_kit import tools_check
+from backupctl_core.plugin_kit import folder_creation_problem, tools_check
 from backupctl_restic.output import (
     BackupProgress,
     count_removed,
@@ -280,7 +280,7 @@ def backupctl_check(project: Any, settings: Any) -> list[CheckResult]:
         if is_sftp(project, settings):
             problem = remote_folder_problem(settings, project.restic.repository_path)
         else:
-            problem = local_folder_problem(Path(restic.repository.removeprefix("local:")))
+            problem = folder_creation_problem(Path(restic.repository.removeprefix("local:")))
         if problem:
             detail = f"{restic.repository} does not exist and cannot be created: {problem}"
             return [tools, CheckResult(CHECK_NAME, "fail", detail)]
@@ -290,18 +290,6 @@ def backupctl_check(project: Any, settings: Any) -> list[CheckResult]:
 
 
 TOOL_VERSION_ARGS = {"restic": ["version"], "ssh": ["-V"]}
-
-
-def local_folder_problem(folder: Path) -> str | None:
-    """Why ``folder`` cannot be created by this user, or None if it can."""
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        return f"{existing} is not a folder"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return f"{existing} is not writable for this user (uid {os.getuid()})"
-    return None
 
 
 def remote_folder_problem(settings: Any, path: str, attempts: int = 4) -> str | None:
