@@ -12,5 +12,5 @@ echo "==> ruff check"; ruff check .
 echo "==> ruff format --check"; ruff format --check .
 echo "==> mypy (core and every plugin)"; mypy
 echo "==> lint-imports"; lint-imports
-echo "==> pytest"
-pytest --cov --cov-report=term --durations=15 "$@"
+echo "==> pytest (2 workers: most tests wait on tools and servers, not the CPU)"
+pytest -n 2 --cov --cov-report=term --durations=15 "$@"

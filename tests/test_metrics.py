@@ -85,6 +85,8 @@ def serve(ws: Workspace) -> Iterator[int]:
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).close()
                 break
+            except urllib.error.HTTPError:
+                break  # it answers: 503, as project "gone" has no database to back up
             except (urllib.error.URLError, ConnectionError):
                 assert process.poll() is None, process.communicate()
                 assert time.monotonic() < deadline
