@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import pytest
 
 from backupctl_core import plugin_kit
@@ -394,3 +395,48 @@ def test_importing_the_kit_loads_no_infrastructure() -> None:
     assert not {m for m in loaded if m.startswith("backupctl_core.")} - {
         m for m in loaded if m.startswith(("backupctl_core.domain", "backupctl_core.plugin_kit"))
     }
+
+
+@attrs.frozen
+class WebhookLike:
+    """A plugin's config block, as a plugin author would declare it."""
+
+    url: str
+    sender: str  # the key `from`
+    timeout: int = 10
+    verify: bool = True
+    token: Secret | None = None
+
+
+def test_structure_config_converts_like_the_core_and_reports_every_problem() -> None:
+    where = "notification.config"
+    keys = {"from": "sender"}
+    config, problems = plugin_kit.structure_config(
+        WebhookLike, {"url": Secret("https://x"), "from": "me", "timeout": " 7 ", "verify": "off",
+                      "token": Secret("t0k"), "other": None}, where, keys=keys)  # fmt: skip
+    assert problems == [] and config is not None
+    assert (config.url, config.sender, config.timeout, config.verify) == (
+        "https://x",
+        "me",
+        7,
+        False,
+    )
+    assert config.token is not None and config.token.reveal() == "t0k"
+    empty, _ = plugin_kit.structure_config(WebhookLike, {"url": "u", "from": "m", "timeout": ""},
+                                           where, keys=keys)  # fmt: skip
+    assert empty is not None and empty.timeout == 10  # an empty .env value is absent
+    bad, problems = plugin_kit.structure_config(
+        WebhookLike, {"timeout": "soon", "verify": "maybe", "tiemout": 3}, where, keys=keys
+    )
+    assert bad is None and problems == [
+        f"{where}.url: required key missing",
+        f"{where}.from: required key missing",
+        f"{where}.timeout: expected an integer, got 'soon'",
+        f"{where}.verify: expected true or false, got 'maybe'",
+        f"{where}: unknown key(s): tiemout (did you mean timeout?)",
+    ]
+    # a field whose config key differs is no key of its own
+    bad, problems = plugin_kit.structure_config(
+        WebhookLike, {"url": "u", "from": "m", "sender": "x"}, where, keys=keys
+    )
+    assert bad is None and problems == [f"{where}: unknown key(s): sender"]

@@ -46,7 +46,8 @@ def _strict_str(value: Any, _: type) -> str:
 
 
 def _secret(value: Any, _: type) -> Secret:
-    return Secret(_strict_str(value, str))
+    # a plugin's config may already hold one: a ${VAR} from .env's secrets
+    return value if isinstance(value, Secret) else Secret(_strict_str(value, str))
 
 
 def _str_tuple(value: Any, _: type) -> tuple[str, ...]:

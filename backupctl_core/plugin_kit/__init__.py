@@ -20,12 +20,14 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, TypeVar
+
+import attrs
 
 from backupctl_core.domain.artifacts import CheckResult
 from backupctl_core.domain.drill import DumpManifest, manifest_path
 from backupctl_core.domain.errors import BackupctlError, PluginError
-from backupctl_core.domain.settings import DatabaseSettings, ProjectSettings, mask
+from backupctl_core.domain.settings import DatabaseSettings, ProjectSettings, Secret, mask
 
 __all__ = [
     "CHECK_TOOLS",
@@ -50,6 +52,7 @@ __all__ = [
     "report_progress",
     "require_database",
     "stderr_lines",
+    "structure_config",
     "tools_check",
 ]
 
@@ -190,6 +193,61 @@ def port_problems(database: DatabaseSettings) -> list[str]:
 
 
 # -- files -----------------------------------------------------------------------
+
+
+# -- a plugin's config: block ------------------------------------------------------
+
+T = TypeVar("T")
+
+
+def structure_config(
+    cls: type[T], config: Mapping[str, Any], where: str, *, keys: Mapping[str, str] | None = None
+) -> tuple[T | None, list[str]]:
+    """A plugin's ``config:`` block as the attrs class ``cls``, by the core's own
+    converter: the same strict scalars (``"587"`` → 587, ``"off"`` → False, YAML's
+    ``12345`` → ``"12345"``), unknown keys refused with a did-you-mean, and every
+    problem at once as ``{where}.key: message`` lines, the core's error format.
+
+    Empty values (``SMTP_PORT=`` in .env) count as absent, so the defaults apply. A
+    ``Secret`` stays one in a ``Secret`` field and is revealed for any other. ``keys``
+    maps config keys that are no Python name to their field: ``{"from": "sender"}``.
+    """
+    from backupctl_core.config.converter import describe_errors, make_converter
+
+    field_of = dict(keys or {})
+    key_of = {field: key for key, field in field_of.items()}
+    fields = {f.name: f for f in attrs.fields(attrs.resolve_types(cls))}  # type: ignore[arg-type,type-var]
+    given: dict[str, Any] = {}
+    hidden = [key for key in config if key in key_of]  # a field name that has a key of its own
+    for key, value in config.items():
+        if value is None or (isinstance(value, str) and not value.strip()) or key in hidden:
+            continue
+        name = field_of.get(key, key)
+        field = fields.get(name)
+        if isinstance(value, Secret) and field is not None and not _holds_secret(field.type):
+            value = value.reveal()
+        given[name] = value
+    problems = [f"{where}: unknown key(s): {', '.join(hidden)}"] if hidden else []
+    try:
+        structured = make_converter().structure(given, cls)
+    except Exception as error:  # cattrs' validation group: every problem, with its path
+        for line in describe_errors(error):
+            path, _, message = line.partition(": ")
+            for field, key in key_of.items():
+                message = message.replace(f"did you mean {field}?", f"did you mean {key}?")
+            if path == "(top level)":
+                problems.append(f"{where}: {message}")
+                continue
+            head, dot, rest = path.partition(".")
+            problems.append(f"{where}.{key_of.get(head, head)}{dot}{rest}: {message}")
+        return None, problems
+    return (None, problems) if problems else (structured, [])
+
+
+def _holds_secret(annotation: Any) -> bool:
+    from typing import get_args
+
+    return annotation is Secret or Secret in get_args(annotation)
 
 
 def open_private_file(path: Path) -> IO[bytes]:

@@ -38,12 +38,11 @@ from backupctl_core import (
     Secret,
     hookimpl,
 )
+from backupctl_core.plugin_kit import structure_config
 
 TYPE = "email"  # the notification.type this plugin answers to
 TIMEOUT = 15.0  # seconds, for connecting and for each SMTP command
 IMPLICIT_TLS_PORT = 465  # smtp_secure on this port: TLS from the first byte, else STARTTLS
-TRUE = frozenset({"true", "yes", "on", "1"})
-FALSE = frozenset({"false", "no", "off", "0"})
 ADDRESS = re.compile(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+")
 
 
@@ -101,82 +100,63 @@ def backupctl_notify(event: Event, notification: NotificationSettings | None) ->
 # --- configuration ------------------------------------------------------------------------
 
 
+@frozen
+class EmailConfig:
+    """The ``config:`` block as written (or filled from .env), structured by the core's
+    converter; ``read_config`` checks what types cannot and resolves the defaults."""
+
+    smtp_host: str
+    sender: str  # the key `from`
+    to: tuple[str, ...]  # one address, a comma-separated list, or a YAML list
+    smtp_secure: bool = True
+    smtp_port: int | None = None
+    user: str = ""
+    password: Secret | None = None
+    ca_file: str | None = None
+
+
+WHERE = "notification.config"
+
+
 def read_config(config: Mapping[str, Any]) -> tuple[SmtpConfig | None, list[str]]:
-    """The typed config, or None and one message per problem (never echoing the password)."""
-    problems: list[str] = []
-
-    def problem(key: str, message: str) -> None:
-        problems.append(f"notification.config.{key} {message}")
-
-    host = text(config.get("smtp_host")).strip()
-    if not host:
-        problem("smtp_host", "is required")
-
-    secure = flag(given(config, "smtp_secure", True))
-    if secure is None:
-        problem("smtp_secure", "must be true or false")
-
-    port = number(given(config, "smtp_port", 587 if secure in (True, None) else 25))
-    if port is None or not 0 < port < 65536:
-        problem("smtp_port", "must be a port number (1-65535)")
-
-    sender = text(config.get("from")).strip()
-    if not sender:
-        problem("from", "is required")
-    elif not valid_address(sender):
-        problem("from", f"is not an email address: {sender!r}")
-
-    recipients = split_addresses(config.get("to"))
-    if not recipients:
-        problem("to", "is required (one address or a comma-separated list)")
-    for recipient in recipients:
-        if not valid_address(recipient):
-            problem("to", f"is not an email address: {recipient!r}")
-
-    user = text(config.get("user")).strip() or address(sender)
-    password = text(config.get("password")) or None
-
-    ca_file = text(config.get("ca_file")).strip() or None
-    if ca_file is not None and not Path(ca_file).is_file():
-        problem("ca_file", f"file not found: {ca_file}")
-
-    if problems or port is None or secure is None:
+    """The transport settings, or None and one message per problem (never the password)."""
+    given = dict(config)
+    if isinstance(given.get("to"), str | Secret):
+        given["to"] = list(split_addresses(given["to"]))
+    raw, problems = structure_config(EmailConfig, given, WHERE, keys={"from": "sender"})
+    if raw is None:
         return None, problems
-    smtp = SmtpConfig(host, port, secure, sender, recipients, user, password, ca_file)
-    return smtp, []
-
-
-def given(config: Mapping[str, Any], key: str, default: Any) -> Any:
-    """``config[key]``, or ``default`` when it is absent or empty (``SMTP_PORT=``)."""
-    value = config.get(key)
-    return default if value is None or text(value).strip() == "" else value
-
-
-def text(value: Any) -> str:
-    if value is None:
-        return ""
-    return value.reveal() if isinstance(value, Secret) else str(value)
-
-
-def flag(value: Any) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    lowered = text(value).strip().lower()
-    return True if lowered in TRUE else False if lowered in FALSE else None
-
-
-def number(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    digits = text(value).strip()
-    return int(digits) if re.fullmatch(r"[0-9]{1,5}", digits) else None
+    port = raw.smtp_port if raw.smtp_port is not None else 587 if raw.smtp_secure else 25
+    if not 0 < port < 65536:
+        problems.append(f"{WHERE}.smtp_port: must be a port number (1-65535), got {port}")
+    host, sender = raw.smtp_host.strip(), raw.sender.strip()
+    if not host:
+        problems.append(f"{WHERE}.smtp_host: must not be empty")
+    if not valid_address(sender):
+        problems.append(f"{WHERE}.from: is not an email address: {sender!r}")
+    recipients = split_addresses(list(raw.to))
+    if not recipients:
+        problems.append(f"{WHERE}.to: one address or a comma-separated list is required")
+    problems += [
+        f"{WHERE}.to: is not an email address: {r!r}" for r in recipients if not valid_address(r)
+    ]
+    ca_file = (raw.ca_file or "").strip() or None
+    if ca_file is not None and not Path(ca_file).is_file():
+        problems.append(f"{WHERE}.ca_file: file not found: {ca_file}")
+    if problems:
+        return None, problems
+    password = raw.password.reveal() if raw.password else None
+    user = raw.user.strip() or address(sender)
+    return SmtpConfig(host, port, raw.smtp_secure, sender, recipients, user, password, ca_file), []
 
 
 def split_addresses(value: Any) -> tuple[str, ...]:
-    items = value if isinstance(value, list | tuple) else text(value).split(",")
-    return tuple(item for item in (text(i).strip() for i in items) if item)
+    items = value if isinstance(value, list | tuple) else _text(value).split(",")
+    return tuple(item for item in (_text(i).strip() for i in items) if item)
+
+
+def _text(value: Any) -> str:
+    return value.reveal() if isinstance(value, Secret) else str(value)
 
 
 def address(value: str) -> str:

@@ -283,7 +283,7 @@ def test_server_that_never_answers_times_out(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_bad_config_at_send_time_is_not_retried() -> None:
     error = refused(lambda: send({"smtp_port": "x", "password": PASSWORD}))
-    assert "notification.config.smtp_host is required" in str(error)
+    assert "notification.config.smtp_host: required key missing" in str(error)
     assert not error.retryable
 
 
@@ -315,23 +315,23 @@ VALID = {
         ({"smtp_port": None, "smtp_secure": None, "password": None}, []),
         ({"user": "someone-else", "password": Secret("x")}, []),
         ({"smtp_secure": "OFF", "smtp_port": " 25 "}, []),
-        ({"smtp_host": None}, ["notification.config.smtp_host is required"]),
-        ({"smtp_port": "abc"}, ["notification.config.smtp_port must be a port number (1-65535)"]),
-        ({"smtp_port": 70000}, ["notification.config.smtp_port must be a port number (1-65535)"]),
-        ({"smtp_port": True}, ["notification.config.smtp_port must be a port number (1-65535)"]),
-        ({"smtp_secure": "maybe"}, ["notification.config.smtp_secure must be true or false"]),
-        ({"from": None}, ["notification.config.from is required"]),
-        ({"from": "backups"}, ["notification.config.from is not an email address: 'backups'"]),
-        (
-            {"to": "ops@example.com, nobody"},
-            ["notification.config.to is not an email address: 'nobody'"],
-        ),
-        ({"to": " , "}, [f"{KEY}.to is required (one address or a comma-separated list)"]),
+        ({"smtp_host": None}, [f"{KEY}.smtp_host: required key missing"]),
+        ({"smtp_port": "abc"}, [f"{KEY}.smtp_port: expected an integer, got 'abc'"]),
+        ({"smtp_port": 70000}, [f"{KEY}.smtp_port: must be a port number (1-65535), got 70000"]),
+        ({"smtp_port": True}, [f"{KEY}.smtp_port: expected an integer, got True"]),
+        ({"smtp_secure": "maybe"}, [f"{KEY}.smtp_secure: expected true or false, got 'maybe'"]),
+        ({"from": None}, [f"{KEY}.from: required key missing"]),
+        ({"from": "backups"}, [f"{KEY}.from: is not an email address: 'backups'"]),
+        ({"to": "ops@example.com, nobody"}, [f"{KEY}.to: is not an email address: 'nobody'"]),
+        ({"to": " , "}, [f"{KEY}.to: one address or a comma-separated list is required"]),
         (
             {"to": "ops@example.com\r\nBcc: evil@example.com"},
-            [f"{KEY}.to is not an email address: 'ops@example.com\\r\\nBcc: evil@example.com'"],
+            [f"{KEY}.to: is not an email address: 'ops@example.com\\r\\nBcc: evil@example.com'"],
         ),
-        ({"ca_file": "/no/such/ca.pem"}, [f"{KEY}.ca_file file not found: /no/such/ca.pem"]),
+        ({"ca_file": "/no/such/ca.pem"}, [f"{KEY}.ca_file: file not found: /no/such/ca.pem"]),
+        ({"smtp_prot": "25"}, [f"{KEY}: unknown key(s): smtp_prot (did you mean smtp_port?)"]),
+        ({"sender": "a@b.c"}, [f"{KEY}: unknown key(s): sender"]),
+        ({"to": ["a@example.com", {"n": 1}]}, [f"{KEY}.to: expected a string, got {{'n': 1}}"]),
         ({"smtp_port": "", "smtp_secure": ""}, []),
     ],
 )
@@ -343,9 +343,9 @@ def test_validate_config(changes: dict[str, Any], problems: list[str]) -> None:
 def test_validate_config_reports_every_problem_and_never_the_password() -> None:
     found = plugin.backupctl_validate_config(project=project({"password": PASSWORD}))
     assert [p.split()[0] for p in found] == [
-        "notification.config.smtp_host",
-        "notification.config.from",
-        "notification.config.to",
+        "notification.config.smtp_host:",
+        "notification.config.from:",
+        "notification.config.to:",
     ]
     assert all(PASSWORD not in p for p in found)
 
