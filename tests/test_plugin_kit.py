@@ -357,19 +357,30 @@ def test_classify_failure_makes_the_message_one_line() -> None:
 # -- what the kit may import -----------------------------------------------------
 
 
-def test_the_kit_imports_only_the_standard_library_and_the_domain() -> None:
-    for node in ast.walk(ast.parse(KIT.read_text())):
+def test_the_kit_imports_only_the_standard_library_attrs_and_the_domain() -> None:
+    """At module level; ``structure_config`` alone imports the core's converter
+    (cattrs), when it is called."""
+    tree = ast.parse(KIT.read_text())
+    lazy = {
+        node.module
+        for function in ast.walk(tree) if isinstance(function, ast.FunctionDef)
+        for node in ast.walk(function) if isinstance(node, ast.ImportFrom)
+    }  # fmt: skip
+    assert lazy == {"backupctl_core.config.converter"}
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module:
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module not in lazy:
             names = [node.module]
         else:
             continue
         for name in names:
             top = name.split(".")[0]
-            assert top in sys.stdlib_module_names or name.startswith("backupctl_core.domain"), (
-                f"plugin_kit imports {name}"
-            )
+            assert (
+                top in sys.stdlib_module_names
+                or top == "attrs"
+                or name.startswith("backupctl_core.domain")
+            ), f"plugin_kit imports {name}"
 
 
 def test_importing_the_kit_loads_no_infrastructure() -> None:
@@ -440,3 +451,54 @@ def test_structure_config_converts_like_the_core_and_reports_every_problem() -> 
         WebhookLike, {"url": "u", "from": "m", "sender": "x"}, where, keys=keys
     )
     assert bad is None and problems == [f"{where}: unknown key(s): sender"]
+
+
+def test_run_tool_captures_and_reports_like_every_plugin_should(tmp_path: Path) -> None:
+    from backupctl_core.plugin_kit import ToolResult, run_tool
+
+    said = run_tool(["sh", "-c", "echo out; echo err >&2; exit 3"], install_hint="-")
+    assert said == ToolResult(3, "out\n", "err\n")
+    with (tmp_path / "out").open("wb") as out:  # streamed into a file, not kept
+        assert run_tool(["sh", "-c", "echo data"], stdout=out, install_hint="-").stdout == ""
+    assert (tmp_path / "out").read_text() == "data\n"
+    # stderr of any size: a file, not a pipe; its end kept (where tools say why)
+    noisy = run_tool(
+        ["sh", "-c", "head -c 300000 /dev/zero | tr '\\0' x >&2; echo; echo last >&2"],
+        install_hint="-",
+    )
+    assert noisy.stderr.endswith("last\n") and len(noisy.stderr) == plugin_kit.STDERR_TAIL_BYTES
+    # secrets only in the environment it is given
+    env = run_tool(["sh", "-c", "echo $TOKEN"], env={"TOKEN": "s3cret", "PATH": "/usr/bin:/bin"},
+                   install_hint="-")  # fmt: skip
+    assert env.stdout == "s3cret\n"
+    with pytest.raises(PluginError) as missing:
+        run_tool(["no-such-tool-x"], install_hint="install x-tools")
+    assert missing.value.message == "no-such-tool-x not found on PATH (install x-tools)"
+    assert not missing.value.retryable
+    script = tmp_path / "not-executable"
+    script.write_text("#!/bin/sh\n")
+    with pytest.raises(PluginError) as denied:
+        run_tool([str(script)], install_hint="-")
+    assert denied.value.message == f"{script} cannot be run: Permission denied"
+    with pytest.raises(PluginError) as hung:
+        run_tool(["sleep", "5"], timeout=0.2, install_hint="-")
+    assert hung.value.message == "sleep timed out after 0.2s"
+    assert hung.value.retryable and hung.value.connectivity
+    with pytest.raises(PluginError) as limited:
+        run_tool(["sleep", "5"], timeout=0.2, limit="1 min (x.timeout_minutes)", install_hint="-")
+    assert limited.value.message == "sleep timed out after 1 min (x.timeout_minutes)"
+    assert not limited.value.retryable
+
+
+def test_tool_error_names_the_line_that_says_why_and_masks_secrets() -> None:
+    from backupctl_core.plugin_kit import ToolResult, tool_error
+
+    failed = ToolResult(1, "", "starting\nerror: password pw-42 refused\n")
+    error = tool_error("dumper", failed, secrets=[Secret("pw-42")], permanent=["refused"])
+    assert error.message == f"dumper: error: password {MASK} refused" and not error.retryable
+    lost = tool_error("dumper", ToolResult(2, "", "error: connection refused\n"))
+    assert lost.retryable and lost.connectivity
+    assert tool_error("dumper", ToolResult(-9, "", "")).message == "dumper: killed by signal 9"
+    own = tool_error("pg_dump", ToolResult(1, "", "pg_dump: error: boom\n"), prefixed=False)
+    assert own.message == "pg_dump: error: boom"
+    assert tool_error("x", ToolResult(4, "", ""), prefixed=False).message == "x exited with code 4"

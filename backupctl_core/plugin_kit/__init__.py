@@ -15,12 +15,14 @@ plugin manager, CLI or database driver.
 from __future__ import annotations
 
 import os
+import subprocess
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, TypeVar, get_args
 
 import attrs
 
@@ -34,6 +36,7 @@ __all__ = [
     "RETRYABLE_ERRORS",
     "UNREACHABLE_ERRORS",
     "Progress",
+    "ToolResult",
     "child_env",
     "classify_failure",
     "create_private_file",
@@ -51,8 +54,10 @@ __all__ = [
     "removed_on_failure",
     "report_progress",
     "require_database",
+    "run_tool",
     "stderr_lines",
     "structure_config",
+    "tool_error",
     "tools_check",
 ]
 
@@ -192,9 +197,6 @@ def port_problems(database: DatabaseSettings) -> list[str]:
     return []
 
 
-# -- files -----------------------------------------------------------------------
-
-
 # -- a plugin's config: block ------------------------------------------------------
 
 T = TypeVar("T")
@@ -245,9 +247,10 @@ def structure_config(
 
 
 def _holds_secret(annotation: Any) -> bool:
-    from typing import get_args
-
     return annotation is Secret or Secret in get_args(annotation)
+
+
+# -- files -----------------------------------------------------------------------
 
 
 def open_private_file(path: Path) -> IO[bytes]:
@@ -480,6 +483,97 @@ def classify_failure(
     if _has(lowered, UNREACHABLE_ERRORS) or _has(lowered, connectivity):
         return PluginError(message, retryable=False, connectivity=True)
     return PluginError(message, retryable=False)
+
+
+# -- running a tool ---------------------------------------------------------------
+
+STDERR_TAIL_BYTES = 64 * 1024  # what is kept of a tool's stderr: its end says why it failed
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    returncode: int
+    stdout: str  # "" when it went to a file
+    stderr: str  # its last STDERR_TAIL_BYTES
+
+
+def run_tool(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    stdout: IO[bytes] | int | None = None,
+    cwd: Path | None = None,
+    timeout: float | None = None,
+    limit: str | None = None,
+    install_hint: str,
+) -> ToolResult:
+    """Run one tool the way every plugin should: its secrets only in ``env`` (by
+    default ``child_env()``: no secret of ours at all), never in argv; stdin closed;
+    stderr kept in a temporary file whatever its size (a pipe could fill and hang the
+    tool) and its tail returned; stdout captured as text, or streamed into ``stdout``
+    (a file, or ``subprocess.DEVNULL``).
+
+    Raises a permanent PluginError when the program is missing (naming
+    ``install_hint``) or cannot be run, and when ``timeout`` seconds pass with a
+    ``limit``: the operator's setting that set it, as the message shows it (``1 min
+    (database.dump_timeout_minutes)``); without one it is a hung connection, exit 4. A
+    non-zero exit is returned, not raised: which codes fail is the caller's to say,
+    and ``tool_error`` says why.
+    """
+    name = Path(argv[0]).name
+    with tempfile.TemporaryFile() as errors:
+        try:
+            done = subprocess.run(
+                list(argv), env=dict(env) if env is not None else child_env(), cwd=cwd,
+                stdin=subprocess.DEVNULL, stdout=stdout if stdout is not None else subprocess.PIPE,
+                stderr=errors, timeout=timeout, check=False,
+            )  # fmt: skip
+        except FileNotFoundError:
+            raise PluginError(
+                f"{argv[0]} not found on PATH ({install_hint})", retryable=False
+            ) from None
+        except OSError as error:  # not executable, a broken interpreter line, …
+            raise PluginError(
+                f"{argv[0]} cannot be run: {error.strerror}", retryable=False
+            ) from None
+        except subprocess.TimeoutExpired:  # subprocess.run killed it
+            if limit:
+                raise PluginError(f"{name} timed out after {limit}", retryable=False) from None
+            message = f"{name} timed out after {timeout:g}s"
+            raise PluginError(message, connectivity=True) from None
+        errors.seek(0, os.SEEK_END)
+        errors.seek(max(0, errors.tell() - STDERR_TAIL_BYTES))
+        stderr = errors.read().decode(errors="replace")
+    out = done.stdout.decode(errors="replace") if stdout is None else ""
+    return ToolResult(done.returncode, out, stderr)
+
+
+def tool_error(
+    name: str,
+    result: ToolResult,
+    *,
+    secrets: Iterable[Secret | str | None] = (),
+    describe: Callable[[str], str] = first_error_line,
+    prefixed: bool = True,
+    permanent: Iterable[str] = (),
+    connectivity: Iterable[str] = (),
+    retryable: Iterable[str] = (),
+) -> PluginError:
+    """The one-line PluginError for a tool that failed: the telling line of its stderr
+    (``describe``; the kit's ``first_error_line`` by default) or how it ended, after
+    ``name:`` unless ``prefixed=False`` (for tools whose lines name themselves:
+    ``pg_dump: error: …``), ``secrets`` masked, permanent or retryable by
+    ``classify_failure``."""
+    line = describe(result.stderr)
+    code = result.returncode
+    silent = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+    message = f"{name}: {line or silent}" if prefixed else line or f"{name} {silent}"
+    return classify_failure(
+        mask(message, secrets),
+        permanent=permanent,
+        connectivity=connectivity,
+        retryable=retryable,
+    )
 
 
 def manifest_beside(dump: Path) -> DumpManifest | None:

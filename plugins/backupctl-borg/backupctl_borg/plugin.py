@@ -23,7 +23,6 @@ import os
 import re
 import secrets
 import shutil
-import subprocess
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,15 +41,18 @@ from backupctl_core import (
     hookimpl,
 )
 from backupctl_core.plugin_kit import (
+    ToolResult,
     child_env,
-    classify_failure,
     folder_creation_problem,
-    mask,
+    run_tool,
+    stderr_lines,
+    tool_error,
     tools_check,
 )
 
 TYPE = "borg"
 PROGRAM = "borg"
+INSTALL_HINT = "install borgbackup"
 TIMEOUT_SECONDS = 6 * 3600
 # Failures retrying cannot fix, and those that mean "cannot reach it" (exit code 4).
 PERMANENT = ("passphrase supplied", "is not a valid repository", "permission denied")
@@ -137,37 +139,43 @@ def _run(
     """``borg ARGS``; its stdout. The repository is created when it does not exist."""
     env = environment(project, settings)
     borg_home(settings).mkdir(parents=True, exist_ok=True, mode=0o700)
-    done = subprocess.run(
-        [PROGRAM, *args], env=env, cwd=cwd, capture_output=True, text=True,
-        errors="replace", stdin=subprocess.DEVNULL, timeout=TIMEOUT_SECONDS, check=False,
-    )  # fmt: skip
+    done = _borg(args, env, cwd=cwd)
     if done.returncode in (0, 1):  # 1: warnings (a file changed while read), still stored
         return done.stdout
     if init and "does not exist" in done.stderr:
-        _init(project, settings, env)
+        _init(env)
         return _run(project, settings, args, cwd=cwd, init=False)
-    raise _error(args[0], done.stderr, done.returncode, env)
+    raise _error(args[0], done, env)
 
 
-def _init(project: ProjectSettings, settings: GlobalSettings, env: dict[str, str]) -> None:
-    done = subprocess.run(
-        [PROGRAM, "init", "--encryption=repokey-blake2"], env=env, capture_output=True,
-        text=True, errors="replace", stdin=subprocess.DEVNULL, timeout=600, check=False,
-    )  # fmt: skip
+def _borg(args: Sequence[str], env: dict[str, str], *, cwd: Path | None = None) -> ToolResult:
+    return run_tool(
+        [PROGRAM, *args], env=env, cwd=cwd, timeout=TIMEOUT_SECONDS, install_hint=INSTALL_HINT
+    )
+
+
+def _init(env: dict[str, str]) -> None:
+    done = _borg(["init", "--encryption=repokey-blake2"], env)
     if done.returncode != 0:
-        raise _error("init", done.stderr, done.returncode, env)
+        raise _error("init", done, env)
 
 
 # borg's "Local Exception" report ends with platform lines; the exception says what.
 _EXCEPTION_LINE = re.compile(r"^[\w.]+(?:Error|Exception): ")
 
 
-def _error(command: str, stderr: str, code: int, env: dict[str, str]) -> PluginError:
-    lines = [line for line in stderr.splitlines() if line.strip()]
+def _error_line(stderr: str) -> str:
+    """The exception of a crash report, else borg's last line (its error comes last)."""
+    lines = stderr_lines(stderr)
     crash = [line for line in lines if _EXCEPTION_LINE.match(line)]
-    detail = crash[-1] if crash else lines[-1] if lines else f"exit code {code}"
-    text = mask(f"borg {command}: {detail}", [env.get("BORG_PASSPHRASE")])
-    return classify_failure(text, permanent=PERMANENT, connectivity=UNREACHABLE)
+    return crash[-1] if crash else lines[-1] if lines else ""
+
+
+def _error(command: str, done: ToolResult, env: dict[str, str]) -> PluginError:
+    return tool_error(
+        f"borg {command}", done, secrets=[env.get("BORG_PASSPHRASE")], describe=_error_line,
+        permanent=PERMANENT, connectivity=UNREACHABLE,
+    )  # fmt: skip
 
 
 # -- hooks -----------------------------------------------------------------------
@@ -193,7 +201,7 @@ def backupctl_validate_config(project: ProjectSettings, settings: GlobalSettings
 
 @hookimpl
 def backupctl_check(project: ProjectSettings, settings: GlobalSettings) -> list[CheckResult]:
-    tools = tools_check([PROGRAM], "install borgbackup")
+    tools = tools_check([PROGRAM], INSTALL_HINT)
     if tools.status == "fail":
         return [tools]
     if not settings.ssh.host and not Path(repository(project, settings)).exists():
@@ -311,12 +319,9 @@ def backupctl_prune(
     if len(args) == 4:
         return PruneResult(snapshots_removed=0, space_reclaimed=False)  # nothing to apply
     env = environment(project, settings)
-    done = subprocess.run(
-        [PROGRAM, *args], env=env, capture_output=True, text=True, errors="replace",
-        stdin=subprocess.DEVNULL, timeout=TIMEOUT_SECONDS, check=False,
-    )  # fmt: skip
+    done = _borg(args, env)
     if done.returncode not in (0, 1):
-        raise _error("prune", done.stderr, done.returncode, env)
+        raise _error("prune", done, env)
     removed = sum(1 for line in done.stderr.splitlines() if line.startswith("Pruning archive"))
     compact = reclaim is Reclaim.YES or (reclaim is Reclaim.IF_FORGOTTEN and removed > 0)
     if compact:

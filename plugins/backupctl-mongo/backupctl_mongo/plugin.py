@@ -43,22 +43,22 @@ from backupctl_core import (
     hookimpl,
 )
 from backupctl_core.plugin_kit import (
-    child_env,
-    classify_failure,
+    ToolResult,
     create_private_file,
     database_of,
-    mask,
     missing_keys,
     open_private_file,
     port_problems,
-    read_captured,
     removed_on_failure,
     require_database,
+    run_tool,
     stderr_lines,
+    tool_error,
     tools_check,
 )
 
 TYPE = "mongo"
+INSTALL_HINT = "install the MongoDB Database Tools"
 FORMAT = "mongo-archive-gzip"
 EXTENSION = ".archive.gz"
 DEFAULT_PORT = 27017
@@ -142,7 +142,7 @@ def backupctl_check(project: ProjectSettings, settings: GlobalSettings) -> list[
     db = database_of(project, TYPE)
     if db is None:
         return []
-    tools = tools_check(["mongodump", "mongorestore"], "install the MongoDB Database Tools")
+    tools = tools_check(["mongodump", "mongorestore"], INSTALL_HINT)
     if tools.status == "fail":
         return [tools]
     where = f"{db.host}:{db.port or DEFAULT_PORT}"
@@ -232,44 +232,25 @@ def _run(
     tool: str, args: list[str], db: DatabaseSettings, limit_minutes: int | None = None
 ) -> None:
     """Run mongodump/mongorestore with the credentials; PluginError unless it exits 0."""
-    with _config_file(db) as config, tempfile.TemporaryFile() as errors:
+    with _config_file(db) as config:
         argv = [tool, *config, *_connection_args(db), *args]
-        try:
-            code = subprocess.run(
-                argv,
-                env=child_env(),  # the password is in the --config file, nothing else secret
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=errors,
-                timeout=limit_minutes * 60 if limit_minutes else None,
-            ).returncode
-        except FileNotFoundError:
-            raise PluginError(
-                f"{tool} not found on PATH (install the MongoDB Database Tools)", retryable=False
-            ) from None
-        except subprocess.TimeoutExpired:  # subprocess.run killed it
-            raise PluginError(
-                f"{tool} timed out after {limit_minutes} min (database.dump_timeout_minutes)",
-                retryable=False,
-            ) from None
-        if code != 0:
-            raise _error(tool, code, read_captured(errors), db)
+        # the password is in the --config file, nothing else secret: the default env
+        result = run_tool(
+            argv, stdout=subprocess.DEVNULL, install_hint=INSTALL_HINT,
+            timeout=limit_minutes * 60 if limit_minutes else None,
+            limit=f"{limit_minutes} min (database.dump_timeout_minutes)" if limit_minutes else None,
+        )  # fmt: skip
+    if result.returncode != 0:
+        raise _error(tool, result, db)
 
 
 def _gunzip(path: Path, out: IO[bytes] | None) -> None:
     """Decompress ``path`` into ``out``, or only test it (``gzip -t``) when ``out`` is None."""
     argv = ["gzip", "-dc" if out is not None else "-t", "--", str(path)]
-    with tempfile.TemporaryFile() as errors:
-        code = subprocess.run(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out or subprocess.DEVNULL,
-            stderr=errors,
-            env=child_env(),
-        ).returncode
-        if code != 0:
-            problem = _first_error_line(read_captured(errors)) or f"gzip exited with code {code}"
-            raise PluginError(f"{path.name} is not a valid gzip file: {problem}", retryable=False)
+    result = run_tool(argv, stdout=out or subprocess.DEVNULL, install_hint="install gzip")
+    if result.returncode != 0:
+        problem = _first_error_line(result.stderr) or f"gzip exited with code {result.returncode}"
+        raise PluginError(f"{path.name} is not a valid gzip file: {problem}", retryable=False)
 
 
 def _first_error_line(stderr: str) -> str:
@@ -288,10 +269,8 @@ def _first_error_line(stderr: str) -> str:
     return lines[-1] if lines else ""
 
 
-def _error(tool: str, returncode: int, stderr: str, db: DatabaseSettings) -> PluginError:
-    detail = _first_error_line(stderr) or f"exited with code {returncode}"
-    return classify_failure(
-        mask(f"{tool}: {detail}", [db.password]),
-        permanent=PERMANENT_ERRORS,
-        connectivity=CONNECTIVITY_ERRORS,
-    )
+def _error(tool: str, result: ToolResult, db: DatabaseSettings) -> PluginError:
+    return tool_error(
+        tool, result, secrets=[db.password], describe=_first_error_line,
+        permanent=PERMANENT_ERRORS, connectivity=CONNECTIVITY_ERRORS,
+    )  # fmt: skip

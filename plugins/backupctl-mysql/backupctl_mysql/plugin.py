@@ -59,23 +59,25 @@ from backupctl_core import (
     hookimpl,
 )
 from backupctl_core.plugin_kit import (
+    ToolResult,
     child_env,
-    classify_failure,
     database_of,
     failed_database_check,
     first_error_line,
     manifest_beside,
-    mask,
     missing_keys,
     open_private_file,
     port_problems,
     read_captured,
     removed_on_failure,
     require_database,
+    run_tool,
+    tool_error,
     tools_check,
 )
 
 TYPE = "mysql"
+INSTALL_HINT = "Debian: apt-get install mariadb-client gzip"
 SECONDS_PER_MINUTE = 60  # dump_timeout_minutes' unit (a test shortens it)
 FORMAT = "mysql-sql-gzip"
 EXTENSION = ".sql.gz"
@@ -373,8 +375,7 @@ def _start(
         return subprocess.Popen(argv, env=env, **kwargs)
     except FileNotFoundError:
         raise PluginError(
-            f"{argv[0]} not found on PATH (Debian: apt-get install mariadb-client gzip)",
-            retryable=False,
+            f"{argv[0]} not found on PATH ({INSTALL_HINT})", retryable=False
         ) from None
 
 
@@ -484,17 +485,10 @@ def _version_specific_options(db: DatabaseSettings) -> list[str]:
     ``--dump-history`` (MariaDB 10.11+) when the database has system-versioned
     tables, whose history a dump would otherwise drop."""
     try:
-        help_text = subprocess.run(
-            ["mysqldump", "--no-defaults", "--help"],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=30,
-            check=False,
-            env=child_env(),
+        help_text = run_tool(
+            ["mysqldump", "--no-defaults", "--help"], timeout=30, install_hint=INSTALL_HINT
         ).stdout
-    except (OSError, subprocess.TimeoutExpired):
+    except PluginError:
         return []  # the dump itself reports a missing mysqldump
     options = [option for flag, option in IF_SUPPORTED.items() if flag in help_text]
     if "--dump-history" in help_text and _has_versioned_tables(db):
@@ -521,13 +515,7 @@ def _quote_name(name: str) -> str:
 
 def _error(tool: str, returncode: int, stderr: str, db: DatabaseSettings) -> PluginError:
     """A one-line PluginError without the password, permanent or retryable by its text."""
-    message = first_error_line(stderr)  # the first line saying "error", else the first line
-    if not message:
-        message = (
-            f"{tool} killed by signal {-returncode}"
-            if returncode < 0
-            else f"{tool} exited with code {returncode}"
-        )
-    return classify_failure(
-        mask(message, [db.password]), permanent=PERMANENT_ERRORS, connectivity=CONNECTIVITY_ERRORS
-    )
+    return tool_error(
+        tool, ToolResult(returncode, "", stderr), secrets=[db.password], prefixed=False,
+        permanent=PERMANENT_ERRORS, connectivity=CONNECTIVITY_ERRORS,
+    )  # fmt: skip

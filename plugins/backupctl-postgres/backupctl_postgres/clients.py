@@ -10,16 +10,17 @@ import glob
 import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
-from backupctl_core import DatabaseSettings
-from backupctl_core.plugin_kit import child_env
+from backupctl_core import DatabaseSettings, PluginError
+from backupctl_core.plugin_kit import run_tool
 
 # Where Debian, Ubuntu and apt.postgresql.org install each major's client tools side
 # by side (PATH's pg_dump there is pg_wrapper); a test points it at stand-ins.
 VERSIONED_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 VERSION_TIMEOUT_SECONDS = 10
+
+INSTALL_HINT = "install postgresql-client"
 
 
 def installed(tool: str) -> list[tuple[int, Path]]:
@@ -60,17 +61,8 @@ def pg_restore_tool(db: DatabaseSettings | None) -> str:
 def version_of(tool: str) -> str:
     """``16.2`` from ``pg_dump --version`` ("pg_dump (PostgreSQL) 16.2 (Debian …)"), or ""."""
     try:
-        done = subprocess.run(
-            [tool, "--version"],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=VERSION_TIMEOUT_SECONDS,
-            check=False,
-            env=child_env(),
-        )
-    except (OSError, subprocess.TimeoutExpired):
+        done = run_tool([tool, "--version"], timeout=VERSION_TIMEOUT_SECONDS, install_hint="")
+    except PluginError:
         return ""
     found = re.search(r"\(PostgreSQL\) (\S+)", done.stdout) if done.returncode == 0 else None
     return found[1] if found else ""

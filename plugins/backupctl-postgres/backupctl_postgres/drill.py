@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from backupctl_core import DatabaseSettings, DumpManifest, PluginError, ProjectSettings
-from backupctl_core.plugin_kit import child_env, first_error_line, mask, read_captured
+from backupctl_core.plugin_kit import child_env, first_error_line, mask, read_captured, run_tool
 from backupctl_postgres import clients
+from backupctl_postgres.clients import INSTALL_HINT
 
 log = logging.getLogger("backupctl.postgres")
 CHUNK = 1 << 20
@@ -112,15 +113,7 @@ def dump_manifest(dump: Path, db: DatabaseSettings) -> DumpManifest:
 
 def _listing(pg_restore: str, dump: Path) -> str:
     """``pg_restore --list``: the versions in its header, an owner ending each entry."""
-    return subprocess.run(
-        [pg_restore, "--list", str(dump)],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        errors="replace",
-        check=False,
-        env=child_env(),
-    ).stdout
+    return run_tool([pg_restore, "--list", str(dump)], install_hint=INSTALL_HINT).stdout
 
 
 def _owners(listing: str) -> set[str]:
@@ -290,17 +283,9 @@ class PostgresScratchDatabase:
         own = {"PGCONNECT_TIMEOUT": str(CONNECT_TIMEOUT_SECONDS)}
         if self.password is not None:
             own["PGPASSWORD"] = self.password
-        result = subprocess.run(
-            argv,
-            env=child_env(own, prefixes=["PG"]),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            errors="replace",
-            check=False,
-        )
-        if result.returncode != 0:
+        env = child_env(own, prefixes=["PG"])
+        result = run_tool(argv, env=env, stdout=subprocess.DEVNULL, install_hint=INSTALL_HINT)
+        if result.returncode != 0:  # the drill's import failed: no retry makes it pass
             line = first_error_line(result.stderr, ("error:", "ERROR:"), ignore_case=False)
             message = line or f"{argv[0]} exited {result.returncode}"
             raise PluginError(mask(message, [self.password]), retryable=False)

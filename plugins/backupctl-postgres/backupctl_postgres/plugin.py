@@ -58,19 +58,20 @@ from backupctl_core import (
     hookimpl,
 )
 from backupctl_core.plugin_kit import (
+    ToolResult,
     child_env,
-    classify_failure,
     create_private_file,
     database_of,
     failed_database_check,
     first_error_line,
     manifest_beside,
-    mask,
     missing_keys,
     port_problems,
     read_captured,
     removed_on_failure,
     require_database,
+    run_tool,
+    tool_error,
     tools_check,
 )
 from backupctl_postgres import clients, drill
@@ -84,7 +85,7 @@ DEFAULT_PORT = 5432
 CONNECT_TIMEOUT_SECONDS = 10
 SECONDS_PER_MINUTE = 60  # dump_timeout_minutes' unit (a test shortens it)
 
-INSTALL_HINT = "install postgresql-client"
+INSTALL_HINT = clients.INSTALL_HINT
 
 # pg_dump's refusal, e.g. "pg_dump: detail: server version: 16.2 (Debian 16.2-1);
 # pg_dump version: 15.6 (Debian 15.6-0+deb12u1)" (PostgreSQL 14 and older: "error:").
@@ -147,7 +148,7 @@ def backupctl_dump(
     if not project.compression.enabled:
         argv.insert(2, "--compress=0")  # restic deduplicates and compresses it instead
     with removed_on_failure(path):
-        result = _run(argv, db, stdout=subprocess.DEVNULL, limit_minutes=db.dump_timeout_minutes)
+        result = _run(argv, db, limit_minutes=db.dump_timeout_minutes)
         mismatch = MISMATCH.search(result.stderr) if result.returncode != 0 else None
         if mismatch:
             # Too old for this server: once more with an installed pg_dump that fits.
@@ -157,11 +158,9 @@ def backupctl_dump(
                 raise PluginError(_mismatch_message(db, server, client), retryable=False)
             log.info("pg_dump %s is older than the server (%s): using %s", client, server, newer)
             argv[0] = str(newer)
-            result = _run(
-                argv, db, stdout=subprocess.DEVNULL, limit_minutes=db.dump_timeout_minutes
-            )
+            result = _run(argv, db, limit_minutes=db.dump_timeout_minutes)
         if result.returncode != 0:
-            raise _error("pg_dump", result.returncode, result.stderr, db)
+            raise _error("pg_dump", result, db)
     return DumpArtifact(path=path, size_bytes=path.stat().st_size, format=FORMAT)
 
 
@@ -244,13 +243,12 @@ def _login_check(db: DatabaseSettings) -> tuple[CheckResult, str]:
         result = _run(
             [*argv, "--command=SHOW server_version", *_connection_args(db)],
             db,
-            stdout=subprocess.PIPE,
             timeout=3 * CONNECT_TIMEOUT_SECONDS,
         )
     except PluginError as exc:
         return failed_database_check(exc), ""
     if result.returncode != 0:
-        return failed_database_check(_error("psql", result.returncode, result.stderr, db)), ""
+        return failed_database_check(_error("psql", result, db)), ""
     server = result.stdout.strip()
     detail = f"postgres {where} reachable, login ok" + (f", server {server}" if server else "")
     return CheckResult("database", "pass", detail), server
@@ -437,21 +435,7 @@ def _restore_entry_to_null(db: DatabaseSettings | None, dump: Path, list_line: b
 
 def _pg_restore(db: DatabaseSettings | None, args: list[str]) -> str:
     """``pg_restore ARGS`` on local files (no server): its error line, or "" when it worked."""
-    try:
-        result = subprocess.run(
-            [clients.pg_restore_tool(db), *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            errors="replace",
-            check=False,
-            env=child_env(),
-        )
-    except FileNotFoundError:
-        raise PluginError(
-            f"pg_restore not found on PATH ({INSTALL_HINT})", retryable=False
-        ) from None
+    result = run_tool([clients.pg_restore_tool(db), *args], install_hint=INSTALL_HINT)
     if result.returncode == 0:
         return ""
     return _first_error_line(result.stderr) or f"pg_restore exited {result.returncode}"
@@ -502,40 +486,21 @@ def _run(
     argv: list[str],
     db: DatabaseSettings,
     *,
-    stdout: int,
     timeout: float | None = None,
     limit_minutes: int | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """Run a PostgreSQL client tool; stderr is captured for the error message.
+) -> ToolResult:
+    """Run a PostgreSQL client tool with this database's password in its environment.
 
     ``timeout``: a connection check that hangs (retryable); ``limit_minutes``: the
     operator's ``dump_timeout_minutes``, after which the tool is killed for good.
     """
+    limit = None
     if limit_minutes:
         timeout = limit_minutes * SECONDS_PER_MINUTE
-    try:
-        return subprocess.run(
-            argv,
-            env=_environment(db),
-            stdin=subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=subprocess.PIPE,
-            text=True,
-            errors="replace",
-            check=False,
-            timeout=timeout,
-        )
-    except FileNotFoundError:
-        raise PluginError(
-            f"{argv[0]} not found on PATH ({INSTALL_HINT})", retryable=False
-        ) from None
-    except subprocess.TimeoutExpired:  # subprocess.run killed it (pg_dump has no children)
-        if limit_minutes:
-            raise PluginError(
-                f"{argv[0]} timed out after {limit_minutes} min (database.dump_timeout_minutes)",
-                retryable=False,
-            ) from None
-        raise PluginError(f"{argv[0]} timed out after {timeout:g}s", connectivity=True) from None
+        limit = f"{limit_minutes} min (database.dump_timeout_minutes)"
+    return run_tool(
+        argv, env=_environment(db), timeout=timeout, limit=limit, install_hint=INSTALL_HINT
+    )
 
 
 def _first_error_line(stderr: str) -> str:
@@ -543,9 +508,9 @@ def _first_error_line(stderr: str) -> str:
     return first_error_line(stderr, ("error:", "FATAL:"), ignore_case=False)
 
 
-def _error(tool: str, returncode: int, stderr: str, db: DatabaseSettings) -> PluginError:
+def _error(tool: str, result: ToolResult, db: DatabaseSettings) -> PluginError:
     """A one-line PluginError without the password, permanent or retryable by its text."""
-    message = _first_error_line(stderr) or f"{tool} exited with code {returncode}"
-    return classify_failure(
-        mask(message, [db.password]), permanent=PERMANENT_ERRORS, connectivity=CONNECTIVITY_ERRORS
-    )
+    return tool_error(
+        tool, result, secrets=[db.password], describe=_first_error_line, prefixed=False,
+        permanent=PERMANENT_ERRORS, connectivity=CONNECTIVITY_ERRORS,
+    )  # fmt: skip
