@@ -18,6 +18,7 @@ import pytest
 from backupctl_core.testing.fixtures_pg import PgDatabase
 from backupctl_core.testing.mariadb import MariaDb, MysqlDatabase, quote_string
 from backupctl_core.testing.pgcluster import PgCluster
+from backupctl_core.testing.sftp import SftpServer
 from tests.support.sqlite_demo import make_sqlite_db, sqlite_project
 from tests.support.workspace import Workspace
 from tests.test_roundtrip import (  # noqa: F401 - fixtures used by name
@@ -296,3 +297,49 @@ def test_postgres_drill_imports_on_the_drill_server_not_as_the_backup_user(
         assert drill_password not in json.dumps(report)
     finally:
         pg_scram.drop_role(drill_user)
+
+
+# == Another storage backend =============================================================
+
+
+def test_postgres_on_borg_over_ssh_runs_prunes_restores_and_drills(
+    pg_scram: PgCluster,
+    pg_source: PgDatabase,  # noqa: F811 - the fixture imported above
+    borg_ssh_server: SftpServer,
+    tmp_path: Path,
+) -> None:
+    """storage: {type: borg} on a host that only runs ``borg serve`` (a storage box's
+    borg port): two runs, keep_last 1 prunes the first archive, a restore brings the
+    dump back, and a drill imports it into a scratch database with every row."""
+    from ruamel.yaml import YAML
+
+    db = pg_source
+    database = {"type": "postgres", "host": db.host, "port": db.port, "name": db.name}
+    ws, _ = make_workspace(tmp_path, {**database, "user": db.user}, db.password, "combined",
+                           ssh=borg_ssh_server)  # fmt: skip
+    data = YAML().load(ws.config_path.read_text())
+    project = data["projects"][0]
+    repo = project.pop("restic")["repository_path"]
+    project["storage"] = {"type": "borg", "config": {"repository_path": repo}}
+    project["retention"] = {"keep_last": 1, "keep_daily": 0, "keep_weekly": 0,
+                            "keep_monthly": 0, "prune_interval": "0"}  # fmt: skip
+    ws.write_config([project])
+    plugins = {p["name"]: p for p in json.loads(ok(ws, "plugins", "--json"))}
+    assert {"storage:borg", "storage:restic"} <= {
+        kind for p in plugins.values() for kind in p["provides"]
+    }
+
+    ok(ws, "run", PROJECT)
+    ok(ws, "run", PROJECT)
+
+    (archive,) = json.loads(ok(ws, "snapshots", PROJECT, "--json"))  # keep_last 1
+    (newest, _first) = json.loads(ok(ws, "logs", PROJECT, "--json"))
+    assert newest["snapshot_id"] == archive["id"] and newest["prune_snapshots_removed"] == 1
+    target = tmp_path / "restored"
+    ok(ws, "restore", PROJECT, "latest", str(target), "--only", "db")
+    assert len(list(target.rglob(f"{PROJECT}_backup_*.dump"))) == 1  # and its manifest
+    code, report = drill_json(ws)
+    assert code == 0, report["checks"]
+    assert checks(report)["rows"] == ("pass", "5 table(s), 12543 row(s) as in the dump")
+    assert pg_scratch_databases(pg_scram, db) == []
+    nothing_left(ws)

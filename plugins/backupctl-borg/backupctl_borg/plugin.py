@@ -25,7 +25,7 @@ import secrets
 import shutil
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from backupctl_core import (
     CacheInfo,
@@ -276,6 +276,26 @@ def _archive(project: ProjectSettings, settings: GlobalSettings, snapshot_id: st
     if not snapshots:
         raise PluginError(f"borg: no archive of {project.name} yet", retryable=False)
     return snapshots[0].id
+
+
+@hookimpl
+def backupctl_snapshot_stats(
+    project: ProjectSettings, settings: GlobalSettings, snapshot_id: str
+) -> tuple[int, int]:
+    """What ``borg extract`` of the whole archive writes: its items, plus the parent
+    folders of its absolute paths that extract creates (a drill counts those too),
+    and the bytes of its regular files."""
+    archive = _archive(project, settings, snapshot_id)
+    out = _run(project, settings, ["list", "--json-lines", f"::{archive}"])
+    items: set[PurePosixPath] = set()
+    size = 0
+    for line in filter(None, out.splitlines()):
+        item = json.loads(line)
+        items.add(PurePosixPath(item["path"]))
+        if item.get("type") == "-":
+            size += int(item.get("size") or 0)
+    parents = {parent for path in items for parent in path.parents} - {PurePosixPath(".")}
+    return len(items | parents), size
 
 
 @hookimpl
