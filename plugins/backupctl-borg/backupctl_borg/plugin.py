@@ -27,6 +27,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
+from attrs import frozen
+
 from backupctl_core import (
     CacheInfo,
     CheckResult,
@@ -36,6 +38,7 @@ from backupctl_core import (
     ProjectSettings,
     PruneResult,
     Reclaim,
+    Secret,
     Snapshot,
     SyncResult,
     hookimpl,
@@ -46,6 +49,7 @@ from backupctl_core.plugin_kit import (
     folder_creation_problem,
     run_tool,
     stderr_lines,
+    structure_config,
     tool_error,
     tools_check,
 )
@@ -62,15 +66,34 @@ UNREACHABLE = ("connection closed by remote host", "could not resolve", "connect
 # -- settings -----------------------------------------------------------------------
 
 
-def _config(project: ProjectSettings) -> dict[str, object]:
-    return dict(project.storage.config)
+@frozen
+class BorgConfig:
+    """``storage.config`` of a borg project."""
+
+    repository_path: str
+    password: Secret | None = None  # else RESTIC_PASSWORD: one repository secret per project
+
+
+WHERE = "storage.config"
+
+
+def read_config(project: ProjectSettings) -> tuple[BorgConfig | None, list[str]]:
+    config, problems = structure_config(BorgConfig, project.storage.config, WHERE)
+    if config is not None and not config.repository_path.strip():
+        return None, [f"{WHERE}.repository_path: must not be empty"]
+    return config, problems
+
+
+def _config(project: ProjectSettings) -> BorgConfig:
+    config, problems = read_config(project)
+    if config is None:
+        raise PluginError("; ".join(problems), retryable=False)
+    return config
 
 
 def repository(project: ProjectSettings, settings: GlobalSettings) -> str:
     """The repository borg is given (``BORG_REPO``): a local path or an ssh:// URL."""
-    path = str(_config(project).get("repository_path") or "").strip()
-    if not path:
-        raise PluginError("storage.config.repository_path: must not be empty", retryable=False)
+    path = _config(project).repository_path.strip()
     ssh = settings.ssh
     if not ssh.host:
         return str(Path(path).expanduser().absolute())
@@ -79,16 +102,16 @@ def repository(project: ProjectSettings, settings: GlobalSettings) -> str:
     return f"ssh://{login}:{ssh.port}{path if path.startswith('/') else '/./' + path}"
 
 
+NO_PASSPHRASE = f"{WHERE}.password: not set, and RESTIC_PASSWORD is not set in .env"
+
+
 def passphrase(project: ProjectSettings, settings: GlobalSettings) -> str:
-    value = _config(project).get("password")
-    if value:
-        return str(value.reveal() if hasattr(value, "reveal") else value)
+    value = _config(project).password
+    if value is not None:
+        return value.reveal()
     if settings.restic_password is not None:
         return settings.restic_password.reveal()
-    raise PluginError(
-        "storage.config.password: not set, and RESTIC_PASSWORD is not set in .env",
-        retryable=False,
-    )
+    raise PluginError(NO_PASSPHRASE, retryable=False)
 
 
 def borg_home(settings: GlobalSettings) -> Path:
@@ -188,14 +211,12 @@ def backupctl_plugin_types() -> list[PluginType]:
 
 @hookimpl
 def backupctl_validate_config(project: ProjectSettings, settings: GlobalSettings) -> list[str]:
-    problems = []
-    config = _config(project)
-    if not str(config.get("repository_path") or "").strip():
-        problems.append("storage.config.repository_path: required for storage type borg")
-    unknown = sorted(set(config) - {"repository_path", "password"})
-    problems += [f"storage.config.{key}: unknown key for borg" for key in unknown]
-    if not config.get("password") and settings.restic_password is None:
-        problems.append("storage.config.password: not set, and RESTIC_PASSWORD is not set in .env")
+    if project.storage.type != TYPE:
+        return []
+    problems = read_config(project)[1]
+    given = project.storage.config.get("password")  # a Secret or text; blank is not set
+    if settings.restic_password is None and not str(given or "").strip():
+        problems.append(NO_PASSPHRASE)
     return problems
 
 

@@ -64,15 +64,23 @@ def test_repository_passphrase_and_environment() -> None:
     env = plugin.environment(own, ssh)
     assert env["BORG_PASSPHRASE"] == "own-pw" and "BatchMode=yes" in env["BORG_RSH"]
     assert "StrictHostKeyChecking=yes" in env["BORG_RSH"]
+    no_secret = make_project("x", storage=_storage({"repository_path": "/r"}))
     with pytest.raises(PluginError, match="RESTIC_PASSWORD is not set"):
+        plugin.passphrase(no_secret, GlobalSettings())
+    with pytest.raises(PluginError, match="repository_path: required key missing"):
         plugin.passphrase(make_project("x", storage=_storage({})), GlobalSettings())
 
 
 def test_validate_config_names_what_is_missing() -> None:
     bare = make_project("shop", storage=_storage({"repositry_path": "/x"}))
     assert plugin.backupctl_validate_config(project=bare, settings=GlobalSettings()) == [
-        "storage.config.repository_path: required for storage type borg",
-        "storage.config.repositry_path: unknown key for borg",
+        "storage.config.repository_path: required key missing",
+        "storage.config: unknown key(s): repositry_path (did you mean repository_path?)",
+        "storage.config.password: not set, and RESTIC_PASSWORD is not set in .env",
+    ]
+    wrong = make_project("shop", storage=_storage({"repository_path": ["/x"], "password": " "}))
+    assert plugin.backupctl_validate_config(project=wrong, settings=GlobalSettings()) == [
+        "storage.config.repository_path: expected a string, got ['/x']",
         "storage.config.password: not set, and RESTIC_PASSWORD is not set in .env",
     ]
 
@@ -81,7 +89,6 @@ def _storage(config: dict[str, object]) -> StorageSettings:
     return StorageSettings(type="borg", config=config)
 
 
-@pytest.mark.e2e
 def test_a_repository_that_cannot_be_created_fails_the_check(tmp_path: Path) -> None:
     """The first backup creates the repository: the check says whether it can."""
     blocker = tmp_path / "a-file"
@@ -108,6 +115,7 @@ def test_a_borg_crash_is_reported_by_its_exception_not_its_last_line(tmp_path: P
     assert raised.value.message == f"borg list: {crash}"
 
 
+@pytest.mark.e2e
 def test_run_snapshots_prune_restore_end_to_end(
     backupctl_workspace: BackupctlWorkspace, shop_db: Path, tmp_path: Path
 ) -> None:
