@@ -6,6 +6,7 @@ pg_dump up to its own major, so the newest installed one reads them all.
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import re
@@ -59,9 +60,24 @@ def pg_restore_tool(db: DatabaseSettings | None) -> str:
 
 
 def version_of(tool: str) -> str:
-    """``16.2`` from ``pg_dump --version`` ("pg_dump (PostgreSQL) 16.2 (Debian …)"), or ""."""
+    """``16.2`` from ``pg_dump --version`` ("pg_dump (PostgreSQL) 16.2 (Debian …)"), or "".
+
+    Asked once per program file (path and modification time): a run asks it for
+    pg_restore several times, ~35 ms each."""
+    path = shutil.which(tool)
+    if path is None:
+        return ""
     try:
-        done = run_tool([tool, "--version"], timeout=VERSION_TIMEOUT_SECONDS, install_hint="")
+        stamp = os.stat(path).st_mtime_ns
+    except OSError:
+        return ""
+    return _version_of(path, stamp)
+
+
+@functools.lru_cache(maxsize=32)
+def _version_of(path: str, _stamp: int) -> str:
+    try:
+        done = run_tool([path, "--version"], timeout=VERSION_TIMEOUT_SECONDS, install_hint="")
     except PluginError:
         return ""
     found = re.search(r"\(PostgreSQL\) (\S+)", done.stdout) if done.returncode == 0 else None

@@ -16,7 +16,9 @@ import logging
 import re
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -76,11 +78,43 @@ def _end_of_data(buffer: bytes, position: int) -> int:
     return found + 1 if found >= 0 else -1
 
 
+# database_options read while pg_dump runs (a psycopg import and a connection, ~0.1 s
+# the run would otherwise wait for), by dump file; dump_manifest takes it.
+_options_reading: dict[Path, Future[dict[str, Any]]] = {}
+_options_lock = threading.Lock()
+
+
+def read_options_during_dump(dump: Path, db: DatabaseSettings) -> None:
+    future: Future[dict[str, Any]] = Future()
+    with _options_lock:
+        _options_reading[dump] = future
+
+    def read() -> None:
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(database_options(db))
+        except BaseException as error:  # raised again where the manifest is made
+            future.set_exception(error)
+
+    threading.Thread(target=read, name="postgres database options", daemon=True).start()
+
+
+def forget_options(dump: Path) -> None:
+    """The dump failed: no manifest will take what was read."""
+    with _options_lock:
+        _options_reading.pop(dump, None)
+
+
 def dump_manifest(dump: Path, db: DatabaseSettings) -> DumpManifest:
     pg_restore = clients.pg_restore_tool(db)  # reads what the chosen pg_dump wrote
     listing = _listing(pg_restore, dump)
     versions = {m.group(1): m.group(2) for m in VERSION_LINE.finditer(listing)}
-    options = database_options(db)
+    with _options_lock:
+        reading = _options_reading.pop(dump, None)
+    options = reading.result() if reading is not None else database_options(db)
+    if "unreadable" in options:
+        log.warning("database settings of %s not recorded: %s", db.name, options["unreadable"])
+        options = {}
     options["roles"] = sorted(_owners(listing))
     if db.include_roles:  # asked for: a dump without them fails rather than surprises
         options["roles_sql"] = role_statements(db)
@@ -189,7 +223,8 @@ def _first_line(error: Exception, password: str | None) -> str:
 def database_options(db: DatabaseSettings) -> dict[str, Any]:
     """What only ``pg_dump --create`` would keep: encoding, locale, the database's
     comment and its ``ALTER DATABASE … SET`` settings (per role too). Read from the
-    server right after the dump; an error leaves them out, with a warning."""
+    server while the dump runs; when that fails, ``{"unreadable": why}``: the
+    manifest leaves them out, with a warning."""
     import psycopg
 
     password = db.password.reveal() if db.password else None
@@ -213,8 +248,7 @@ def database_options(db: DatabaseSettings) -> dict[str, Any]:
             ).fetchall()
     except psycopg.Error as error:
         text = mask(str(error).strip().splitlines()[0] if str(error).strip() else "", [password])
-        log.warning("database settings of %s not recorded: %s", db.name, text)
-        return {}
+        return {"unreadable": text}  # said by dump_manifest: a failed dump says it already
     return {
         "encoding": encoding,
         "lc_collate": collate,

@@ -147,21 +147,31 @@ def backupctl_dump(
     argv += _connection_args(db)
     if not project.compression.enabled:
         argv.insert(2, "--compress=0")  # restic deduplicates and compresses it instead
+    drill.read_options_during_dump(path, db)  # on another thread, for the manifest
     with removed_on_failure(path):
-        result = _run(argv, db, limit_minutes=db.dump_timeout_minutes)
-        mismatch = MISMATCH.search(result.stderr) if result.returncode != 0 else None
-        if mismatch:
-            # Too old for this server: once more with an installed pg_dump that fits.
-            server, client = mismatch[1].strip(), mismatch[2].strip()
-            newer = None if db.pg_dump_path else clients.fitting_pg_dump(clients.major(server))
-            if newer is None:
-                raise PluginError(_mismatch_message(db, server, client), retryable=False)
-            log.info("pg_dump %s is older than the server (%s): using %s", client, server, newer)
-            argv[0] = str(newer)
-            result = _run(argv, db, limit_minutes=db.dump_timeout_minutes)
-        if result.returncode != 0:
-            raise _error("pg_dump", result, db)
+        try:
+            _dump(argv, db)
+        except BaseException:
+            drill.forget_options(path)
+            raise
     return DumpArtifact(path=path, size_bytes=path.stat().st_size, format=FORMAT)
+
+
+def _dump(argv: list[str], db: DatabaseSettings) -> None:
+    """``pg_dump``; when it is too old for the server, once more with an installed
+    pg_dump that fits."""
+    result = _run(argv, db, limit_minutes=db.dump_timeout_minutes)
+    mismatch = MISMATCH.search(result.stderr) if result.returncode != 0 else None
+    if mismatch:
+        server, client = mismatch[1].strip(), mismatch[2].strip()
+        newer = None if db.pg_dump_path else clients.fitting_pg_dump(clients.major(server))
+        if newer is None:
+            raise PluginError(_mismatch_message(db, server, client), retryable=False)
+        log.info("pg_dump %s is older than the server (%s): using %s", client, server, newer)
+        argv[0] = str(newer)
+        result = _run(argv, db, limit_minutes=db.dump_timeout_minutes)
+    if result.returncode != 0:
+        raise _error("pg_dump", result, db)
 
 
 @hookimpl

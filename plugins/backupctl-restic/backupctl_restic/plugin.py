@@ -35,6 +35,7 @@ from backupctl_core import (
     hookimpl,
 )
 from backupctl_core.plugin_kit import folder_creation_problem, tools_check
+from backupctl_restic import listing
 from backupctl_restic.output import (
     BackupProgress,
     count_removed,
@@ -101,6 +102,20 @@ def backupctl_sync(
     # The original tool's database.dump_timeout_minutes limits the upload too.
     limit = project.database.dump_timeout_minutes if project.database else None
     limit_seconds = limit * SECONDS_PER_MINUTE if limit else None
+    key = (restic.repository, project.name)
+    listing.start(key, lambda: _list(Restic(project, settings), project))
+    try:
+        result = _backup(restic, backup, limit, limit_seconds)
+    except BaseException:
+        listing.discard(key)
+        raise
+    listing.written(key, all_tags)
+    return result
+
+
+def _backup(
+    restic: Restic, backup: list[str], limit: int | None, limit_seconds: float | None
+) -> SyncResult:
     progress = BackupProgress()
     run = restic.run(backup, progress.feed, limit_seconds)
     if not run.ok and classify(run).kind == "no-repository":
@@ -176,10 +191,12 @@ def backupctl_prune(project: Any, settings: Any, reclaim: Reclaim) -> PruneResul
 
 def forget(restic: Restic, project: Any) -> int:
     """``restic forget`` per retention series; how many snapshots it removed."""
+    listed = listing.take((restic.repository, project.name))  # read during the backup
     policy = retention_args(project.retention)
     if not policy:  # all zero: no policy, keep everything
         return 0
-    listed = parse_snapshots(restic.json(["snapshots", "--json", "--tag", project_tag(project)]))
+    if listed is None:
+        listed = _list(restic, project)
     series = retention_series(listed, project.name, project.restic.snapshot_mode)
     removed = 0
     for filters in series.values():
@@ -206,8 +223,11 @@ def backupctl_unlock(project: Any, settings: Any) -> str:
 
 @hookimpl
 def backupctl_snapshots(project: Any, settings: Any) -> list[Snapshot]:
-    data = Restic(project, settings).json(["snapshots", "--json", "--tag", project_tag(project)])
-    return parse_snapshots(data)
+    return _list(Restic(project, settings), project)
+
+
+def _list(restic: Restic, project: Any) -> list[Snapshot]:
+    return parse_snapshots(restic.json(["snapshots", "--json", "--tag", project_tag(project)]))
 
 
 @hookimpl

@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import attrs
+import psutil
 import pytest
 from backupctl_restic import plugin, restic_environment
 from backupctl_restic.output import describe_json_error, parse_time
@@ -301,7 +302,8 @@ def test_reclaim_decides_whether_restic_prune_runs(
 
     assert (result.snapshots_removed, result.space_reclaimed) == (removed, pruned)
     commands = log.read_text().split()
-    assert commands[:2] == ["snapshots", "forget"]  # forget on every call
+    # forget on every call; the snapshot list was read while the backups ran
+    assert commands[0] == "forget" and "snapshots" not in commands
     assert ("prune" in commands) is pruned
     assert len(plugin.backupctl_snapshots(project=project, settings=settings)) == 1
 
@@ -327,16 +329,17 @@ def test_password_never_reaches_argv(
     plugin.backupctl_check(project=project, settings=settings)
 
     logged = log.read_text()
-    assert [line.split()[0] for line in logged.splitlines()] == [
+    assert sorted(line.split()[0] for line in logged.splitlines()) == sorted([
         "backup",
+        "snapshots",  # the listing retention needs, beside the backup: no repository yet
         "init",
         "backup",
         "snapshots",
-        "snapshots",  # prune: the project's snapshots, to find its retention series
+        "snapshots",  # prune lists again: the one read during the backup failed
         "forget",  # (no prune: forget removed nothing)
         "version",
         "cat",
-    ]
+    ])  # fmt: skip
     assert PASSWORD not in logged
     # The same holds for the SFTP argv handed to the CLI's passthrough.
     sftp = GlobalSettings(ssh=SshSettings(host="box.example", user="u", key_path=tmp_path / "k"))
@@ -501,6 +504,15 @@ def test_hooks_match_the_hookspecs() -> None:
     assert manager.hook.backupctl_plugin_types() == [plugin.backupctl_plugin_types()]
 
 
+def _restic_children() -> list[psutil.Process]:
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):  # gone meanwhile
+            if child.name() == "restic":
+                found.append(child)
+    return found
+
+
 @contextlib.contextmanager
 def _locked_repository(
     project: ProjectSettings, settings: GlobalSettings
@@ -508,10 +520,14 @@ def _locked_repository(
     """A real restic process holding a lock on the repository (a backup from a stdin
     that does not end), as a run killed mid-backup would have held it."""
     env, argv = restic_environment(project, settings)
+    locks = Path(project.restic.repository_path) / "locks"
+    deadline = time.monotonic() + 30
+    while _restic_children() or any(locks.iterdir()):  # a sync's listing may still run
+        assert time.monotonic() < deadline, "the repository stays locked"
+        time.sleep(0.05)
     feeder = subprocess.Popen(["sleep", "120"], stdout=subprocess.PIPE)
     holder = subprocess.Popen([*argv, "backup", "--stdin", "-q"], stdin=feeder.stdout, env=env)
     try:
-        locks = Path(project.restic.repository_path) / "locks"
         deadline = time.monotonic() + 30
         while not any(locks.iterdir()):
             assert time.monotonic() < deadline, "restic took no lock"

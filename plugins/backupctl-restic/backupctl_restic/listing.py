@@ -1,0 +1,92 @@
+"""The snapshot list a run's retention needs, read while ``restic backup`` runs.
+
+Retention (``forget`` per series, series.py) needs the project's snapshots: one more
+restic process, which costs a key derivation (~0.5 s of CPU: restic calibrates its
+KDF to that when it creates a repository) and, over SFTP, an SSH login. Started
+beside the backup it runs on the other core, and the run does not wait for it.
+
+The snapshot the backup writes is not in that list; its series is known from the
+tags it was written with, so it is added from those. A stale or failed listing is
+never used: ``forget`` lists again. Whatever the list, ``forget`` only touches the
+series it names (series.py), so nothing unattributed is ever removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from backupctl_core import Snapshot
+
+MAX_AGE_SECONDS = 3600.0  # a listing of a run that never reached retention goes stale
+
+Key = tuple[str, str]  # (repository, project)
+
+
+@dataclass
+class _Pending:
+    started: float
+    snapshots: Future[list[Snapshot]]
+    written: list[tuple[str, ...]] = field(default_factory=list)
+
+
+_pending: dict[Key, _Pending] = {}
+_lock = threading.Lock()
+
+
+def start(key: Key, list_snapshots: Callable[[], list[Snapshot]]) -> None:
+    """List in a background thread, unless a fresh listing for ``key`` is under way
+    (separate mode backs up several times per run)."""
+    with _lock:
+        pending = _pending.get(key)
+        if pending is not None and time.monotonic() - pending.started < MAX_AGE_SECONDS:
+            return
+        future: Future[list[Snapshot]] = Future()
+        _pending[key] = _Pending(time.monotonic(), future)
+
+    def work() -> None:
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(list_snapshots())
+        except BaseException as error:  # handed to take(), which lists again
+            future.set_exception(error)
+
+    threading.Thread(target=work, name="restic snapshots", daemon=True).start()
+
+
+def written(key: Key, tags: Sequence[str]) -> None:
+    """The backup wrote a snapshot with ``tags``: part of the list ``take`` returns."""
+    with _lock:
+        pending = _pending.get(key)
+        if pending is not None:
+            pending.written.append(tuple(tags))
+
+
+def discard(key: Key) -> None:
+    """The backup failed: forget the listing, once its restic has exited (no process
+    of a failed run outlives it)."""
+    with _lock:
+        pending = _pending.pop(key, None)
+    if pending is not None:
+        with contextlib.suppress(Exception):
+            pending.snapshots.result()
+
+
+def take(key: Key) -> list[Snapshot] | None:
+    """The listing started for ``key`` plus the snapshots written since; None when
+    there is none, it is stale or it failed (the caller lists)."""
+    with _lock:
+        pending = _pending.pop(key, None)
+    if pending is None or time.monotonic() - pending.started >= MAX_AGE_SECONDS:
+        return None
+    try:
+        listed = pending.snapshots.result()
+    except Exception:
+        return None
+    now = datetime.now(UTC)
+    return [*listed, *(Snapshot(id="", time=now, tags=tags, paths=()) for tags in pending.written)]
