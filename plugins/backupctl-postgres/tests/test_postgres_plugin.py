@@ -711,6 +711,28 @@ def test_manifest_counts_every_table_of_a_real_dump(
     assert plugin.backupctl_manifest(project=project, settings=settings, artifact=other) is None
 
 
+def test_settings_that_cannot_be_read_are_left_out_with_one_warning(
+    filled_db: PgDatabase, settings: GlobalSettings, stem: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """Read beside pg_dump; said once, when the manifest is made, without the password."""
+    project = make_project(filled_db)
+    artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+    from backupctl_postgres import drill
+
+    drill.forget_options(Path(artifact.path))  # read again, with a password that fails
+    db = attrs.evolve(project.database, password=Secret("wrong-pw-4242"))
+    caplog.clear()
+    manifest = drill.dump_manifest(Path(artifact.path), db)
+    assert dict(manifest.tables) == {"public.people": 3, "public.numbers": 5000}
+    assert dict(manifest.database_options) == {"roles": [filled_db.user]}
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and warnings[0].startswith(
+        f"database settings of {filled_db.name} not recorded: connection"
+    )
+    assert "wrong-pw-4242" not in caplog.text
+
+
 def test_guide_recreates_the_databases_comment_settings_and_locale(
     pg_scram: PgCluster,
     filled_db: PgDatabase,
