@@ -333,7 +333,8 @@ def backupctl_restore(
     target = Path(target)
     target.mkdir(parents=True, exist_ok=True)
     before = _files(target)
-    wanted = [path.lstrip("/") for path in include or ()]
+    # pp: a path prefix, never a pattern style a top folder's name could spell ("sh:x")
+    wanted = [f"pp:{path.lstrip('/')}" for path in include or ()]
     _run(project, settings, ["extract", f"::{archive}", *wanted], cwd=target)
     return sorted(_files(target) - before)
 
