@@ -502,3 +502,14 @@ def test_tool_error_names_the_line_that_says_why_and_masks_secrets() -> None:
     own = tool_error("pg_dump", ToolResult(1, "", "pg_dump: error: boom\n"), prefixed=False)
     assert own.message == "pg_dump: error: boom"
     assert tool_error("x", ToolResult(4, "", ""), prefixed=False).message == "x exited with code 4"
+
+
+def test_in_background_hands_over_the_result_or_the_error() -> None:
+    done = plugin_kit.in_background(lambda: 6 * 7, "answer")
+    assert done.result(timeout=5) == 42
+
+    def fails() -> int:
+        raise ValueError("no listing")
+
+    with pytest.raises(ValueError, match="no listing"):
+        plugin_kit.in_background(fails, "fails").result(timeout=5)

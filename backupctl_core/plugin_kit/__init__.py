@@ -14,10 +14,13 @@ plugin manager, CLI or database driver.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -44,6 +47,7 @@ __all__ = [
     "failed_database_check",
     "first_error_line",
     "folder_creation_problem",
+    "in_background",
     "make_private_dir",
     "mask",
     "missing_keys",
@@ -214,7 +218,7 @@ def structure_config(
     ``Secret`` stays one in a ``Secret`` field and is revealed for any other. ``keys``
     maps config keys that are no Python name to their field: ``{"from": "sender"}``.
     """
-    from backupctl_core.config.converter import describe_errors, make_converter
+    from backupctl_core.config.converter import describe_errors
 
     field_of = dict(keys or {})
     key_of = {field: key for key, field in field_of.items()}
@@ -231,7 +235,7 @@ def structure_config(
         given[name] = value
     problems = [f"{where}: unknown key(s): {', '.join(hidden)}"] if hidden else []
     try:
-        structured = make_converter().structure(given, cls)
+        structured = _converter().structure(given, cls)
     except Exception as error:  # cattrs' validation group: every problem, with its path
         for line in describe_errors(error):
             path, _, message = line.partition(": ")
@@ -244,6 +248,14 @@ def structure_config(
             problems.append(f"{where}.{key_of.get(head, head)}{dot}{rest}: {message}")
         return None, problems
     return (None, problems) if problems else (structured, [])
+
+
+@functools.cache
+def _converter() -> Any:
+    """The core's converter, built once: it caches a structuring function per class."""
+    from backupctl_core.config.converter import make_converter
+
+    return make_converter()
 
 
 def _holds_secret(annotation: Any) -> bool:
@@ -483,6 +495,25 @@ def classify_failure(
     if _has(lowered, UNREACHABLE_ERRORS) or _has(lowered, connectivity):
         return PluginError(message, retryable=False, connectivity=True)
     return PluginError(message, retryable=False)
+
+
+# -- work beside a tool --------------------------------------------------------------
+
+
+def in_background(work: Callable[[], T], name: str) -> Future[T]:
+    """Run ``work`` on a daemon thread while the caller's tool runs; its result, or
+    its exception, from ``.result()``. A daemon, so a stuck read never holds up exit."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(work())
+        except BaseException as error:  # raised again by .result()
+            future.set_exception(error)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
 
 
 # -- running a tool ---------------------------------------------------------------

@@ -17,6 +17,7 @@ from backupctl_core import (
     GlobalSettings,
     PluginError,
     PluginType,
+    ProjectSettings,
     Secret,
     SshSettings,
     StorageSettings,
@@ -89,13 +90,18 @@ def _storage(config: dict[str, object]) -> StorageSettings:
     return StorageSettings(type="borg", config=config)
 
 
-def test_a_repository_that_cannot_be_created_fails_the_check(tmp_path: Path) -> None:
-    """The first backup creates the repository: the check says whether it can."""
+def _repository_below_a_file(tmp_path: Path) -> tuple[Path, GlobalSettings, ProjectSettings]:
+    """A project whose repository_path is below a regular file: never creatable."""
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     settings = GlobalSettings(backup_base_dir=tmp_path / "base", restic_password=Secret("pw-123"))
-    project = make_project(storage=StorageSettings(
-        type="borg", config={"repository_path": str(blocker / "repo")}))  # fmt: skip
+    project = make_project(storage=_storage({"repository_path": str(blocker / "repo")}))
+    return blocker, settings, project
+
+
+def test_a_repository_that_cannot_be_created_fails_the_check(tmp_path: Path) -> None:
+    """The first backup creates the repository: the check says whether it can."""
+    blocker, settings, project = _repository_below_a_file(tmp_path)
     tools, repository = plugin.backupctl_check(project=project, settings=settings)
     assert tools.status == "pass"
     assert (repository.status, repository.detail) == (
@@ -104,11 +110,7 @@ def test_a_repository_that_cannot_be_created_fails_the_check(tmp_path: Path) -> 
 
 def test_a_borg_crash_is_reported_by_its_exception_not_its_last_line(tmp_path: Path) -> None:
     """borg reports some OS errors as a traceback ending in platform lines."""
-    blocker = tmp_path / "a-file"
-    blocker.write_text("not a folder")
-    settings = GlobalSettings(backup_base_dir=tmp_path / "base", restic_password=Secret("pw-123"))
-    project = make_project(storage=StorageSettings(
-        type="borg", config={"repository_path": str(blocker / "repo")}))  # fmt: skip
+    blocker, settings, project = _repository_below_a_file(tmp_path)
     with pytest.raises(PluginError) as raised:
         plugin.backupctl_snapshots(project=project, settings=settings)
     crash = f"NotADirectoryError: [Errno 20] Not a directory: '{blocker / 'repo'}'"

@@ -24,7 +24,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from backupctl_core import DatabaseSettings, DumpManifest, PluginError, ProjectSettings
-from backupctl_core.plugin_kit import child_env, first_error_line, mask, read_captured, run_tool
+from backupctl_core.plugin_kit import (
+    child_env,
+    first_error_line,
+    in_background,
+    mask,
+    read_captured,
+    run_tool,
+)
 from backupctl_postgres import clients
 from backupctl_postgres.clients import INSTALL_HINT
 
@@ -85,18 +92,9 @@ _options_lock = threading.Lock()
 
 
 def read_options_during_dump(dump: Path, db: DatabaseSettings) -> None:
-    future: Future[dict[str, Any]] = Future()
+    reading = in_background(lambda: database_options(db), "postgres database options")
     with _options_lock:
-        _options_reading[dump] = future
-
-    def read() -> None:
-        future.set_running_or_notify_cancel()
-        try:
-            future.set_result(database_options(db))
-        except BaseException as error:  # raised again where the manifest is made
-            future.set_exception(error)
-
-    threading.Thread(target=read, name="postgres database options", daemon=True).start()
+        _options_reading[dump] = reading
 
 
 def forget_options(dump: Path) -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from backupctl_core import Snapshot
+from backupctl_core.plugin_kit import in_background
 
 MAX_AGE_SECONDS = 3600.0  # a listing of a run that never reached retention goes stale
 
@@ -46,17 +47,7 @@ def start(key: Key, list_snapshots: Callable[[], list[Snapshot]]) -> None:
         pending = _pending.get(key)
         if pending is not None and time.monotonic() - pending.started < MAX_AGE_SECONDS:
             return
-        future: Future[list[Snapshot]] = Future()
-        _pending[key] = _Pending(time.monotonic(), future)
-
-    def work() -> None:
-        future.set_running_or_notify_cancel()
-        try:
-            future.set_result(list_snapshots())
-        except BaseException as error:  # handed to take(), which lists again
-            future.set_exception(error)
-
-    threading.Thread(target=work, name="restic snapshots", daemon=True).start()
+        _pending[key] = _Pending(time.monotonic(), in_background(list_snapshots, "restic"))
 
 
 def written(key: Key, tags: Sequence[str]) -> None:
