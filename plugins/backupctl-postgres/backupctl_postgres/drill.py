@@ -1,6 +1,7 @@
 """Restore drills for PostgreSQL: the dump's manifest and a scratch database.
 
-* manifest — the row count of every table, counted in the dump itself: each
+* manifest — the row count of every table: counted by the server in the snapshot
+  pg_dump dumped, while it dumped (snapshot.py); else in the dump itself: each
   ``COPY … FROM stdin;`` block of ``pg_restore --data-only --file=-`` holds one
   line per row (COPY's text format escapes newlines inside values). Counted in
   1 MiB chunks with ``bytes.count``, so no row passes through a Python loop.
@@ -19,7 +20,9 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -32,7 +35,7 @@ from backupctl_core.plugin_kit import (
     read_captured,
     run_tool,
 )
-from backupctl_postgres import clients
+from backupctl_postgres import clients, snapshot
 from backupctl_postgres.clients import INSTALL_HINT
 
 log = logging.getLogger("backupctl.postgres")
@@ -85,37 +88,74 @@ def _end_of_data(buffer: bytes, position: int) -> int:
     return found + 1 if found >= 0 else -1
 
 
-# database_options read while pg_dump runs (a psycopg import and a connection, ~0.1 s
-# the run would otherwise wait for), by dump file; dump_manifest takes it.
-_options_reading: dict[Path, Future[dict[str, Any]]] = {}
-_options_lock = threading.Lock()
+# Read while pg_dump runs, by dump file; dump_manifest takes them: database_options
+# (a psycopg import and a connection, ~0.1 s the run would otherwise wait for) and,
+# when pg_dump dumped a shared snapshot, the server's row counts (snapshot.py).
+@dataclass
+class _DuringDump:
+    options: Future[dict[str, Any]]
+    counts: Future[snapshot.Counts | None] | None
 
 
-def read_options_during_dump(dump: Path, db: DatabaseSettings) -> None:
+_during_dump: dict[Path, _DuringDump] = {}
+_during_dump_lock = threading.Lock()
+COUNTS_GRACE_SECONDS = 60  # a count still running after pg_dump: count the dump instead
+
+
+def read_during_dump(
+    dump: Path, db: DatabaseSettings, counts: Future[snapshot.Counts | None] | None
+) -> None:
     reading = in_background(lambda: database_options(db), "postgres database options")
-    with _options_lock:
-        _options_reading[dump] = reading
+    with _during_dump_lock:
+        _during_dump[dump] = _DuringDump(reading, counts)
 
 
-def forget_options(dump: Path) -> None:
+def forget_during_dump(dump: Path) -> None:
     """The dump failed: no manifest will take what was read."""
-    with _options_lock:
-        _options_reading.pop(dump, None)
+    with _during_dump_lock:
+        _during_dump.pop(dump, None)
 
 
 def dump_manifest(dump: Path, db: DatabaseSettings) -> DumpManifest:
     pg_restore = clients.pg_restore_tool(db)  # reads what the chosen pg_dump wrote
     listing = _listing(pg_restore, dump)
     versions = {m.group(1): m.group(2) for m in VERSION_LINE.finditer(listing)}
-    with _options_lock:
-        reading = _options_reading.pop(dump, None)
-    options = reading.result() if reading is not None else database_options(db)
+    with _during_dump_lock:
+        during = _during_dump.pop(dump, None)
+    options = during.options.result() if during is not None else database_options(db)
     if "unreadable" in options:
         log.warning("database settings of %s not recorded: %s", db.name, options["unreadable"])
         options = {}
     options["roles"] = sorted(_owners(listing))
     if db.include_roles:  # asked for: a dump without them fails rather than surprises
         options["roles_sql"] = role_statements(db)
+    counted = _server_counts(during.counts if during else None)
+    counts = snapshot.table_counts(listing, counted)
+    if counts is None:
+        counts = _count_dump_rows(pg_restore, dump)
+    return DumpManifest(
+        engine="postgres",
+        database=db.name or "",
+        tables=counts,
+        engine_version=versions.get("from database", ""),
+        tool_version=versions.get("by pg_dump", ""),
+        dump_bytes=dump.stat().st_size,
+        database_options=options,
+    )
+
+
+def _server_counts(counting: Future[snapshot.Counts | None] | None) -> snapshot.Counts | None:
+    if counting is None:
+        return None
+    try:
+        return counting.result(timeout=COUNTS_GRACE_SECONDS)
+    except FutureTimeout:
+        log.debug("row counts: the server is still counting; counting the dump")
+        return None
+
+
+def _count_dump_rows(pg_restore: str, dump: Path) -> dict[str, int]:
+    """Every COPY block's rows, read from the dump (the whole of it, decompressed)."""
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(
             [pg_restore, "--data-only", "--file=-", str(dump)],
@@ -132,15 +172,7 @@ def dump_manifest(dump: Path, db: DatabaseSettings) -> DumpManifest:
     if returncode != 0:
         line = first_error_line(errors, ("error:",), ignore_case=False)
         raise PluginError(f"cannot read the dump's data: {line or returncode}", retryable=False)
-    return DumpManifest(
-        engine="postgres",
-        database=db.name or "",
-        tables=counts,
-        engine_version=versions.get("from database", ""),
-        tool_version=versions.get("by pg_dump", ""),
-        dump_bytes=dump.stat().st_size,
-        database_options=options,
-    )
+    return counts
 
 
 def _listing(pg_restore: str, dump: Path) -> str:

@@ -7,7 +7,9 @@ calls these hooks only for projects whose ``database.type`` is ``postgres``.
 How this one works:
 
 * dump   — ``pg_dump --format=custom --file=<stem>.dump`` (compressed, restorable
-  with ``pg_restore``); the file is created 0600 before pg_dump writes to it. With
+  with ``pg_restore``); the file is created 0600 before pg_dump writes to it. It
+  dumps the snapshot of a psql session that counts each table's rows meanwhile, for
+  the manifest (snapshot.py). With
   ``compression.enabled: false``, ``--compress=0``: the same format, uncompressed,
   so restic can deduplicate unchanged rows and compress the rest (docs/storage.md).
 * verify — ``pg_restore --list`` (counts the entries), then the last data block
@@ -74,7 +76,7 @@ from backupctl_core.plugin_kit import (
     tool_error,
     tools_check,
 )
-from backupctl_postgres import clients, drill
+from backupctl_postgres import clients, drill, snapshot
 
 log = logging.getLogger("backupctl.postgres")
 
@@ -147,13 +149,20 @@ def backupctl_dump(
     argv += _connection_args(db)
     if not project.compression.enabled:
         argv.insert(2, "--compress=0")  # restic deduplicates and compresses it instead
-    drill.read_options_during_dump(path, db)  # on another thread, for the manifest
+    # The manifest's row counts: the server counts them in the snapshot pg_dump dumps.
+    session = snapshot.SnapshotSession.open(["psql", *_connection_args(db)], _environment(db))
+    if session is not None:
+        argv.append(f"--snapshot={session.snapshot}")
+    drill.read_during_dump(path, db, session.counts if session else None)
     with removed_on_failure(path):
         try:
             _dump(argv, db)
         except BaseException:
-            drill.forget_options(path)
+            drill.forget_during_dump(path)
             raise
+        finally:
+            if session is not None:
+                session.close()
     return DumpArtifact(path=path, size_bytes=path.stat().st_size, format=FORMAT)
 
 

@@ -720,7 +720,7 @@ def test_settings_that_cannot_be_read_are_left_out_with_one_warning(
     artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
     from backupctl_postgres import drill
 
-    drill.forget_options(Path(artifact.path))  # read again, with a password that fails
+    drill.forget_during_dump(Path(artifact.path))  # read again, with a password that fails
     db = attrs.evolve(project.database, password=Secret("wrong-pw-4242"))
     caplog.clear()
     manifest = drill.dump_manifest(Path(artifact.path), db)
@@ -731,6 +731,120 @@ def test_settings_that_cannot_be_read_are_left_out_with_one_warning(
         f"database settings of {filled_db.name} not recorded: connection"
     )
     assert "wrong-pw-4242" not in caplog.text
+
+
+def test_row_counts_are_the_servers_in_the_snapshot_pg_dump_dumped(
+    pg_scram: PgCluster, filled_db: PgDatabase, tmp_path: Path
+) -> None:
+    """Rows committed after the snapshot was exported are neither dumped nor counted."""
+    from backupctl_postgres import drill, snapshot
+
+    db = make_project(filled_db).database
+    assert db is not None
+    session = snapshot.SnapshotSession.open(
+        ["psql", *plugin._connection_args(db)], plugin._environment(db)
+    )
+    assert session is not None
+    with pg_scram.connect(filled_db.name, filled_db.user, filled_db.password) as conn:
+        conn.execute("INSERT INTO numbers SELECT g FROM generate_series(1, 700) g")
+    dump = tmp_path / "snap.dump"
+    argv = ["pg_dump", "--format=custom", f"--file={dump}", *plugin._connection_args(db)]
+    plugin._dump([*argv, f"--snapshot={session.snapshot}"], db)
+    session.close()
+    listing = drill._listing("pg_restore", dump)
+    counted = snapshot.table_counts(listing, session.counts.result(timeout=30))
+    assert counted == {"public.people": 3, "public.numbers": 5000}
+    assert drill._count_dump_rows("pg_restore", dump) == counted
+    assert session.proc.wait(timeout=10) == 0  # the transaction ended, psql reaped
+
+
+def test_server_counts_match_the_dump_for_odd_names_inheritance_and_partitions(
+    pg_scram: PgCluster, filled_db: PgDatabase, settings: GlobalSettings, stem: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """pg_dump copies each child table alone (counted FROM ONLY), each partition, not
+    the partitioned parent; quoted names as the drill quotes them."""
+    from backupctl_postgres import drill
+
+    with pg_scram.connect(filled_db.name, filled_db.user, filled_db.password) as conn:
+        conn.execute('CREATE SCHEMA "Odd|schema"')
+        conn.execute('CREATE TABLE "Odd|schema"."we ird" AS SELECT generate_series(1, 4) AS a')
+        conn.execute("CREATE TABLE parent (n int)")
+        conn.execute("CREATE TABLE child (extra int) INHERITS (parent)")
+        conn.execute("INSERT INTO parent VALUES (1), (2)")
+        conn.execute("INSERT INTO child VALUES (3, 3)")
+        conn.execute("CREATE TABLE events (day int) PARTITION BY RANGE (day)")
+        conn.execute("CREATE TABLE events_a PARTITION OF events FOR VALUES FROM (0) TO (10)")
+        conn.execute("CREATE TABLE events_b PARTITION OF events FOR VALUES FROM (10) TO (20)")
+        conn.execute("INSERT INTO events SELECT g FROM generate_series(0, 14) g")
+        conn.execute("CREATE UNLOGGED TABLE scratch AS SELECT 1 AS x")
+    project = make_project(filled_db)
+    artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+    from_dump = drill._count_dump_rows("pg_restore", Path(artifact.path))
+
+    def no_second_read(pg_restore: str, dump: Path) -> dict[str, int]:
+        raise AssertionError("the manifest read the dump again instead of the server's counts")
+
+    monkeypatch.setattr(drill, "_count_dump_rows", no_second_read)
+    manifest = plugin.backupctl_manifest(project=project, settings=settings, artifact=artifact)
+    assert manifest is not None
+    assert dict(manifest.tables) == from_dump
+    assert from_dump == {
+        "public.people": 3, "public.numbers": 5000, '"Odd|schema"."we ird"': 4,
+        "public.parent": 2, "public.child": 1, "public.events_a": 10, "public.events_b": 5,
+        "public.scratch": 1,
+    }  # fmt: skip
+
+
+def test_without_a_snapshot_session_the_manifest_counts_the_dump(
+    filled_db: PgDatabase, settings: GlobalSettings, stem: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """No psql to hold the snapshot: pg_dump takes its own, the dump is counted."""
+    from backupctl_postgres import snapshot
+
+    db = make_project(filled_db).database
+    assert db is not None
+    nowhere = {**plugin._environment(db), "PATH": str(tmp_path)}
+    assert snapshot.SnapshotSession.open(["psql", *plugin._connection_args(db)], nowhere) is None
+    real_open = snapshot.SnapshotSession.open
+    monkeypatch.setattr(
+        snapshot.SnapshotSession, "open", lambda argv, env: real_open(argv, nowhere)
+    )
+    project = make_project(filled_db)
+    artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+    manifest = plugin.backupctl_manifest(project=project, settings=settings, artifact=artifact)
+    assert manifest is not None
+    assert dict(manifest.tables) == {"public.people": 3, "public.numbers": 5000}
+
+
+def test_server_counts_are_used_only_when_they_cover_every_table_copied() -> None:
+    from backupctl_postgres import snapshot
+
+    listing = (
+        ";\n; Archive created at ...\n"
+        "214; 1259 16388 TABLE public we ird alice\n"
+        "3342; 0 16388 TABLE DATA public we ird alice\n"
+        "3343; 0 16391 TABLE DATA public b alice\n"
+    )
+    both = {"public we ird alice": ('public."we ird"', 2), "public b alice": ("public.b", 0)}
+    assert snapshot.table_counts(listing, both) == {'public."we ird"': 2, "public.b": 0}
+    assert snapshot.table_counts(listing, {"public b alice": ("public.b", 0)}) is None
+    assert snapshot.table_counts(listing, None) is None
+
+
+def test_a_count_still_running_after_the_grace_is_left_for_the_dumps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from concurrent.futures import Future
+
+    from backupctl_postgres import drill
+
+    monkeypatch.setattr(drill, "COUNTS_GRACE_SECONDS", 0.01)
+    assert drill._server_counts(Future()) is None
+    done: Future[Any] = Future()
+    done.set_result({"public t alice": ("public.t", 1)})
+    assert drill._server_counts(done) == {"public t alice": ("public.t", 1)}
 
 
 def test_guide_recreates_the_databases_comment_settings_and_locale(
