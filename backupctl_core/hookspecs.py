@@ -12,6 +12,7 @@ type, its storage, its notifier, its monitor), never on every installed plugin.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -77,6 +78,17 @@ def backupctl_encrypt(
     project: ProjectSettings, settings: GlobalSettings, artifact: DumpArtifact
 ) -> DumpArtifact:
     """Encrypt a dump; return the encrypted ``DumpArtifact`` (plaintext removed)."""
+
+
+@hookspec(firstresult=True)
+def backupctl_run_session(
+    project: ProjectSettings, settings: GlobalSettings
+) -> AbstractContextManager[object] | None:
+    """Return a context manager the core holds open for one whole backup run (entered
+    after the pre-backup hook, before the dump; left after the last step), or None.
+    For what is worth opening once per run and sharing between the plugin's calls,
+    e.g. restic's one SSH connection. It may only make the run faster: a failure to
+    open must be swallowed (the calls then work as without it)."""
 
 
 @hookspec(firstresult=True)
@@ -190,9 +202,10 @@ def backupctl_manifest(
     project: ProjectSettings, settings: GlobalSettings, artifact: DumpArtifact
 ) -> DumpManifest | None:
     """Describe the dump just made as a ``DumpManifest``: its tables and their exact
-    row counts, read from the dump itself (so they are the dump's own snapshot of
-    the data), plus engine and tool versions. Stored next to the dump; restore
-    drills compare an import with it. None: this dumper writes no manifest."""
+    row counts as the dump holds them (read from the dump, or counted by the server
+    in the very snapshot the dump was taken from), plus engine and tool versions.
+    Stored next to the dump; restore drills compare an import with it. None: this
+    dumper writes no manifest."""
 
 
 @hookspec(firstresult=True)

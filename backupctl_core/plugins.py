@@ -12,7 +12,8 @@ import functools
 import importlib
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
@@ -225,6 +226,15 @@ class ProjectPluginSet:
         result: PruneResult = self._call("storage", "backupctl_prune", reclaim=reclaim)
         return result
 
+    @contextmanager
+    def run_session(self) -> Iterator[None]:
+        """Every enabled plugin's ``backupctl_run_session``, held open while inside."""
+        with ExitStack() as stack:
+            for info in {id(info): info for info in self.enabled.values()}.values():
+                caller = self.registry.caller_for(info, "backupctl_run_session")
+                stack.enter_context(_harmless(info.name, caller, self.project, self.settings))
+            yield
+
     def unlock(self) -> str:
         result: str = self._call("storage", "backupctl_unlock")
         return result
@@ -401,3 +411,26 @@ def secret_config_keys(kind: str, name: str, config: Iterable[str]) -> frozenset
     declared = declared_type(kind, name) if name not in ("", "none") else None
     named = {key for key in config if _SECRET_KEY_NAME.search(key)}
     return frozenset(named) | (declared.secrets if declared else frozenset())
+
+
+@contextmanager
+def _harmless(
+    name: str, caller: Any, project: ProjectSettings, settings: GlobalSettings
+) -> Iterator[None]:
+    """A plugin's run session whose failures cost only the time it would have saved."""
+    session = None
+    try:
+        session = caller(project=project, settings=settings)
+        if session is not None:
+            session.__enter__()
+    except Exception as error:
+        log.warning("plugin '%s': run session not opened: %s", name, error)
+        session = None
+    try:
+        yield
+    finally:
+        if session is not None:
+            try:
+                session.__exit__(None, None, None)
+            except Exception as error:
+                log.warning("plugin '%s': run session not closed: %s", name, error)

@@ -328,6 +328,11 @@ def test_anchors_and_merge_keys_still_work(ws: Workspace) -> None:
         ("LOG_MAX_SIZE", "0", "LOG_MAX_SIZE: must be more than 0"),
         ("LOG_MAX_FILES", "0", "LOG_MAX_FILES: must be between 1 and 1000, got 0"),
         ("BACKUP_RETRY_COUNT", "-1", "BACKUP_RETRY_COUNT: must be between 0 and 100, got -1"),
+        (
+            "HETZNER_SSH_SHARED_CONNECTION",
+            "maybe",
+            "HETZNER_SSH_SHARED_CONNECTION: expected true or",
+        ),
     ],
 )
 def test_global_settings_that_would_fail_later_are_config_errors(
@@ -336,6 +341,13 @@ def test_global_settings_that_would_fail_later_are_config_errors(
     ws.write_env(**{variable: value})
     ws.write_config([minimal(database=None)])
     assert f"{ws.env_path}: {message}" in error_of(ws)
+
+
+def test_the_shared_ssh_connection_is_on_unless_turned_off(ws: Workspace) -> None:
+    ws.write_config([minimal(database=None)])
+    assert ws.load().settings.ssh.shared_connection is True
+    ws.write_env(HETZNER_SSH_SHARED_CONNECTION="false")
+    assert ws.load().settings.ssh.shared_connection is False
 
 
 def test_every_bad_global_setting_is_reported_at_once(ws: Workspace) -> None:

@@ -85,6 +85,26 @@ def test_stages_run_in_spec_order_and_are_recorded(ws: Workspace) -> None:
     assert row.dump_size_bytes == len("dump of appdb\n")
 
 
+def test_plugins_run_sessions_span_the_dump_to_the_last_step(ws: Workspace) -> None:
+    ws.write_config([project()])
+    outcome, _, _ = run(ws)
+    assert outcome.ok
+    assert recorder.session_log == [
+        "open before 0 calls",
+        "close after ['dump', 'verify', 'sync', 'prune']",
+    ]
+
+
+def test_a_run_session_that_fails_to_open_costs_only_a_warning(
+    ws: Workspace, caplog: pytest.LogCaptureFixture
+) -> None:
+    ws.write_config([project()])
+    recorder.session_error = OSError("no control socket here")
+    outcome, _, _ = run(ws)
+    assert outcome.ok and recorder.hooks_called == ["dump", "verify", "sync", "prune"]
+    assert "plugin 'restic': run session not opened: no control socket here" in (caplog.text)
+
+
 def test_combined_mode_syncs_dump_and_assets_in_one_snapshot(ws: Workspace, tmp_path: Path) -> None:
     asset = tmp_path / "uploads"
     asset.mkdir()

@@ -135,6 +135,7 @@ def global_settings(env: Environment) -> GlobalSettings:
             user=env.get("HETZNER_SSH_USER"),
             port=env.number("HETZNER_SSH_PORT", 23),
             key_path=env.file_path("HETZNER_SSH_KEY_PATH"),
+            shared_connection=env.flag("HETZNER_SSH_SHARED_CONNECTION", True),
         ),
         restic_password=env.secret("RESTIC_PASSWORD"),
         notification_type=env.text("NOTIFICATION_TYPE", "none"),

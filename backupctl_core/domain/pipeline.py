@@ -189,6 +189,10 @@ class BackupPipeline:
                     self._fail(record, failure)
 
     def _back_up(self, record: RunRecord) -> None:
+        with self.plugins.run_session():
+            self._steps(record)
+
+    def _steps(self, record: RunRecord) -> None:
         project = self.project
         dump = self._dump(record) if project.database is not None else None
         assets, missing = self.files.split_existing(project.assets.paths)

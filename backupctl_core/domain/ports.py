@@ -51,6 +51,9 @@ class ProjectPlugins(Protocol):
 
     def manifest(self, artifact: DumpArtifact) -> DumpManifest | None: ...
 
+    def run_session(self) -> AbstractContextManager[object]:
+        """What the plugins keep open for one run (e.g. a shared SSH connection)."""
+
 
 class Watchdog(Protocol):
     def watch(self, record: RunRecord) -> AbstractContextManager[object]:

@@ -237,6 +237,8 @@ class SshSettings:
     user: str | None = None
     port: int = 23
     key_path: Path | None = None
+    # One multiplexed connection per backup run for all its restic calls.
+    shared_connection: bool = True
 
 
 @frozen

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,8 @@ class Recorder:
         self.snapshots: list[SyncResult] = []
         self.events: list[Any] = []
         self.pings: list[Any] = []
+        self.session_log: list[str] = []  # "open", "close", in order, beside ``calls``
+        self.session_error: Exception | None = None  # raised when the session opens
 
     def fail(self, hook: str, *errors: PluginError) -> None:
         self.failures[hook] = list(errors)
@@ -82,6 +85,18 @@ class StoragePlugin:
     @hookimpl
     def backupctl_plugin_types(self) -> list[PluginType]:
         return [PluginType("storage", "restic")]
+
+    @hookimpl
+    def backupctl_run_session(self) -> Any:
+        @contextmanager
+        def session() -> Iterator[None]:
+            if recorder.session_error is not None:
+                raise recorder.session_error
+            recorder.session_log.append(f"open before {len(recorder.calls)} calls")
+            yield
+            recorder.session_log.append(f"close after {recorder.hooks_called}")
+
+        return session()
 
     @hookimpl
     def backupctl_sync(self, paths: Sequence[Path], tags: Sequence[str]) -> SyncResult:

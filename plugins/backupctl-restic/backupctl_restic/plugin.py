@@ -20,6 +20,7 @@ import secrets
 import shutil
 import stat
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from backupctl_core import (
     hookimpl,
 )
 from backupctl_core.plugin_kit import folder_creation_problem, tools_check
-from backupctl_restic import listing
+from backupctl_restic import connection, listing
 from backupctl_restic.output import (
     BackupProgress,
     count_removed,
@@ -48,6 +49,7 @@ from backupctl_restic.repository import (
     restic_environment,
     restic_password,
     run_sftp_batch,
+    ssh_command,
 )
 from backupctl_restic.runner import EXIT_INCOMPLETE, Restic, classify
 from backupctl_restic.runner import _json_document as json_document
@@ -79,6 +81,14 @@ def backupctl_validate_config(project: Any, settings: Any) -> list[str]:
     if is_sftp(project, settings) and key_path is not None and not Path(key_path).is_file():
         problems.append(f"HETZNER_SSH_KEY_PATH: {key_path} does not exist")
     return problems
+
+
+@hookimpl
+def backupctl_run_session(project: Any, settings: Any) -> AbstractContextManager[None] | None:
+    """Over SFTP: one SSH connection for the run's restic calls (connection.py)."""
+    if not is_sftp(project, settings) or not settings.ssh.shared_connection:
+        return None
+    return connection.shared_connection(project, ssh_command(settings))
 
 
 @hookimpl

@@ -25,6 +25,7 @@ from typing import Any
 
 from backupctl_core import PluginError
 from backupctl_core.plugin_kit import child_env
+from backupctl_restic import connection
 
 RESTIC_PROGRAM = "restic"
 LOCAL_PREFIX = "local:"
@@ -70,12 +71,15 @@ def known_hosts_file(settings: Any) -> Path:
     return Path.home() / ".ssh" / "known_hosts"
 
 
-def ssh_command(settings: Any, log_file: Path | None = None) -> list[str]:
+def ssh_command(
+    settings: Any, log_file: Path | None = None, control_socket: Path | None = None
+) -> list[str]:
     """The ssh argv restic runs to open its SFTP session (``sftp.command``).
 
     With ``log_file``, ssh writes its own errors (refused connection, unknown host
     key) there instead of to stderr: restic 0.14 relays ssh's stderr from a
     goroutine and sometimes exits before it does, losing the one useful line.
+    With ``control_socket``, through the run's shared connection (connection.py).
     """
     ssh = settings.ssh
     argv = ["ssh", "-p", str(ssh.port)]
@@ -94,6 +98,7 @@ def ssh_command(settings: Any, log_file: Path | None = None) -> list[str]:
         "ConnectTimeout=30",
         "-o",
         "ServerAliveInterval=60",  # notice a dead connection instead of hanging
+        *(connection.control_options(control_socket) if control_socket else []),
         f"{ssh.user}@{ssh.host}" if ssh.user else str(ssh.host),
         "-s",
         "sftp",
@@ -136,7 +141,8 @@ def global_options(project: Any, settings: Any, ssh_log_file: Path | None = None
     """restic's global options for this repository: the SFTP command, if any."""
     if not is_sftp(project, settings):
         return []
-    return ["-o", "sftp.command=" + " ".join(ssh_command(settings, ssh_log_file))]
+    socket = connection.socket_of(project)
+    return ["-o", "sftp.command=" + " ".join(ssh_command(settings, ssh_log_file, socket))]
 
 
 def restic_environment(project: Any, settings: Any) -> tuple[dict[str, str], list[str]]:

@@ -719,3 +719,80 @@ def test_dump_timeout_minutes_also_limits_the_upload(
     while not gone(int(child.read_text())):  # the whole process group was killed
         assert time.monotonic() < deadline, "restic's child outlived the time limit"
         time.sleep(0.05)
+
+
+# -- one SSH connection per run ---------------------------------------------------------
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float = 15) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_a_run_session_logs_in_once_for_all_the_runs_restic_calls(
+    sftp_server: SftpServer, tmp_path: Path, source: Path, template_repo: Path
+) -> None:
+    from backupctl_restic import connection
+
+    project, settings = _sftp_project(sftp_server, tmp_path)
+    project = attrs.evolve(project, retention=RetentionSettings(keep_last=1))
+    _copy_repo(template_repo, project.restic.repository_path, sftp_server)
+
+    def logins() -> int:
+        return sftp_server.log_path.read_text(errors="replace").count("Accepted publickey")
+
+    plugin.backupctl_snapshots(project=project, settings=settings)  # without: one each
+    before = logins()
+    plugin.backupctl_snapshots(project=project, settings=settings)
+    assert logins() == before + 1
+
+    session = plugin.backupctl_run_session(project=project, settings=settings)
+    assert session is not None
+    before = logins()
+    with session:
+        socket = connection.socket_of(project)
+        assert socket is not None and len(str(socket)) <= connection.MAX_SOCKET_PATH
+        _wait_for(socket.exists)  # the master logs in while the dump would run
+        for _ in range(2):
+            plugin.backupctl_sync(project=project, settings=settings, paths=[source], tags=TAGS)
+        pruned = plugin.backupctl_prune(project=project, settings=settings, reclaim=Reclaim.YES)
+        assert pruned.snapshots_removed == 1 and pruned.space_reclaimed
+        assert len(plugin.backupctl_snapshots(project=project, settings=settings)) == 1
+        assert oct(socket.parent.stat().st_mode & 0o777) == "0o700"
+    assert logins() == before + 1
+    assert connection.socket_of(project) is None and not socket.parent.exists()
+    masters = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if f"ControlPath={socket}" in (p.info["cmdline"] or [])
+    ]
+    _wait_for(lambda: not [p for p in masters if p.is_running() and p.status() != "zombie"])
+
+
+def test_no_run_session_for_local_repositories_or_when_turned_off(
+    sftp_server: SftpServer, tmp_path: Path
+) -> None:
+    project, settings = _sftp_project(sftp_server, tmp_path, shared_connection=False)
+    assert plugin.backupctl_run_session(project=project, settings=settings) is None
+    local = _project(str(tmp_path / "repo"))
+    assert plugin.backupctl_run_session(project=local, settings=GlobalSettings()) is None
+
+
+def test_a_master_that_cannot_log_in_leaves_every_call_working_on_its_own(
+    sftp_server: SftpServer, tmp_path: Path, source: Path, template_repo: Path
+) -> None:
+    """The master fails (here: its port is closed while the calls use the real one);
+    each restic ssh then connects by itself, as without a session."""
+    from backupctl_restic import connection
+
+    project, settings = _sftp_project(sftp_server, tmp_path)
+    _copy_repo(template_repo, project.restic.repository_path, sftp_server)
+    closed = _free_port()
+    argv = plugin.ssh_command(attrs.evolve(settings, ssh=attrs.evolve(settings.ssh, port=closed)))
+    with connection.shared_connection(project, argv):
+        result = plugin.backupctl_sync(
+            project=project, settings=settings, paths=[source], tags=TAGS
+        )
+    assert result.files_new == 3
