@@ -165,7 +165,10 @@ class Workspace:
         self, *args: str, check: bool = True, prefix: Sequence[str] = ()
     ) -> subprocess.CompletedProcess[str]:
         """``backupctl ARGS``, or ``PREFIX ARGS`` (e.g. bench/_patched_cli.py ... --)."""
-        return run([*(prefix or [BACKUPCTL]), *self.args(), *args], check=check)
+        return run(self.backupctl_argv(*args, prefix=prefix), check=check)
+
+    def backupctl_argv(self, *args: str, prefix: Sequence[str] = ()) -> list[str]:
+        return [*(prefix or [BACKUPCTL]), *self.args(), *args]
 
     def load(self) -> Any:
         from backupctl_core.config.loader import load_config

@@ -76,7 +76,8 @@ RETENTION = ["--keep-daily", "7", "--keep-weekly", "4", "--keep-monthly", "6"]
 
 RAW_SCRIPT = r"""#!/bin/bash
 # The same steps as backupctl, by hand. Environment: PG* (connection), RESTIC_*
-# (repository, password, cache), SFTP_COMMAND, DUMP_DIR, FULL_VERIFY, TIMES_FILE.
+# (repository, password, cache), SFTP_COMMAND, DUMP_DIR, FULL_VERIFY, TIMES_FILE,
+# RETENTION (forget's keep options).
 set -euo pipefail
 now() { date +%s.%N; }
 step() {  # step NAME COMMAND...: run it, append "NAME start end" to TIMES_FILE
@@ -102,7 +103,7 @@ if [ "$FULL_VERIFY" = parallel ]; then
     step "wait for pg_restore --file=/dev/null" wait "$verify"
 fi
 step "restic forget --prune" restic_ forget --json --quiet --prune --group-by tags \
-    --tag project:raw --keep-daily 7 --keep-weekly 4 --keep-monthly 6 > /dev/null
+    --tag project:raw ${RETENTION:---keep-daily 7 --keep-weekly 4 --keep-monthly 6} > /dev/null
 """
 
 

@@ -181,8 +181,9 @@ def retention_args(retention: Any) -> list[str]:
 @hookimpl
 def backupctl_prune(project: Any, settings: Any, reclaim: Reclaim) -> PruneResult:
     """``restic forget`` with the project's policy once per retention series
-    (``series.py``), then one ``restic prune`` as ``reclaim`` says: never (``no``:
-    the pipeline deferred it), if anything was forgotten, or always (``yes``).
+    (``series.py``), then a prune as ``reclaim`` says: never (``no``: the pipeline
+    deferred it), if anything was forgotten, or always (``yes``). The prune rides on
+    the last forget (``--prune``) when it can, else is one ``restic prune``.
 
     Not restic's default grouping (host and paths: dump names change every run, so
     each snapshot was a group of one and nothing was ever removed), and not
@@ -190,33 +191,44 @@ def backupctl_prune(project: Any, settings: Any, reclaim: Reclaim) -> PruneResul
     its snapshots a group of one, so they were never pruned).
     """
     restic = Restic(project, settings)
-    removed = forget(restic, project)
-    prune = reclaim == Reclaim.YES or (reclaim == Reclaim.IF_FORGOTTEN and removed > 0)
-    if prune:
+    removed, pruned = forget(restic, project, prune=reclaim != Reclaim.NO)
+    owed = reclaim == Reclaim.YES or (reclaim == Reclaim.IF_FORGOTTEN and removed > 0)
+    if owed and not pruned:
         run = restic.run(["prune", "--quiet"])
         if not run.ok:
             raise restic.error(run)
-    return PruneResult(snapshots_removed=removed, space_reclaimed=prune)
+        pruned = True
+    return PruneResult(snapshots_removed=removed, space_reclaimed=pruned)
 
 
-def forget(restic: Restic, project: Any) -> int:
-    """``restic forget`` per retention series; how many snapshots it removed."""
+def forget(restic: Restic, project: Any, prune: bool = False) -> tuple[int, bool]:
+    """``restic forget`` per retention series: how many snapshots it removed, and
+    whether it pruned too. With ``prune``, the last series' forget gets ``--prune``
+    (restic then prunes if that forget removed anything): one restic start, one key
+    derivation and one login fewer than a separate ``restic prune``."""
     listed = listing.take((restic.repository, project.name))  # read during the backup
     policy = retention_args(project.retention)
     if not policy:  # all zero: no policy, keep everything
-        return 0
+        return 0, False
     if listed is None:
         listed = _list(restic, project)
-    series = retention_series(listed, project.name, project.restic.snapshot_mode)
+    series = list(retention_series(listed, project.name, project.restic.snapshot_mode).values())
     removed = 0
-    for filters in series.values():
+    pruned = False
+    for number, filters in enumerate(series, start=1):
         tag_args = [arg for where in filters for arg in ("--tag", where)]
-        run = restic.run(["forget", "--json", "--quiet", "--group-by", "", *tag_args, *policy])
+        with_prune = ["--prune"] if prune and number == len(series) else []
+        run = restic.run(
+            ["forget", "--json", "--quiet", *with_prune, "--group-by", "", *tag_args, *policy]
+        )
         if not run.ok:
             raise restic.error(run)
+        here = 0
         if any(line.strip() for line in run.stdout):  # nothing at all when none matched
-            removed += count_removed(json_document(run.stdout, "forget"))
-    return removed
+            here = count_removed(json_document(run.stdout, "forget"))
+        removed += here
+        pruned = bool(with_prune) and here > 0
+    return removed, pruned
 
 
 @hookimpl
