@@ -343,6 +343,30 @@ def test_global_settings_that_would_fail_later_are_config_errors(
     assert f"{ws.env_path}: {message}" in error_of(ws)
 
 
+@pytest.mark.parametrize(
+    ("database", "encryption", "message"),
+    [
+        ({"type": "mysql", "jobs": 2}, False, "database.jobs: only for type postgres"),
+        ({"type": "postgres", "jobs": 0}, False, "database.jobs: must be between 1 and 64, got 0"),
+        ({"type": "postgres", "jobs": 2}, True, "database.jobs: a parallel dump is a folder"),
+    ],
+)
+def test_database_jobs_problems_are_config_errors(
+    ws: Workspace, database: dict[str, object], encryption: bool, message: str
+) -> None:
+    block = {"name": "db", "password": "x", "host": "h", "user": "u", **database}
+    extra = {"encryption": {"enabled": True, "recipient": "ops@example.com"}} if encryption else {}
+    ws.write_config([minimal(database=block, **extra)])
+    assert message in error_of(ws)
+
+
+def test_database_jobs_of_one_or_more_load(ws: Workspace) -> None:
+    block = {"type": "postgres", "name": "db", "password": "x", "host": "h", "user": "u"}
+    ws.write_config([minimal(database={**block, "jobs": 4})])
+    project = ws.load().project("app")
+    assert project.database is not None and project.database.jobs == 4
+
+
 def test_the_shared_ssh_connection_is_on_unless_turned_off(ws: Workspace) -> None:
     ws.write_config([minimal(database=None)])
     assert ws.load().settings.ssh.shared_connection is True

@@ -107,6 +107,31 @@ def test_postgres_drill_passes_and_leaves_nothing(
     assert "last verified restore: " in ok(ws, "status")
 
 
+def test_postgres_parallel_dump_is_a_folder_that_restores_and_drills(
+    pg_scram: PgCluster,
+    pg_source: PgDatabase,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+) -> None:
+    """database.jobs: 2: the dump is a folder, stored whole; restore --only db brings
+    all of it back with a guide that restores 2 tables at a time; a drill imports it."""
+    db = pg_source
+    database = {"type": "postgres", "host": db.host, "port": db.port, "name": db.name}
+    ws, _ = make_workspace(tmp_path, {**database, "user": db.user, "jobs": 2}, db.password,
+                           "combined")  # fmt: skip
+    ok(ws, "run", PROJECT)
+
+    target = tmp_path / "restored"
+    out = ok(ws, "restore", PROJECT, "latest", str(target), "--only", "db", "--guide")
+    (folder,) = target.rglob(f"{PROJECT}_backup_*.dir")
+    assert (folder / "toc.dat").is_file() and len(list(folder.iterdir())) == 6  # 5 tables
+    assert ", 1 dump(s)" in out and f"--jobs=2 {folder}" in out
+    code, report = drill_json(ws)
+    assert code == 0, report["checks"]
+    assert checks(report)["rows"] == ("pass", "5 table(s), 12543 row(s) as in the dump")
+    assert pg_scratch_databases(pg_scram, db) == []
+    nothing_left(ws)
+
+
 def test_postgres_drill_fails_on_a_false_check_and_names_it(
     pg_scram: PgCluster,
     pg_source: PgDatabase,  # noqa: F811 - the fixture imported above

@@ -19,7 +19,7 @@ from backupctl_core.domain.drill import (
     table_problems,
 )
 from backupctl_core.domain.errors import BackupctlError, PluginError
-from backupctl_core.domain.restore import is_backup_file, is_dump_path
+from backupctl_core.domain.restore import dumps_among, is_backup_file, is_dump_path
 
 NOW = datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
 
@@ -44,6 +44,21 @@ def test_manifest_names_travel_with_the_dump_and_are_not_dumps() -> None:
     assert not is_manifest(dump.name)
     assert is_dump_path(str(dump), "shop") and not is_dump_path(str(path), "shop")
     assert is_backup_file(str(path), "shop")  # restore --only db brings it along
+
+
+def test_the_dumps_among_restored_files_include_the_folder_of_a_directory_dump() -> None:
+    base = Path("/r/data/shop")
+    folder = base / "shop_backup_20261203_080000_abcd.dir"
+    restored = [
+        folder / "toc.dat", folder / "3342.dat.gz", base / (folder.name + ".manifest.json"),
+        base / "shop_backup_20261202_080000_beef.dump", Path("/r/assets/shop_backup_notes.txt"),
+        Path("/r/assets/logo.png"),
+    ]  # fmt: skip
+    assert dumps_among(restored, "shop") == [
+        Path("/r/assets/shop_backup_notes.txt"),  # named like a dump: listed, as before
+        base / "shop_backup_20261202_080000_beef.dump",
+        folder,
+    ]
 
 
 def test_table_problems_name_every_difference() -> None:

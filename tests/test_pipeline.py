@@ -379,12 +379,17 @@ def test_cleanup_removes_dumps_older_than_local_days(ws: Workspace) -> None:
     unrelated = folder / "notes.txt"
     for path in (old, recent, unrelated):
         path.write_text("x")
+    old_folder = folder / "app_backup_20200102_000000_abcd.dir"  # a database.jobs dump
+    old_folder.mkdir()
+    (old_folder / "toc.dat").write_text("x")
     three_days_ago = time.time() - 3 * 86400
-    os.utime(old, (three_days_ago, three_days_ago))
+    for path in (old, old_folder):
+        os.utime(path, (three_days_ago, three_days_ago))
     outcome, _, store = run(ws)
     assert outcome.ok
     assert not old.exists() and recent.exists() and unrelated.exists()
-    assert store.history("app", 1)[0].local_files_cleaned == 1
+    assert not old_folder.exists()
+    assert store.history("app", 1)[0].local_files_cleaned == 2
 
 
 def test_dump_files_are_named_as_reference_says(ws: Workspace) -> None:

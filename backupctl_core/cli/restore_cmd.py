@@ -15,7 +15,7 @@ from backupctl_core.domain.drill import manifest_path
 from backupctl_core.domain.errors import BackupctlError, UsageError
 from backupctl_core.domain.restore import (
     RestoreStep,
-    is_dump_path,
+    dumps_among,
     missing_after_restore,
     plan_restore,
 )
@@ -126,7 +126,7 @@ def _restore_into(
         for path in plugins.restore(step.snapshot_id, target, step.include):
             snapshot_of.setdefault(path, step.snapshot_id)
     restored = sorted(snapshot_of)  # a plugin may report a file twice; handle it once
-    dumps = [p for p in restored if is_dump_path(p.name, project)]
+    dumps = dumps_among(restored, project)
     click.echo(f"{len(restored)} file(s) restored, {len(dumps)} dump(s)")
     missing = missing_after_restore(steps, lambda path: os.path.lexists(_below(target, path)))
     if missing:
@@ -135,7 +135,10 @@ def _restore_into(
             f" {target}: {', '.join(missing)}"
         )
     for dump in dumps:
-        snapshot_id = snapshot_of[dump]
+        # A directory dump came with its files: the snapshot of the first one.
+        snapshot_id = snapshot_of.get(dump) or next(
+            snapshot_of[path] for path in restored if dump in path.parents
+        )
         if not (decompress or guide):
             click.echo(f"  dump: {dump}")
             continue

@@ -40,6 +40,7 @@ from backupctl_core.domain.settings import (
 VAR_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]*")
 MAX_NAME_LENGTH = 100  # it names folders, files and restic tags
+MAX_DUMP_JOBS = 64  # pg_dump opens one connection per job, plus one
 
 
 @frozen
@@ -413,6 +414,19 @@ def _check(projects: list[tuple[int, ProjectSettings]]) -> list[str]:
             and _type_name(database.type) != "postgres"
         ):
             errors.append(f"{where}.database.include_roles: only for type postgres")
+        if database is not None and database.jobs is not None:
+            if _type_name(database.type) != "postgres":
+                errors.append(f"{where}.database.jobs: only for type postgres")
+            elif not 1 <= database.jobs <= MAX_DUMP_JOBS:
+                errors.append(
+                    f"{where}.database.jobs: must be between 1 and {MAX_DUMP_JOBS},"
+                    f" got {database.jobs}"
+                )
+            elif database.jobs > 1 and project.encryption_enabled:
+                errors.append(
+                    f"{where}.database.jobs: a parallel dump is a folder of files, which"
+                    " encryption (one file) does not take yet: use one or the other"
+                )
         errors += _retention_problems(project.retention, f"{where}.retention")
         if project.hooks.timeout_seconds <= 0:
             errors.append(f"{where}.hooks.timeout_seconds: must be greater than 0")

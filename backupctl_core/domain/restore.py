@@ -8,9 +8,9 @@ the newest snapshot of each tag set.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from pathlib import PurePosixPath
-from typing import Literal
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import PurePath, PurePosixPath
+from typing import Literal, TypeVar
 
 from attrs import field, frozen
 
@@ -19,6 +19,7 @@ from backupctl_core.domain.drill import is_manifest
 from backupctl_core.domain.errors import BackupctlError
 
 Only = Literal["db", "assets"] | None
+P = TypeVar("P", bound=PurePath)
 
 
 @frozen
@@ -33,6 +34,18 @@ def is_dump_path(path: str, project: str) -> bool:
     """A dump of ``project`` (its manifest, stored beside it, is not a dump)."""
     name = PurePosixPath(path).name
     return name.startswith(f"{project}_backup_") and not is_manifest(name)
+
+
+def dumps_among(paths: Iterable[P], project: str) -> list[P]:
+    """The dumps among restored files: a dump file itself, or the folder of a
+    directory-format dump (``….dir``) that a restored file lies in."""
+    found: set[P] = set()
+    for path in paths:
+        for candidate in (path, *path.parents):
+            if is_dump_path(candidate.name, project):
+                found.add(candidate)
+                break
+    return sorted(found)
 
 
 def is_backup_file(path: str, project: str) -> bool:

@@ -61,6 +61,9 @@ class DatabaseSettings:
     # postgres: keep the roles that own objects or hold grants in the dump's manifest,
     # so a restore onto another server can create them (owners and grants survive).
     include_roles: bool = False
+    # postgres: dump (and restore) with this many parallel jobs: directory format,
+    # one file per table (``pg_dump --format=directory --jobs``). None or 1: one file.
+    jobs: int | None = None
 
 
 @frozen

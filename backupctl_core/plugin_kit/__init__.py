@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -340,7 +341,10 @@ def removed_on_failure(*paths: Path) -> Iterator[None]:
         yield
     except BaseException:
         for path in paths:
-            path.unlink(missing_ok=True)
+            if path.is_dir() and not path.is_symlink():  # a directory-format dump
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
         raise
 
 

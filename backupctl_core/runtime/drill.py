@@ -30,7 +30,7 @@ from backupctl_core.domain.drill import (
 from backupctl_core.domain.errors import BackupctlError, PluginError
 from backupctl_core.domain.events import drill_event
 from backupctl_core.domain.restore import (
-    is_dump_path,
+    dumps_among,
     missing_after_restore,
     plan_restore,
 )
@@ -143,7 +143,7 @@ def _drill(
     )
     if project.database is None:
         return
-    dumps = sorted({p for p in restored if is_dump_path(p.name, project.name)})
+    dumps = dumps_among(restored, project.name)
     if len(dumps) != 1:
         report.add("dump", False, f"the snapshot holds {len(dumps)} dump(s), expected one")
         return

@@ -46,7 +46,11 @@ class ProjectFiles:
     def dumps(self) -> list[Path]:
         if not self.project_dir.is_dir():
             return []
-        return sorted(p for p in self.project_dir.glob(f"{self.project}_backup_*") if p.is_file())
+        return sorted(
+            p
+            for p in self.project_dir.glob(f"{self.project}_backup_*")
+            if p.is_file() or (p.is_dir() and not p.is_symlink())  # a directory-format dump
+        )
 
     def split_existing(self, paths: Sequence[str]) -> tuple[list[Path], list[str]]:
         present: list[Path] = []
@@ -69,9 +73,17 @@ class ProjectFiles:
         removed = 0
         for path in self.dumps():
             if path.stat().st_mtime < cutoff:
-                path.unlink(missing_ok=True)
+                remove_dump(path)
                 removed += 1
         return removed
+
+
+def remove_dump(path: Path) -> None:
+    """A dump file, or a directory-format dump (a folder of files)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 TEMP_ROOT = ".tmp"

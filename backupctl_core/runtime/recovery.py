@@ -24,7 +24,7 @@ from backupctl_core.plugins import PluginRegistry
 from backupctl_core.runtime.audit_log import KIND as KIND_AUDIT
 from backupctl_core.runtime.audit_log import replay_audit
 from backupctl_core.runtime.fallback import FallbackLog
-from backupctl_core.runtime.files import ProjectFiles, stale_tempdirs
+from backupctl_core.runtime.files import ProjectFiles, remove_dump, stale_tempdirs
 from backupctl_core.runtime.lock import ProjectLock, is_stale
 from backupctl_core.runtime.notifier import Notifier
 from backupctl_core.runtime.original_fallback import ORIGINAL_PREFIX
@@ -144,7 +144,7 @@ class Recovery:
                 if dump in keep:
                     continue
                 if dump in failed_files or files.stamp_of(dump) in failed_stamps:
-                    dump.unlink(missing_ok=True)
+                    remove_dump(dump)
                     removed.append(dump.name)
                 else:
                     left.append(str(dump))

@@ -116,7 +116,7 @@ def forget_during_dump(dump: Path) -> None:
         _during_dump.pop(dump, None)
 
 
-def dump_manifest(dump: Path, db: DatabaseSettings) -> DumpManifest:
+def dump_manifest(dump: Path, db: DatabaseSettings, dump_bytes: int | None = None) -> DumpManifest:
     pg_restore = clients.pg_restore_tool(db)  # reads what the chosen pg_dump wrote
     listing = _listing(pg_restore, dump)
     versions = {m.group(1): m.group(2) for m in VERSION_LINE.finditer(listing)}
@@ -139,7 +139,7 @@ def dump_manifest(dump: Path, db: DatabaseSettings) -> DumpManifest:
         tables=counts,
         engine_version=versions.get("from database", ""),
         tool_version=versions.get("by pg_dump", ""),
-        dump_bytes=dump.stat().st_size,
+        dump_bytes=dump.stat().st_size if dump_bytes is None else dump_bytes,
         database_options=options,
     )
 
@@ -304,6 +304,7 @@ class PostgresScratchDatabase:
         # server, the always-present ``postgres`` on a drill server.
         self.maintenance_db = "postgres" if server else (db.name or "postgres")
         self.pg_restore = clients.pg_restore_tool(db)
+        self.jobs = max(db.jobs or 2, 2)
         self.created = False
 
     @contextmanager
@@ -339,6 +340,8 @@ class PostgresScratchDatabase:
         self.created = True
         argv = [self.pg_restore, "--exit-on-error", "--no-owner", "--no-acl", "--no-password"]
         argv += [f"--host={self.host}", f"--port={self.port}", f"--username={self.user}"]
+        if dump_file.is_dir():  # a directory dump: its tables in parallel, as dumped
+            argv.append(f"--jobs={self.jobs}")
         argv += [f"--dbname={self.name}", str(dump_file)]
         if dump_file.suffix == ".sql":
             argv = ["psql", "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1", "--no-password"]

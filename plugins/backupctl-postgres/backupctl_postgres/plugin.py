@@ -83,6 +83,9 @@ log = logging.getLogger("backupctl.postgres")
 TYPE = "postgres"
 FORMAT = "postgres-custom"
 EXTENSION = ".dump"
+# database.jobs > 1: pg_dump --format=directory --jobs: a folder, one file per table.
+DIRECTORY_FORMAT = "postgres-directory"
+DIRECTORY_EXTENSION = ".dir"
 DEFAULT_PORT = 5432
 CONNECT_TIMEOUT_SECONDS = 10
 SECONDS_PER_MINUTE = 60  # dump_timeout_minutes' unit (a test shortens it)
@@ -142,11 +145,20 @@ def backupctl_dump(
     project: ProjectSettings, settings: GlobalSettings, target_stem: Path
 ) -> DumpArtifact:
     db = require_database(project, TYPE)
-    path = target_stem.with_name(target_stem.name + EXTENSION)
+    jobs = db.jobs or 1
+    parallel = jobs > 1
+    path = target_stem.with_name(
+        target_stem.name + (DIRECTORY_EXTENSION if parallel else EXTENSION)
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
-    create_private_file(path)  # pg_dump --file truncates it and keeps the mode
-    argv = [db.pg_dump_path or "pg_dump", "--format=custom", f"--file={path}"]
-    argv += _connection_args(db)
+    if parallel:  # pg_dump fills an empty folder; its files are ours alone inside it
+        path.mkdir(mode=0o700)
+        path.chmod(0o700)
+        argv = [db.pg_dump_path or "pg_dump", "--format=directory", f"--jobs={jobs}"]
+    else:
+        create_private_file(path)  # pg_dump --file truncates it and keeps the mode
+        argv = [db.pg_dump_path or "pg_dump", "--format=custom"]
+    argv += [f"--file={path}", *_connection_args(db)]
     if not project.compression.enabled:
         argv.insert(2, "--compress=0")  # restic deduplicates and compresses it instead
     # The manifest's row counts: the server counts them in the snapshot pg_dump dumps.
@@ -163,7 +175,18 @@ def backupctl_dump(
         finally:
             if session is not None:
                 session.close()
+    if parallel:
+        return DumpArtifact(path=path, size_bytes=_private_tree(path), format=DIRECTORY_FORMAT)
     return DumpArtifact(path=path, size_bytes=path.stat().st_size, format=FORMAT)
+
+
+def _private_tree(folder: Path) -> int:
+    """Make a directory dump's files 0600 (pg_dump follows the umask); their bytes."""
+    size = 0
+    for file in folder.iterdir():
+        file.chmod(0o600)
+        size += file.stat().st_size
+    return size
 
 
 def _dump(argv: list[str], db: DatabaseSettings) -> None:
@@ -188,11 +211,12 @@ def backupctl_verify(
     project: ProjectSettings, settings: GlobalSettings, artifact: DumpArtifact
 ) -> VerifyResult:
     path = Path(artifact.path)
-    if not path.is_file():
+    if not (path.is_dir() if artifact.format == DIRECTORY_FORMAT else path.is_file()):
         return VerifyResult(False, f"dump file missing: {path}")
     # 1. The table of contents, streamed line by line: count the entries.
     entries = 0
     last_data_entry: bytes | None = None
+    data_entry_ids: list[str] = []
     with tempfile.TemporaryFile() as stderr:
         try:
             proc = subprocess.Popen(
@@ -210,10 +234,16 @@ def backupctl_verify(
                 entries += 1
                 if any(kind in line for kind in DATA_ENTRY_KINDS):
                     last_data_entry = line
+                    if b" TABLE DATA " in line:
+                        data_entry_ids.append(line.split(b";", 1)[0].decode())
         returncode = proc.wait()
         errors = read_captured(stderr)
     if returncode != 0:
         return VerifyResult(False, _first_error_line(errors) or f"pg_restore exited {returncode}")
+    if path.is_dir():  # a file per data entry, named by its dump id
+        missing = [n for n in data_entry_ids if not any(path.glob(f"{n}.dat*"))]
+        if missing:
+            return VerifyResult(False, f"data files missing from {path.name}: {missing[:5]}")
     # 2. The last data block, which ends the file: a truncated dump cannot restore it.
     if last_data_entry is not None:
         problem = _restore_entry_to_null(project.database, path, last_data_entry)
@@ -228,9 +258,9 @@ def backupctl_manifest(
 ) -> DumpManifest | None:
     """Tables and exact row counts, read from the dump itself (see drill.py)."""
     db = database_of(project, TYPE)
-    if db is None or artifact.format != FORMAT:
+    if db is None or artifact.format not in (FORMAT, DIRECTORY_FORMAT):
         return None
-    return drill.dump_manifest(Path(artifact.path), db)
+    return drill.dump_manifest(Path(artifact.path), db, artifact.size_bytes)
 
 
 @hookimpl
@@ -296,7 +326,7 @@ def backupctl_decompress(
 
     ``--no-owner``, like the guide's pg_restore: the SQL imports as any user.
     """
-    if path.suffix != EXTENSION:
+    if path.suffix not in (EXTENSION, DIRECTORY_EXTENSION):
         return None
     plain = path.with_suffix(".sql")
     create_private_file(plain)  # pg_restore --file truncates it and keeps the mode
@@ -317,8 +347,10 @@ def backupctl_restore_guide(
     db = require_database(project, TYPE)
     new = f"{db.name}_restored_{snapshot_id[:8]}"
     login = [f"--host={db.host}", f"--port={db.port or DEFAULT_PORT}", f"--username={db.user}"]
-    if dump_file.suffix == EXTENSION:
+    if dump_file.suffix in (EXTENSION, DIRECTORY_EXTENSION):
         restore = ["pg_restore", *login, f"--dbname={new}", "--no-owner", "--exit-on-error"]
+        if dump_file.suffix == DIRECTORY_EXTENSION:  # a table per job, as it was dumped
+            restore.append(f"--jobs={db.jobs or 2}")
         restore.append(str(dump_file))
     elif dump_file.suffix == ".sql":
         restore = ["psql", *login, f"--dbname={new}", "--set=ON_ERROR_STOP=1", "--quiet"]

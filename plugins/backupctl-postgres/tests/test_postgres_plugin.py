@@ -1191,3 +1191,62 @@ def test_include_roles_brings_owners_and_grants_back_on_a_server_without_them(
         pg_scram.create_database(filled_db.name, owner=filled_db.user)  # for the fixture
         for role in (owner, reader):
             pg_scram.execute("postgres", f'DROP ROLE IF EXISTS "{role}"')
+
+
+# -- database.jobs: a directory-format dump, N tables at a time -------------------------
+
+
+def test_jobs_dump_a_private_folder_that_verifies_counts_and_imports_with_the_guide(
+    pg_scram: PgCluster, filled_db: PgDatabase, restored_name: str, settings: GlobalSettings,
+    stem: Path,
+) -> None:  # fmt: skip
+    project = make_project(filled_db, jobs=2)
+    artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+
+    folder = Path(artifact.path)
+    assert folder.name == stem.name + ".dir" and folder.is_dir()
+    assert artifact.format == "postgres-directory" and mode(folder) == 0o700
+    files = sorted(folder.iterdir())
+    assert "toc.dat" in [f.name for f in files] and len(files) == 3  # toc + two tables
+    assert all(mode(f) == 0o600 for f in files)
+    assert artifact.size_bytes == sum(f.stat().st_size for f in files)
+    assert plugin.backupctl_verify(project=project, settings=settings, artifact=artifact).ok
+    manifest = plugin.backupctl_manifest(project=project, settings=settings, artifact=artifact)
+    assert manifest is not None and manifest.dump_bytes == artifact.size_bytes
+    assert dict(manifest.tables) == {"public.people": 3, "public.numbers": 5000}
+
+    guide = plugin.backupctl_restore_guide(
+        project=project, settings=settings, dump_file=folder, snapshot_id=SNAPSHOT
+    )
+    login = f"--host=127.0.0.1 --port={filled_db.port} --username={filled_db.user}"
+    assert guide[2] == (
+        f"pg_restore {login} --dbname={restored_name} --no-owner --exit-on-error --jobs=2 {folder}"
+    )
+    run_guide(guide, filled_db.password)
+    assert pg_scram.query(restored_name, "SELECT * FROM people ORDER BY id") == ROWS
+    assert pg_scram.query(restored_name, "SELECT count(*), sum(n) FROM numbers") == [
+        (5000, 12502500)
+    ]
+    plain = plugin.backupctl_decompress(project=project, settings=settings, path=folder)
+    assert plain == folder.with_suffix(".sql") and "COPY public.numbers" in plain.read_text()
+
+
+def test_verify_fails_a_folder_dump_missing_a_tables_file(
+    filled_db: PgDatabase, settings: GlobalSettings, stem: Path
+) -> None:
+    project = make_project(filled_db, jobs=2)
+    artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+    data = sorted(p for p in Path(artifact.path).iterdir() if p.name != "toc.dat")
+    data[0].unlink()
+    result = plugin.backupctl_verify(project=project, settings=settings, artifact=artifact)
+    assert not result.ok and "data files missing" in result.detail
+    assert data[0].name.split(".")[0] in result.detail
+
+
+def test_a_failed_folder_dump_leaves_nothing(
+    pg_scram: PgCluster, pg_scram_db: PgDatabase, settings: GlobalSettings, stem: Path
+) -> None:
+    project = make_project(pg_scram_db, wrong_password="not-it", jobs=2)
+    with pytest.raises(PluginError):
+        plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+    assert list(stem.parent.iterdir()) == []
