@@ -2,6 +2,12 @@
 
 pg_dump must be the server's major or newer; pg_restore reads the archives of every
 pg_dump up to its own major, so the newest installed one reads them all.
+
+Where PATH's tool is Debian's ``pg_wrapper`` (a Perl script that picks a major and
+execs it: 40-60 ms on every call, four or five calls a run), the major's own binary
+in ``/usr/lib/postgresql/N/bin`` is run instead, chosen as the wrapper would: the
+server's major for pg_dump (the lowest installed at least the server's), the newest
+for pg_restore and psql.
 """
 
 from __future__ import annotations
@@ -42,6 +48,32 @@ def fitting_pg_dump(server_major: int | None) -> Path | None:
     return next((path for number, path in installed("pg_dump") if number >= server_major), None)
 
 
+def is_wrapper(tool: str) -> bool:
+    """PATH's ``tool`` is Debian's pg_wrapper (a link to it, or the script itself)."""
+    on_path = shutil.which(tool)
+    return on_path is not None and Path(os.path.realpath(on_path)).name == "pg_wrapper"
+
+
+def direct(tool: str) -> str:
+    """The newest installed major's ``tool`` where PATH's is pg_wrapper, else ``tool``."""
+    if is_wrapper(tool):
+        side_by_side = installed(tool)
+        if side_by_side:
+            return str(side_by_side[-1][1])
+    return tool
+
+
+def pg_dump_tool(db: DatabaseSettings, server_major: int | None) -> str:
+    """``database.pg_dump_path``; else, past pg_wrapper, the installed pg_dump fitting
+    the server (the newest when its major is unknown); else PATH's pg_dump."""
+    if db.pg_dump_path:
+        return db.pg_dump_path
+    if is_wrapper("pg_dump"):
+        fitting = fitting_pg_dump(server_major)
+        return str(fitting) if fitting is not None else direct("pg_dump")
+    return "pg_dump"
+
+
 def pg_restore_tool(db: DatabaseSettings | None) -> str:
     """pg_restore beside ``database.pg_dump_path``, else the newest of PATH's and the
     installed majors' (a pg_restore reads the archives of every pg_dump up to its own)."""
@@ -52,6 +84,8 @@ def pg_restore_tool(db: DatabaseSettings | None) -> str:
     if not side_by_side:
         return "pg_restore"
     newest_major, newest = side_by_side[-1]
+    if is_wrapper("pg_restore"):  # it would pick the newest too
+        return str(newest)
     on_path = shutil.which("pg_restore")
     path_major = major(version_of(on_path)) if on_path else None
     if path_major is not None and path_major >= newest_major:

@@ -88,26 +88,28 @@ def _end_of_data(buffer: bytes, position: int) -> int:
     return found + 1 if found >= 0 else -1
 
 
-# Read while pg_dump runs, by dump file; dump_manifest takes them: database_options
-# (a psycopg import and a connection, ~0.1 s the run would otherwise wait for) and,
-# when pg_dump dumped a shared snapshot, the server's row counts (snapshot.py).
+# Read while pg_dump runs, by dump file; dump_manifest takes them: the snapshot
+# session's settings and row counts (snapshot.py), or, without a session, the
+# settings read by psycopg on a thread (an import and a connection, ~0.1 s).
 @dataclass
 class _DuringDump:
-    options: Future[dict[str, Any]]
-    counts: Future[snapshot.Counts | None] | None
+    session: Future[snapshot.Readings] | None
+    options: Future[dict[str, Any]] | None
 
 
 _during_dump: dict[Path, _DuringDump] = {}
 _during_dump_lock = threading.Lock()
-COUNTS_GRACE_SECONDS = 60  # a count still running after pg_dump: count the dump instead
+READINGS_GRACE_SECONDS = 60  # a count still running after pg_dump: count the dump instead
 
 
 def read_during_dump(
-    dump: Path, db: DatabaseSettings, counts: Future[snapshot.Counts | None] | None
+    dump: Path, db: DatabaseSettings, session: Future[snapshot.Readings] | None
 ) -> None:
-    reading = in_background(lambda: database_options(db), "postgres database options")
+    options = None
+    if session is None:
+        options = in_background(lambda: database_options(db), "postgres database options")
     with _during_dump_lock:
-        _during_dump[dump] = _DuringDump(reading, counts)
+        _during_dump[dump] = _DuringDump(session, options)
 
 
 def forget_during_dump(dump: Path) -> None:
@@ -122,15 +124,20 @@ def dump_manifest(dump: Path, db: DatabaseSettings, dump_bytes: int | None = Non
     versions = {m.group(1): m.group(2) for m in VERSION_LINE.finditer(listing)}
     with _during_dump_lock:
         during = _during_dump.pop(dump, None)
-    options = during.options.result() if during is not None else database_options(db)
+    readings = _session_readings(during.session if during else None)
+    if readings.options is not None:
+        options = dict(readings.options)
+    elif during is not None and during.options is not None:
+        options = during.options.result()
+    else:
+        options = database_options(db)
     if "unreadable" in options:
         log.warning("database settings of %s not recorded: %s", db.name, options["unreadable"])
         options = {}
     options["roles"] = sorted(_owners(listing))
     if db.include_roles:  # asked for: a dump without them fails rather than surprises
         options["roles_sql"] = role_statements(db)
-    counted = _server_counts(during.counts if during else None)
-    counts = snapshot.table_counts(listing, counted)
+    counts = snapshot.table_counts(listing, readings.counts)
     if counts is None:
         counts = _count_dump_rows(pg_restore, dump)
     return DumpManifest(
@@ -144,14 +151,14 @@ def dump_manifest(dump: Path, db: DatabaseSettings, dump_bytes: int | None = Non
     )
 
 
-def _server_counts(counting: Future[snapshot.Counts | None] | None) -> snapshot.Counts | None:
-    if counting is None:
-        return None
+def _session_readings(session: Future[snapshot.Readings] | None) -> snapshot.Readings:
+    if session is None:
+        return snapshot.Readings(None, None)
     try:
-        return counting.result(timeout=COUNTS_GRACE_SECONDS)
+        return session.result(timeout=READINGS_GRACE_SECONDS)
     except FutureTimeout:
         log.debug("row counts: the server is still counting; counting the dump")
-        return None
+        return snapshot.Readings(None, None)
 
 
 def _count_dump_rows(pg_restore: str, dump: Path) -> dict[str, int]:

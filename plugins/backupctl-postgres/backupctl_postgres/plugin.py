@@ -151,21 +151,24 @@ def backupctl_dump(
         target_stem.name + (DIRECTORY_EXTENSION if parallel else EXTENSION)
     )
     path.parent.mkdir(parents=True, exist_ok=True)
+    # The manifest's row counts: the server counts them in the snapshot pg_dump dumps.
+    session = snapshot.SnapshotSession.open(
+        [clients.direct("psql"), *_connection_args(db)], _environment(db)
+    )
+    pg_dump = clients.pg_dump_tool(db, session.server_major if session else None)
     if parallel:  # pg_dump fills an empty folder; its files are ours alone inside it
         path.mkdir(mode=0o700)
         path.chmod(0o700)
-        argv = [db.pg_dump_path or "pg_dump", "--format=directory", f"--jobs={jobs}"]
+        argv = [pg_dump, "--format=directory", f"--jobs={jobs}"]
     else:
         create_private_file(path)  # pg_dump --file truncates it and keeps the mode
-        argv = [db.pg_dump_path or "pg_dump", "--format=custom"]
+        argv = [pg_dump, "--format=custom"]
     argv += [f"--file={path}", *_connection_args(db)]
     if not project.compression.enabled:
         argv.insert(2, "--compress=0")  # restic deduplicates and compresses it instead
-    # The manifest's row counts: the server counts them in the snapshot pg_dump dumps.
-    session = snapshot.SnapshotSession.open(["psql", *_connection_args(db)], _environment(db))
     if session is not None:
         argv.append(f"--snapshot={session.snapshot}")
-    drill.read_during_dump(path, db, session.counts if session else None)
+    drill.read_during_dump(path, db, session.readings if session else None)
     with removed_on_failure(path):
         try:
             _dump(argv, db)
@@ -276,7 +279,8 @@ def backupctl_check(project: ProjectSettings, settings: GlobalSettings) -> list[
     db = database_of(project, TYPE)
     if db is None:
         return []
-    tools = tools_check([db.pg_dump_path or "pg_dump", "pg_restore", "psql"], INSTALL_HINT)
+    used = [clients.pg_dump_tool(db, None), clients.pg_restore_tool(db), clients.direct("psql")]
+    tools = tools_check(used, INSTALL_HINT)  # the programs the run starts, past pg_wrapper
     if tools.status == "fail":
         return [tools]
     login, server = _login_check(db)
@@ -287,7 +291,7 @@ def backupctl_check(project: ProjectSettings, settings: GlobalSettings) -> list[
 def _login_check(db: DatabaseSettings) -> tuple[CheckResult, str]:
     """The login's result and the server's version ("" when the login failed)."""
     where = f"{db.user}@{db.host}:{db.port or DEFAULT_PORT}/{db.name}"
-    argv = ["psql", "--no-psqlrc", "--quiet", "--tuples-only", "--no-align"]
+    argv = [clients.direct("psql"), "--no-psqlrc", "--quiet", "--tuples-only", "--no-align"]
     try:
         result = _run(
             [*argv, "--command=SHOW server_version", *_connection_args(db)],
@@ -306,9 +310,10 @@ def _login_check(db: DatabaseSettings) -> tuple[CheckResult, str]:
 def _pg_dump_check(db: DatabaseSettings, server: str) -> CheckResult | None:
     """None when the first pg_dump fits the server (as the dump then goes), else which
     installed pg_dump the dump will switch to, or the failure the dump would end in."""
-    first = db.pg_dump_path or shutil.which("pg_dump") or "pg_dump"
-    client = clients.version_of(first)
     server_major = clients.major(server)
+    chosen = clients.pg_dump_tool(db, server_major)  # as the dump chooses it
+    first = shutil.which(chosen) or chosen
+    client = clients.version_of(first)
     if not client or server_major is None or (clients.major(client) or 0) >= server_major:
         return None
     newer = None if db.pg_dump_path else clients.fitting_pg_dump(server_major)

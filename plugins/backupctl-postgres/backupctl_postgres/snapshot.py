@@ -1,5 +1,6 @@
 """Exact row counts without reading the dump back: the server counts them, in the
-very snapshot pg_dump dumps, while pg_dump runs.
+very snapshot pg_dump dumps, while pg_dump runs; and the database's own settings
+for the manifest, read in the same session.
 
 A ``psql`` session (a process start, not a psycopg import on the critical path)
 opens a REPEATABLE READ transaction and exports its snapshot; pg_dump runs with
@@ -12,16 +13,20 @@ database (bench/README.md section 6).
 
 Whatever goes wrong here (psql missing, a table the user may not count, a server
 that cannot export snapshots, a table name the listing mangles) costs nothing but
-the speed: the manifest then counts the dump, as before.
+the speed: the manifest then counts the dump, and reads the settings with psycopg
+(drill.database_options), as before.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import IO
+from typing import IO, Any
+
+from attrs import frozen
 
 from backupctl_core.plugin_kit import in_background
 
@@ -52,14 +57,33 @@ WHERE c.relkind = 'r' AND c.relpersistence <> 't'
                   AND d.objid = c.oid AND d.deptype = 'e');
 """.replace("\n", " ")
 
-# ON_ERROR_STOP stays off and the count runs in a savepoint: an error there must not
+# What only ``pg_dump --create`` would keep (drill.database_options reads the same
+# with psycopg): one line of JSON, after a prefix.
+OPTIONS_PREFIX = "options "
+READ_OPTIONS = f"""
+SELECT '{OPTIONS_PREFIX}' || json_build_object(
+  'encoding', pg_encoding_to_char(d.encoding), 'lc_collate', d.datcollate,
+  'lc_ctype', d.datctype, 'comment', shobj_description(d.oid, 'pg_database'),
+  'settings', coalesce((SELECT json_agg(item) FROM pg_db_role_setting s,
+                        unnest(s.setconfig) item
+                        WHERE s.setdatabase = d.oid AND s.setrole = 0), '[]'),
+  'role_settings', coalesce((SELECT json_object_agg(r.rolname, s.setconfig)
+                             FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole
+                             WHERE s.setdatabase = d.oid), '{{}}'))::text
+FROM pg_database d WHERE d.datname = current_database();
+""".replace("\n", " ")
+
+# ON_ERROR_STOP stays off and each read runs in a savepoint: an error there must not
 # end the transaction, whose end would take the snapshot from a pg_dump still starting.
 SCRIPT = f"""BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;
 SET row_security = off;
-SELECT pg_export_snapshot();
-SAVEPOINT counting;
+SELECT pg_export_snapshot() || ' ' || current_setting('server_version_num');
+SAVEPOINT reading;
+{READ_OPTIONS}
+ROLLBACK TO SAVEPOINT reading;
+SAVEPOINT reading;
 {COUNT_TABLES}
-ROLLBACK TO SAVEPOINT counting;
+ROLLBACK TO SAVEPOINT reading;
 SELECT '{END_MARKER}';
 """
 
@@ -67,14 +91,26 @@ SELECT '{END_MARKER}';
 Counts = dict[str, tuple[str, int]]
 
 
-class SnapshotSession:
-    """The psql session whose snapshot pg_dump imports; ``counts`` resolves to the
-    table counts, or None when counting failed."""
+@frozen
+class Readings:
+    """What the session read: None where that read failed."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], snapshot: str, counts: Future[Counts | None]):
+    options: dict[str, Any] | None
+    counts: Counts | None
+
+
+class SnapshotSession:
+    """The psql session whose snapshot pg_dump imports; ``readings`` resolves once
+    the session has ended (``close``)."""
+
+    def __init__(
+        self, proc: subprocess.Popen[bytes], exported: str, readings: Future[Readings]
+    ) -> None:
         self.proc = proc
-        self.snapshot = snapshot
-        self.counts = counts
+        self.snapshot, _, version = exported.partition(" ")
+        # 150020 -> 15 (PostgreSQL 10 and later: major * 10000 + minor)
+        self.server_major = int(version) // 10000 if version.isdigit() else None
+        self.readings = readings
 
     @classmethod
     def open(cls, argv: list[str], env: dict[str, str]) -> SnapshotSession | None:
@@ -93,7 +129,7 @@ class SnapshotSession:
             return None
         assert proc.stdin is not None and proc.stdout is not None
         snapshot: Future[str] = Future()
-        counts = in_background(lambda: _read(proc, snapshot), "postgres row counts")
+        readings = in_background(lambda: _read(proc, snapshot), "postgres snapshot session")
         try:
             proc.stdin.write(SCRIPT.encode())
             proc.stdin.flush()
@@ -102,7 +138,7 @@ class SnapshotSession:
             log.debug("no snapshot session: %s", error or "timed out")
             _stop(proc)
             return None
-        return cls(proc, exported, counts)
+        return cls(proc, exported, readings)
 
     def close(self) -> None:
         """End the transaction (pg_dump has exited); the counts stay readable."""
@@ -114,34 +150,39 @@ class SnapshotSession:
             pass  # psql is gone already: nothing to end
 
 
-def _read(proc: subprocess.Popen[bytes], snapshot: Future[str]) -> Counts | None:
-    """psql's output: the snapshot's name, then the counts up to the marker; returns
-    once psql has exited (after ``close``), so no process is left unreaped."""
+def _read(proc: subprocess.Popen[bytes], snapshot: Future[str]) -> Readings:
+    """psql's output: the snapshot's name, the settings, then the counts up to the
+    marker; returns once psql has exited (after ``close``), so none is left unreaped."""
     assert proc.stdout is not None
     with proc.stdout:
-        counts = _parse(proc.stdout, snapshot)
+        readings = _parse(proc.stdout, snapshot)
         proc.stdout.read()  # until psql ends: COMMIT, then end of input
     proc.wait()
-    return counts
+    return readings
 
 
-def _parse(stdout: IO[bytes], snapshot: Future[str]) -> Counts | None:
+def _parse(stdout: IO[bytes], snapshot: Future[str]) -> Readings:
     first = stdout.readline().decode().strip()
     if not first or "-" not in first:
         snapshot.set_exception(ValueError(f"no snapshot exported: {first!r}"))
-        return None
+        return Readings(None, None)
     snapshot.set_result(first)
-    counts: Counts = {}
+    options: dict[str, Any] | None = None
+    counts: Counts | None = {}
     for raw in stdout:
-        line = raw.decode().strip()
+        line = raw.decode("utf-8", "replace").rstrip("\n")
         if line == END_MARKER:
-            return counts
+            return Readings(options, counts)
+        if line.startswith(OPTIONS_PREFIX):
+            options = json.loads(line.removeprefix(OPTIONS_PREFIX))
+            continue
         listed, quoted, rows = line.split("|")
-        if not rows:  # a table the query could not count
-            return None
+        if counts is None or not rows:  # a table the query could not count
+            counts = None
+            continue
         tail = bytes.fromhex(listed).decode("utf-8", "replace")
         counts[_sanitized(tail)] = (bytes.fromhex(quoted).decode("utf-8", "replace"), int(rows))
-    return None  # psql ended before the marker
+    return Readings(options, None)  # psql ended before the marker
 
 
 def _sanitized(text: str) -> str:

@@ -752,8 +752,10 @@ def test_row_counts_are_the_servers_in_the_snapshot_pg_dump_dumped(
     plugin._dump([*argv, f"--snapshot={session.snapshot}"], db)
     session.close()
     listing = drill._listing("pg_restore", dump)
-    counted = snapshot.table_counts(listing, session.counts.result(timeout=30))
+    readings = session.readings.result(timeout=30)
+    counted = snapshot.table_counts(listing, readings.counts)
     assert counted == {"public.people": 3, "public.numbers": 5000}
+    assert readings.options == drill.database_options(db)  # what psycopg reads
     assert drill._count_dump_rows("pg_restore", dump) == counted
     assert session.proc.wait(timeout=10) == 0  # the transaction ended, psql reaped
 
@@ -838,13 +840,13 @@ def test_a_count_still_running_after_the_grace_is_left_for_the_dumps(
 ) -> None:
     from concurrent.futures import Future
 
-    from backupctl_postgres import drill
+    from backupctl_postgres import drill, snapshot
 
-    monkeypatch.setattr(drill, "COUNTS_GRACE_SECONDS", 0.01)
-    assert drill._server_counts(Future()) is None
+    monkeypatch.setattr(drill, "READINGS_GRACE_SECONDS", 0.01)
+    assert drill._session_readings(Future()) == snapshot.Readings(None, None)
     done: Future[Any] = Future()
-    done.set_result({"public t alice": ("public.t", 1)})
-    assert drill._server_counts(done) == {"public t alice": ("public.t", 1)}
+    done.set_result(snapshot.Readings({"encoding": "UTF8"}, {"public t alice": ("public.t", 1)}))
+    assert drill._session_readings(done).counts == {"public t alice": ("public.t", 1)}
 
 
 def test_guide_recreates_the_databases_comment_settings_and_locale(
@@ -1250,3 +1252,38 @@ def test_a_failed_folder_dump_leaves_nothing(
     with pytest.raises(PluginError):
         plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
     assert list(stem.parent.iterdir()) == []
+
+
+def test_debians_pg_wrapper_is_stepped_over_for_the_majors_own_tools(
+    filled_db: PgDatabase, settings: GlobalSettings, stem: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """PATH's pg_dump, pg_restore and psql link to a pg_wrapper (here one that would
+    fail the run): the dump, verify, manifest and check run the installed majors'
+    binaries instead, pg_dump the server's major."""
+    installed = pg_clients.installed("pg_dump")
+    if not installed:
+        pytest.skip("no /usr/lib/postgresql/N/bin here")  # Debian and Ubuntu have them
+    share = tmp_path / "share"
+    share.mkdir()
+    wrapper = share / "pg_wrapper"
+    wrapper.write_text("#!/bin/sh\necho 'pg_wrapper ran' >&2\nexit 99\n")
+    wrapper.chmod(0o755)
+    bindir = tmp_path / "wrapped-bin"
+    bindir.mkdir()
+    for tool in ("pg_dump", "pg_restore", "psql"):
+        (bindir / tool).symlink_to(wrapper)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    assert pg_clients.is_wrapper("pg_dump") and pg_clients.direct("psql").startswith("/usr/lib/")
+
+    project = make_project(filled_db)
+    artifact = plugin.backupctl_dump(project=project, settings=settings, target_stem=stem)
+    assert plugin.backupctl_verify(project=project, settings=settings, artifact=artifact).ok
+    manifest = plugin.backupctl_manifest(project=project, settings=settings, artifact=artifact)
+    assert manifest is not None and dict(manifest.tables)["public.numbers"] == 5000
+    checks = plugin.backupctl_check(project=project, settings=settings)
+    assert [c.status for c in checks] == ["pass", "pass"], checks
+    server_major = pg_clients.major(manifest.engine_version)
+    assert pg_clients.pg_dump_tool(project.database, server_major) == str(  # type: ignore[arg-type]
+        pg_clients.fitting_pg_dump(server_major)
+    )
