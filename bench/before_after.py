@@ -1,6 +1,6 @@
 """``backupctl run`` of this checkout against an earlier revision, alternating.
 
-    .venv/bin/python bench/before_after.py REV [--runs 8] [--scale 1]
+    .venv/bin/python bench/before_after.py REV [--runs 8] [--scale 1] [--fixed-cost]
 
 The earlier revision is checked out into a temporary git worktree and run with the
 same virtualenv, its core and plugins put first on ``PYTHONPATH``; the variants
@@ -8,11 +8,18 @@ alternate round by round (order reversed every round) after one unmeasured round
 each, on a pgbench database on the machine's PostgreSQL (127.0.0.1:5432, trust
 auth) backed up to a local restic repository per variant, retention keep_last 3.
 Prints the medians, their ratio and the median of the per-round ratios.
+
+``--fixed-cost`` runs each under ``strace -f --seccomp-bpf -e trace=execve,exit_group``
+(only those two system calls stop the process: the rest runs at full speed) and
+also prints the medians of backupctl's own time before its first tool starts
+(its exec to the first child's exec) and after its last tool ends (the last
+child's exit to its own).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import subprocess
 import sys
@@ -48,6 +55,7 @@ def main() -> None:
     parser.add_argument("rev", help="the earlier git revision, e.g. HEAD~3 or a commit")
     parser.add_argument("--runs", type=int, default=8)
     parser.add_argument("--scale", type=int, default=1, help="pgbench scale (~15 MB each)")
+    parser.add_argument("--fixed-cost", action="store_true", help="time around the tools")
     args = parser.parse_args()
     print(machine_line(PG_DUMP_VERSION, RESTIC_VERSION))
     root = Path(tempfile.mkdtemp(prefix="backupctl-bench-ab-"))
@@ -72,15 +80,21 @@ def main() -> None:
         for folder, extra in variants.values():
             run([BACKUPCTL, "db", "migrate"], cwd=folder, env=_env(extra))
         times: dict[str, list[float]] = {name: [] for name in variants}
+        around: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
+        trace = root / "trace"
+        strace = ["strace", "-f", "--seccomp-bpf", "-ttt", "-e", "trace=execve,exit_group",
+                  "-o", str(trace)] if args.fixed_cost else []  # fmt: skip
         for round_ in range(args.runs + 1):
             order = list(variants.items())
             if round_ % 2:
                 order.reverse()
             for name, (folder, extra) in order:
                 started = time.perf_counter()
-                run([BACKUPCTL, "run", "bench"], cwd=folder, env=_env(extra))
+                run([*strace, BACKUPCTL, "run", "bench"], cwd=folder, env=_env(extra))
                 if round_:  # the first round warms caches and creates the repositories
                     times[name].append(time.perf_counter() - started)
+                    if strace:
+                        around[name].append(before_and_after_tools(trace))
         (before, after) = times.values()
         per_round = [a / b for a, b in zip(after, before, strict=True)]
         print(f"# pgbench -i -s {args.scale}; local restic repositories; {args.runs} rounds")
@@ -88,11 +102,35 @@ def main() -> None:
             print(f"{name:28} median {median(values):.2f} s  ({min(values):.2f}-{max(values):.2f})")
         print(f"after / before: {median(after) / median(before):.2f}"
               f" (median of per-round ratios {median(per_round):.2f})")  # fmt: skip
+        for name, pairs in around.items():
+            if pairs:
+                first, last = median([p[0] for p in pairs]), median([p[1] for p in pairs])
+                print(f"{name:28} before the first tool {first:.3f} s,"
+                      f" after the last {last:.3f} s (medians)")  # fmt: skip
     finally:
         subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(old)],
                        check=False)  # fmt: skip
         run([*PSQL, "-c", f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)"], check=False)
         shutil.rmtree(root, ignore_errors=True)
+
+
+TRACE_LINE = re.compile(r"(\d+)\s+([\d.]+)\s+(execve\(|exit_group\(|\+\+\+ exited)")
+
+
+def before_and_after_tools(trace: Path) -> tuple[float, float]:
+    """From an ``strace -f -ttt`` log: (first child's exec - own exec, own exit - last
+    child's exit). Failed execs (a PATH search's ENOENT) do not count."""
+    events = []
+    for line in trace.read_text().splitlines():
+        found = TRACE_LINE.match(line)
+        if found and "ENOENT" not in line:
+            events.append((int(found[1]), float(found[2]), found[3]))
+    main_pid, start = events[0][0], events[0][1]
+    children = [e for e in events if e[0] != main_pid]
+    first_exec = min(t for _, t, kind in children if kind == "execve(")
+    last_exit = max(t for _, t, kind in children if kind != "execve(")
+    own_exit = max(t for pid, t, _ in events if pid == main_pid)
+    return first_exec - start, own_exit - last_exit
 
 
 def _env(extra: dict[str, str]) -> dict[str, str]:

@@ -44,9 +44,27 @@ class CliContext:
         if self._registry is None:
             from backupctl_core.plugins import get_plugin_manager
 
-            self._registry = get_plugin_manager()
+            self._registry = get_plugin_manager(wanted=self._wanted_types())
             self._private_tempdir()  # plugins about to run tools: their scratch goes there
         return self._registry
+
+    def _wanted_types(self) -> set[str] | None:
+        """The plugin types the config names (the rest load when asked for), or None
+        (all) when there is no config to read."""
+        from backupctl_core.domain.errors import ConfigError
+
+        try:
+            config = self.config
+        except ConfigError:
+            return None
+        wanted = {config.settings.notification_type, "gpg"}
+        for project in config.projects:
+            wanted.add(project.storage.type)
+            for block in (project.database, project.notification, project.monitor,
+                          project.encryption):  # fmt: skip
+                if block is not None:
+                    wanted.add(block.type)
+        return wanted
 
     def _private_tempdir(self) -> None:
         """Temporary files of every command that runs tools (restore, snapshots, health…)
