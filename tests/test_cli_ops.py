@@ -372,10 +372,14 @@ def test_passthrough_stdin_and_long_running_restic_replaces_backupctl(ws: Worksp
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 30
-        while not os.readlink(f"/proc/{process.pid}/exe").endswith("/restic"):
+        # The exe link changes early in execve, the new argv a moment later: wait for both.
+        while True:
+            cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
+            exe = os.readlink(f"/proc/{process.pid}/exe")
+            if exe.endswith("/restic") and cmdline[0].endswith(b"restic"):
+                break
             assert time.monotonic() < deadline, "backupctl never became restic"
             time.sleep(0.05)
-        cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
         environ = Path(f"/proc/{process.pid}/environ").read_bytes().split(b"\0")
         stdout, stderr = process.communicate("passed through stdin ✓\n", timeout=60)
     finally:
