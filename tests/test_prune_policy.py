@@ -44,6 +44,20 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+# Logs each restic command; a prune riding on forget (``forget --prune``, which restic
+# runs when that forget removed snapshots) is logged as "prune" too.
+WRAPPER = """#!/bin/sh
+echo "$1" >> {log}
+if [ "$1" = forget ] && echo " $* " | grep -q -- " --prune "; then
+    out=$({real} "$@"); code=$?
+    printf '%s\\n' "$out"
+    case "$out" in *'"remove":[{{'*) echo prune >> {log};; esac
+    exit $code
+fi
+exec {real} "$@"
+"""
+
+
 @pytest.fixture
 def ws(tmp_path: Path, template: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
     shutil.copytree(template, tmp_path / "repo")
@@ -53,7 +67,7 @@ def ws(tmp_path: Path, template: Path, monkeypatch: pytest.MonkeyPatch) -> Works
     real = shutil.which("restic")
     wrapper = tmp_path / "bin" / "restic"
     wrapper.parent.mkdir()
-    wrapper.write_text(f'#!/bin/sh\necho "$1" >> {tmp_path / "restic.log"}\nexec {real} "$@"\n')
+    wrapper.write_text(WRAPPER.format(log=tmp_path / "restic.log", real=real))
     wrapper.chmod(0o755)
     monkeypatch.setenv("PATH", f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}")
     configure(workspace)
