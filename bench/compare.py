@@ -29,7 +29,6 @@ first (and run borgmatic's monthly check and backupctl's weekly prune).
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -150,7 +149,7 @@ def main() -> None:
         borg_dir.mkdir()
         (borg_dir / "raw.sh").write_text(RAW_BORG)
         borg_env = dict(
-            os.environ, **db.env(), BORG_REPO=login + borg_server.new_repo_path("raw-borg"),
+            db.env(), BORG_REPO=login + borg_server.new_repo_path("raw-borg"),
             BORG_PASSPHRASE=PASSPHRASE, BORG_RSH=rsh, DUMP_DIR=str(borg_dir),
             BORG_BASE_DIR=str(borg_dir / "home"),
         )  # fmt: skip
@@ -165,8 +164,7 @@ def main() -> None:
             f"postgresql_databases:\n  - name: {DB}\n    hostname: {db.host}\n"
             f"    port: {db.port}\n    username: {db.user}\n    format: custom\n"
         )
-        bm_env = dict(os.environ, **db.env(), BORG_BASE_DIR=str(bm_dir / "home"),
-                      HOME=str(bm_dir / "home"))  # fmt: skip
+        bm_env = {**db.env(), "BORG_BASE_DIR": str(bm_dir / "home"), "HOME": str(bm_dir / "home")}
         run([bm, "--config", bm_config, "repo-create", "--encryption", "repokey"], env=bm_env)
 
         variants = ["backupctl restic", "raw restic", "backupctl borg", "raw borg", "borgmatic"]

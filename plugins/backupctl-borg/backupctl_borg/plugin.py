@@ -24,6 +24,7 @@ import re
 import secrets
 import shutil
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
@@ -53,6 +54,7 @@ from backupctl_core.plugin_kit import (
     tool_error,
     tools_check,
 )
+from backupctl_core.plugin_kit import ssh as ssh_kit
 
 TYPE = "borg"
 PROGRAM = "borg"
@@ -144,8 +146,23 @@ def environment(project: ProjectSettings, settings: GlobalSettings) -> dict[str,
         "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "no",
     }
     if settings.ssh.host:
-        env["BORG_RSH"] = _ssh_command(settings)
+        rsh = _ssh_command(settings)
+        shared = ssh_kit.socket_of(project.name)  # the run's one connection, if held
+        env["BORG_RSH"] = " ".join([rsh, *ssh_kit.control_options(shared)]) if shared else rsh
     return child_env(env)
+
+
+@hookimpl
+def backupctl_run_session(
+    project: ProjectSettings, settings: GlobalSettings
+) -> AbstractContextManager[None] | None:
+    """Over SSH: one connection for the run's borg calls (create, prune, compact)."""
+    ssh = settings.ssh
+    if not ssh.host or not ssh.shared_connection:
+        return None
+    options = [*_ssh_command(settings).split(), "-p", str(ssh.port)]
+    login = f"{ssh.user}@{ssh.host}" if ssh.user else str(ssh.host)
+    return ssh_kit.shared_connection(project.name, options, login)
 
 
 # -- running borg -----------------------------------------------------------------

@@ -195,3 +195,49 @@ def test_over_ssh_to_a_borg_serve_host(
     assert list(target.rglob("shop_backup_*.sqlite.gz"))
     prune = ws.cli("prune", "shop")
     assert prune.exit_code == 0, prune.output
+
+
+def test_a_run_session_logs_in_once_for_all_the_runs_borg_calls(
+    borg_ssh_server: SftpServer, tmp_path: Path
+) -> None:
+    """Over SSH the run's borg calls (init, create, prune, compact) are channels of the
+    one connection the session opens (backupctl_core.plugin_kit.ssh)."""
+    import time
+
+    from backupctl_core import Reclaim, RetentionSettings
+    from backupctl_core.plugin_kit import ssh as ssh_kit
+
+    server = borg_ssh_server
+    settings = GlobalSettings(
+        backup_base_dir=tmp_path / "base", restic_password=Secret("pw-123"),
+        ssh=SshSettings(host=server.host, user=server.user, port=server.port,
+                        key_path=server.key_path),
+    )  # fmt: skip
+    project = make_project(
+        storage=_storage({"repository_path": server.new_repo_path("session")}),
+        retention=RetentionSettings(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0),
+    )
+    source = tmp_path / "dump.txt"
+
+    def logins() -> int:
+        return server.log_path.read_text(errors="replace").count("Accepted publickey")
+
+    session = plugin.backupctl_run_session(project=project, settings=settings)
+    assert session is not None
+    before = logins()
+    with session:
+        socket = ssh_kit.socket_of(project.name)
+        assert socket is not None
+        deadline = time.monotonic() + 15
+        while not socket.exists():  # the master logs in while the dump would run
+            assert time.monotonic() < deadline, "no master connection"
+            time.sleep(0.02)
+        for round_ in range(2):
+            source.write_text(f"round {round_}\n")
+            plugin.backupctl_sync(project=project, settings=settings, paths=[source], tags=["x"])
+        pruned = plugin.backupctl_prune(project=project, settings=settings, reclaim=Reclaim.YES)
+        assert pruned.snapshots_removed == 1 and pruned.space_reclaimed
+    assert logins() == before + 1
+    assert ssh_kit.socket_of(project.name) is None and not socket.parent.exists()
+    off = GlobalSettings(ssh=SshSettings(host=server.host, shared_connection=False))
+    assert plugin.backupctl_run_session(project=project, settings=off) is None

@@ -36,7 +36,8 @@ from backupctl_core import (
     hookimpl,
 )
 from backupctl_core.plugin_kit import folder_creation_problem, tools_check
-from backupctl_restic import connection, listing
+from backupctl_core.plugin_kit import ssh as ssh_kit
+from backupctl_restic import listing
 from backupctl_restic.output import (
     BackupProgress,
     count_removed,
@@ -85,10 +86,11 @@ def backupctl_validate_config(project: Any, settings: Any) -> list[str]:
 
 @hookimpl
 def backupctl_run_session(project: Any, settings: Any) -> AbstractContextManager[None] | None:
-    """Over SFTP: one SSH connection for the run's restic calls (connection.py)."""
+    """Over SFTP: one SSH connection for the run's restic calls (plugin_kit.ssh)."""
     if not is_sftp(project, settings) or not settings.ssh.shared_connection:
         return None
-    return connection.shared_connection(project, ssh_command(settings))
+    argv = ssh_command(settings)  # ..., user@host, -s, sftp
+    return ssh_kit.shared_connection(project.name, argv[:-3], argv[-3])
 
 
 @hookimpl

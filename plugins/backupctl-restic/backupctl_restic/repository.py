@@ -25,7 +25,7 @@ from typing import Any
 
 from backupctl_core import PluginError
 from backupctl_core.plugin_kit import child_env
-from backupctl_restic import connection
+from backupctl_core.plugin_kit import ssh as ssh_kit
 
 RESTIC_PROGRAM = "restic"
 LOCAL_PREFIX = "local:"
@@ -79,7 +79,7 @@ def ssh_command(
     With ``log_file``, ssh writes its own errors (refused connection, unknown host
     key) there instead of to stderr: restic 0.14 relays ssh's stderr from a
     goroutine and sometimes exits before it does, losing the one useful line.
-    With ``control_socket``, through the run's shared connection (connection.py).
+    With ``control_socket``, through the run's shared connection (plugin_kit.ssh).
     """
     ssh = settings.ssh
     argv = ["ssh", "-p", str(ssh.port)]
@@ -98,7 +98,7 @@ def ssh_command(
         "ConnectTimeout=30",
         "-o",
         "ServerAliveInterval=60",  # notice a dead connection instead of hanging
-        *(connection.control_options(control_socket) if control_socket else []),
+        *(ssh_kit.control_options(control_socket) if control_socket else []),
         f"{ssh.user}@{ssh.host}" if ssh.user else str(ssh.host),
         "-s",
         "sftp",
@@ -141,7 +141,7 @@ def global_options(project: Any, settings: Any, ssh_log_file: Path | None = None
     """restic's global options for this repository: the SFTP command, if any."""
     if not is_sftp(project, settings):
         return []
-    socket = connection.socket_of(project)
+    socket = ssh_kit.socket_of(project.name)
     return ["-o", "sftp.command=" + " ".join(ssh_command(settings, ssh_log_file, socket))]
 
 

@@ -739,7 +739,7 @@ def _wait_for(condition: Callable[[], bool], seconds: float = 15) -> None:
 def test_a_run_session_logs_in_once_for_all_the_runs_restic_calls(
     sftp_server: SftpServer, tmp_path: Path, source: Path, template_repo: Path
 ) -> None:
-    from backupctl_restic import connection
+    from backupctl_core.plugin_kit import ssh
 
     project, settings = _sftp_project(sftp_server, tmp_path)
     project = attrs.evolve(project, retention=RetentionSettings(keep_last=1))
@@ -757,8 +757,8 @@ def test_a_run_session_logs_in_once_for_all_the_runs_restic_calls(
     assert session is not None
     before = logins()
     with session:
-        socket = connection.socket_of(project)
-        assert socket is not None and len(str(socket)) <= connection.MAX_SOCKET_PATH
+        socket = ssh.socket_of(project.name)
+        assert socket is not None and len(str(socket)) <= ssh.MAX_SOCKET_PATH
         _wait_for(socket.exists)  # the master logs in while the dump would run
         for _ in range(2):
             plugin.backupctl_sync(project=project, settings=settings, paths=[source], tags=TAGS)
@@ -767,7 +767,7 @@ def test_a_run_session_logs_in_once_for_all_the_runs_restic_calls(
         assert len(plugin.backupctl_snapshots(project=project, settings=settings)) == 1
         assert oct(socket.parent.stat().st_mode & 0o777) == "0o700"
     assert logins() == before + 1
-    assert connection.socket_of(project) is None and not socket.parent.exists()
+    assert ssh.socket_of(project.name) is None and not socket.parent.exists()
     masters = [
         p
         for p in psutil.process_iter(["cmdline"])
@@ -790,13 +790,13 @@ def test_a_master_that_cannot_log_in_leaves_every_call_working_on_its_own(
 ) -> None:
     """The master fails (here: its port is closed while the calls use the real one);
     each restic ssh then connects by itself, as without a session."""
-    from backupctl_restic import connection
+    from backupctl_core.plugin_kit import ssh
 
     project, settings = _sftp_project(sftp_server, tmp_path)
     _copy_repo(template_repo, project.restic.repository_path, sftp_server)
     closed = _free_port()
     argv = plugin.ssh_command(attrs.evolve(settings, ssh=attrs.evolve(settings.ssh, port=closed)))
-    with connection.shared_connection(project, argv):
+    with ssh.shared_connection(project.name, argv[:-3], argv[-3]):
         result = plugin.backupctl_sync(
             project=project, settings=settings, paths=[source], tags=TAGS
         )
