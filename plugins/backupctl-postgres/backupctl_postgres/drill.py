@@ -158,7 +158,9 @@ def _session_readings(session: Future[snapshot.Readings] | None) -> snapshot.Rea
         return session.result(timeout=READINGS_GRACE_SECONDS)
     except FutureTimeout:
         log.debug("row counts: the server is still counting; counting the dump")
-        return snapshot.Readings(None, None)
+    except Exception as error:  # the session's reader failed: read it all again
+        log.debug("snapshot session failed (%s); counting the dump", error)
+    return snapshot.Readings(None, None)
 
 
 def _count_dump_rows(pg_restore: str, dump: Path) -> dict[str, int]:

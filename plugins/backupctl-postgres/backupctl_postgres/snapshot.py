@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -34,6 +35,9 @@ log = logging.getLogger("backupctl.postgres")
 
 START_TIMEOUT_SECONDS = 30  # connect (PGCONNECT_TIMEOUT is 10) and export
 END_MARKER = "backupctl-counted"
+# pg_export_snapshot()'s name (hex groups, e.g. 00000003-0000001B-1), then the
+# server's version number.
+EXPORTED = re.compile(r"[0-9A-F]+(?:-[0-9A-F]+)+ \d+")
 
 
 def _hex(expression: str) -> str:
@@ -155,15 +159,21 @@ def _read(proc: subprocess.Popen[bytes], snapshot: Future[str]) -> Readings:
     marker; returns once psql has exited (after ``close``), so none is left unreaped."""
     assert proc.stdout is not None
     with proc.stdout:
-        readings = _parse(proc.stdout, snapshot)
+        try:
+            readings = _parse(proc.stdout, snapshot)
+        except ValueError as error:  # a line not ours: trust none of it
+            log.debug("snapshot session: unexpected output: %s", error)
+            if not snapshot.done():
+                snapshot.set_exception(error)
+            readings = Readings(None, None)
         proc.stdout.read()  # until psql ends: COMMIT, then end of input
     proc.wait()
     return readings
 
 
 def _parse(stdout: IO[bytes], snapshot: Future[str]) -> Readings:
-    first = stdout.readline().decode().strip()
-    if not first or "-" not in first:
+    first = stdout.readline().decode("utf-8", "replace").strip()
+    if not EXPORTED.fullmatch(first):
         snapshot.set_exception(ValueError(f"no snapshot exported: {first!r}"))
         return Readings(None, None)
     snapshot.set_result(first)

@@ -835,6 +835,23 @@ def test_server_counts_are_used_only_when_they_cover_every_table_copied() -> Non
     assert snapshot.table_counts(listing, None) is None
 
 
+def test_output_a_session_cannot_read_costs_only_the_speed() -> None:
+    """Anything but the expected lines: no snapshot shared, nothing trusted, psql reaped."""
+    from backupctl_postgres import snapshot
+
+    for output in (b"not-a-snapshot\n", b"0000-1 150000\nsurprise\n", b"0000-1 150000\n"):
+        proc = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert proc.stdin is not None
+        proc.stdin.write(output)
+        proc.stdin.close()
+        from concurrent.futures import Future
+
+        exported: Future[str] = Future()
+        assert snapshot._read(proc, exported) == snapshot.Readings(None, None)
+        assert proc.returncode == 0 and exported.done()
+        assert (exported.exception() is None) is output.startswith(b"0000-1 ")
+
+
 def test_a_count_still_running_after_the_grace_is_left_for_the_dumps(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -844,6 +861,9 @@ def test_a_count_still_running_after_the_grace_is_left_for_the_dumps(
 
     monkeypatch.setattr(drill, "READINGS_GRACE_SECONDS", 0.01)
     assert drill._session_readings(Future()) == snapshot.Readings(None, None)
+    failed: Future[Any] = Future()
+    failed.set_exception(ValueError("garbled"))
+    assert drill._session_readings(failed) == snapshot.Readings(None, None)
     done: Future[Any] = Future()
     done.set_result(snapshot.Readings({"encoding": "UTF8"}, {"public t alice": ("public.t", 1)}))
     assert drill._session_readings(done).counts == {"public t alice": ("public.t", 1)}
