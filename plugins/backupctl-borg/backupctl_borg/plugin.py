@@ -291,9 +291,10 @@ def backupctl_sync(
 @hookimpl
 def backupctl_snapshots(project: ProjectSettings, settings: GlobalSettings) -> list[Snapshot]:
     line = "{name}{TAB}{time}{TAB}{comment}{NUL}"
-    out = _run(
-        project, settings, ["list", "--glob-archives", f"{project.name}-*", "--format", line]
-    )
+    # borg orders by the full timestamp; its {time} has whole seconds, which would
+    # leave two archives of one second in either order ("latest" the wrong one).
+    args = ["list", "--glob-archives", f"{project.name}-*", "--sort-by", "timestamp"]
+    out = _run(project, settings, [*args, "--format", line])
     found = []
     for record in filter(None, out.split("\0")):
         name, when, comment = [*record.split("\t", 2), "", ""][:3]
@@ -304,7 +305,7 @@ def backupctl_snapshots(project: ProjectSettings, settings: GlobalSettings) -> l
         time = datetime.strptime(when.strip(), "%a, %Y-%m-%d %H:%M:%S").astimezone(UTC)
         found.append(Snapshot(id=name.strip(), time=time, tags=tuple(meta.get("tags", ())),
                               paths=tuple(meta.get("paths", ()))))  # fmt: skip
-    return sorted(found, key=lambda s: s.time, reverse=True)
+    return found[::-1]  # newest first
 
 
 def _archive(project: ProjectSettings, settings: GlobalSettings, snapshot_id: str) -> str:
