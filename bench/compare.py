@@ -52,7 +52,7 @@ from _common import (
     spread,
     timed,
 )
-from overhead import DB, PGBENCH, RAW_SCRIPT, Database, clear_dumps, raw_run
+from overhead import DB, PGBENCH, Database, clear_dumps, raw_chain, raw_run
 
 KEEP_LAST = 10
 BORGMATIC_VENV = REPO / ".venv-borgmatic"
@@ -127,18 +127,9 @@ def main() -> None:
         ws_borg = workspace("borg", borg_server, {
             "storage": {"type": "borg", "config": {"repository_path": borg_repo}}})  # fmt: skip
 
-        # raw restic: as in overhead.py, reaching its repository as backupctl does
-        restic_env, restic_argv = ws_restic.restic_env("restic")
-        sftp_command = restic_argv[restic_argv.index("-o") + 1].removeprefix("sftp.command=")
-        raw_dir = root / "raw-restic"
-        raw_dir.mkdir()
-        (raw_dir / "raw.sh").write_text(RAW_SCRIPT)
-        raw_env = dict(
-            restic_env, **db.env(), SFTP_COMMAND=sftp_command, DUMP_DIR=str(raw_dir),
-            RESTIC_REPOSITORY=f"sftp:{sftp.user}@{sftp.host}:{sftp.new_repo_path('raw')}",
-            RESTIC_CACHE_DIR=str(raw_dir / "cache"), RETENTION=f"--keep-last {KEEP_LAST}",
-        )  # fmt: skip
-        run(["restic", "-o", f"sftp.command={sftp_command}", "init"], env=raw_env)
+        raw_dir = root / "raw"  # the raw restic chain, as in overhead.py
+        script, raw_env = raw_chain(ws_restic, "restic", db, sftp, raw_dir,
+                                    f"--keep-last {KEEP_LAST}")  # fmt: skip
 
         # raw borg and borgmatic: the same server, key and known_hosts
         known = borg_server.key_path.parent / "known_hosts"
@@ -181,7 +172,7 @@ def main() -> None:
                     seconds = timed(ws_borg.backupctl_argv("run", "borg"))
                     clear_dumps(ws_borg.base_dir / "borg")
                 elif variant == "raw restic":
-                    seconds, _ = raw_run(raw_dir / "raw.sh", raw_env, "0", raw_dir / "times")
+                    seconds, _ = raw_run(script, raw_env, "0", raw_dir / "times")
                     clear_dumps(raw_dir)
                 elif variant == "raw borg":
                     seconds = timed(["bash", borg_dir / "raw.sh"], env=borg_env)

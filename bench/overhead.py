@@ -45,6 +45,7 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
@@ -146,6 +147,27 @@ class Database:
                 self.cluster.stop()
 
 
+def raw_chain(
+    ws: Workspace, project: str, db: Database, sftp: Any, folder: Path, retention: str = ""
+) -> tuple[Path, dict[str, str]]:
+    """RAW_SCRIPT in ``folder`` and its environment, with a new repository of its own
+    on ``sftp``, reached exactly the way backupctl reaches ``project``'s; ``retention``
+    overrides forget's keep options."""
+    restic_env, restic_argv = ws.restic_env(project)
+    sftp_command = restic_argv[restic_argv.index("-o") + 1].removeprefix("sftp.command=")
+    folder.mkdir()
+    script = folder / "raw_backup.sh"
+    script.write_text(RAW_SCRIPT)
+    env = dict(
+        restic_env, **db.env(), SFTP_COMMAND=sftp_command, DUMP_DIR=str(folder),
+        RESTIC_REPOSITORY=f"sftp:{sftp.user}@{sftp.host}:{sftp.new_repo_path(folder.name)}",
+        RESTIC_CACHE_DIR=str(folder / "cache"),
+        **({"RETENTION": retention} if retention else {}),
+    )  # fmt: skip
+    run(["restic", "-o", f"sftp.command={sftp_command}", "init"], env=env)
+    return script, env
+
+
 def backupctl_run(ws: Workspace, stats_file: Path) -> tuple[float, dict]:
     """``backupctl run`` through bench/_patched_cli.py: wall seconds and its stats."""
     prefix = [PYTHON, PATCHED_CLI, "--stats", str(stats_file), "--"]
@@ -215,19 +237,8 @@ def main() -> None:
         }])  # fmt: skip
         ws.backupctl("db", "migrate")
 
-        # The raw script reaches its own repository exactly the way backupctl does.
-        restic_env, restic_argv = ws.restic_env(PROJECT)
-        sftp_command = restic_argv[restic_argv.index("-o") + 1].removeprefix("sftp.command=")
         raw_dir = root / "raw"
-        raw_dir.mkdir()
-        script = raw_dir / "raw_backup.sh"
-        script.write_text(RAW_SCRIPT)
-        raw_env = dict(
-            restic_env, **db.env(), SFTP_COMMAND=sftp_command, DUMP_DIR=str(raw_dir),
-            RESTIC_REPOSITORY=f"sftp:{sftp.user}@{sftp.host}:{sftp.new_repo_path('raw')}",
-            RESTIC_CACHE_DIR=str(raw_dir / "cache"),
-        )  # fmt: skip
-        run(["restic", "-o", f"sftp.command={sftp_command}", "init"], env=raw_env)
+        script, raw_env = raw_chain(ws, PROJECT, db, sftp, raw_dir)
         times_file = raw_dir / "times"
         dump_dir = ws.base_dir / PROJECT
 

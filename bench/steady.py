@@ -50,7 +50,7 @@ from _common import (
     spread,
     timed,
 )
-from overhead import DB, PGBENCH, RAW_SCRIPT, Database, clear_dumps, raw_run
+from overhead import DB, PGBENCH, Database, clear_dumps, raw_chain, raw_run
 
 KEEP_LAST = 10
 VARIANTS = {"backupctl": "7d", "backupctl prune 0": "0"}  # project -> prune_interval
@@ -91,19 +91,9 @@ def main() -> None:
         ])  # fmt: skip
         ws.backupctl("db", "migrate")
 
-        restic_env, restic_argv = ws.restic_env(slug("backupctl"))
-        sftp_command = restic_argv[restic_argv.index("-o") + 1].removeprefix("sftp.command=")
         raw_dir = root / "raw"
-        raw_dir.mkdir()
-        script = raw_dir / "raw_backup.sh"
-        script.write_text(RAW_SCRIPT)
-        raw_repo = sftp.new_repo_path("raw")
-        raw_env = dict(
-            restic_env, **db.env(), SFTP_COMMAND=sftp_command, DUMP_DIR=str(raw_dir),
-            RESTIC_REPOSITORY=f"sftp:{sftp.user}@{sftp.host}:{raw_repo}",
-            RESTIC_CACHE_DIR=str(raw_dir / "cache"), RETENTION=f"--keep-last {KEEP_LAST}",
-        )  # fmt: skip
-        run(["restic", "-o", f"sftp.command={sftp_command}", "init"], env=raw_env)
+        script, raw_env = raw_chain(ws, slug("backupctl"), db, sftp, raw_dir,
+                                    f"--keep-last {KEEP_LAST}")  # fmt: skip
 
         variants = [*VARIANTS, "raw"]
         totals: dict[str, list[float]] = {v: [] for v in variants}
