@@ -380,6 +380,19 @@ def _register(
     return info
 
 
+def named_types(projects: Iterable[ProjectSettings], settings: GlobalSettings) -> set[str]:
+    """Every plugin type the projects (and the global notification channel) name:
+    the roles ``PluginRegistry.project_plugins`` looks up, plus the built-in gpg."""
+    names = {settings.notification_type, "gpg"}
+    for project in projects:
+        names.add(project.storage.type)
+        for block in (project.database, project.encryption, project.notification,
+                      project.monitor):  # fmt: skip
+            if block is not None:
+                names.add(block.type)
+    return names
+
+
 def _register_entry_point(manager: pluggy.PluginManager, ep: EntryPoint) -> PluginInfo:
     dist, version = _entry_point_dist(ep)
     info = _register(manager, ep.name, ep.load, dist, version)

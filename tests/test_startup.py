@@ -104,3 +104,25 @@ def test_status_loads_no_plugin(ws: Workspace, tmp_path: Path) -> None:
     # (pluggy itself is loaded: backupctl_core exports its hookimpl marker)
     plugins = {"backupctl_core.plugins", "backupctl_slack", "backupctl_email", "backupctl_sqlite"}
     assert sorted(loaded & plugins) == []
+
+
+def test_a_command_imports_the_plugins_its_config_names_and_plugins_lists_all(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    """The config names sqlite, restic, slack and email: no other plugin is imported
+    to validate it; ``backupctl plugins`` imports every one."""
+    others = {"backupctl_postgres", "backupctl_mysql", "backupctl_mongo", "backupctl_borg",
+              "backupctl_webhook", "backupctl_healthchecks", "backupctl_uptime_kuma"}  # fmt: skip
+    named = {"backupctl_sqlite", "backupctl_restic", "backupctl_slack", "backupctl_email"}
+    loaded = modules_after(ws, tmp_path, "config", "validate")
+    assert named <= loaded and sorted(loaded & others) == []
+    assert others <= modules_after(ws, tmp_path, "plugins")
+
+
+def test_a_type_no_loaded_plugin_provides_loads_the_rest() -> None:
+    from backupctl_core.plugins import get_plugin_manager
+
+    registry = get_plugin_manager(wanted={"sqlite", "restic"})
+    assert {info.name for info in registry._infos} == {"sqlite", "restic", "gpg"}
+    assert registry.provider("database", "sqlite") is not None and registry._pending
+    assert registry.provider("database", "postgres") is not None and not registry._pending

@@ -52,19 +52,14 @@ class CliContext:
         """The plugin types the config names (the rest load when asked for), or None
         (all) when there is no config to read."""
         from backupctl_core.domain.errors import ConfigError
+        from backupctl_core.plugins import named_types
 
         try:
             config = self.config
         except ConfigError:
             return None
-        wanted = {config.settings.notification_type, "gpg"}
-        for project in config.projects:
-            wanted.add(project.storage.type)
-            for block in (project.database, project.notification, project.monitor,
-                          project.encryption):  # fmt: skip
-                if block is not None:
-                    wanted.add(block.type)
-        return wanted
+
+        return named_types(config.projects, config.settings)
 
     def _private_tempdir(self) -> None:
         """Temporary files of every command that runs tools (restore, snapshots, health…)
