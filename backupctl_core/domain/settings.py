@@ -240,7 +240,7 @@ class SshSettings:
     user: str | None = None
     port: int = 23
     key_path: Path | None = None
-    # One multiplexed connection per backup run for all its restic calls.
+    # One multiplexed connection per backup run for all its storage tool's calls.
     shared_connection: bool = True
 
 

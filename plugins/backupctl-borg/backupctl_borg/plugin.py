@@ -120,17 +120,18 @@ def borg_home(settings: GlobalSettings) -> Path:
     return settings.backup_base_dir / ".cache" / "borg"
 
 
-def _ssh_command(settings: GlobalSettings) -> str:
-    """``BORG_RSH``: key, known_hosts beside the key, never trust an unknown host."""
+def _ssh_argv(settings: GlobalSettings) -> list[str]:
+    """borg's ssh (``BORG_RSH``): key, known_hosts beside the key, never trust an
+    unknown host."""
     ssh = settings.ssh
-    parts = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"]
+    argv = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"]
     if ssh.key_path is not None:
         key = Path(ssh.key_path).expanduser()
-        parts += ["-i", str(key), "-o", "IdentitiesOnly=yes"]
+        argv += ["-i", str(key), "-o", "IdentitiesOnly=yes"]
         known = key.parent / "known_hosts"
         if known.is_file():
-            parts += ["-o", f"UserKnownHostsFile={known}"]
-    return " ".join(parts)
+            argv += ["-o", f"UserKnownHostsFile={known}"]
+    return argv
 
 
 def environment(project: ProjectSettings, settings: GlobalSettings) -> dict[str, str]:
@@ -146,9 +147,9 @@ def environment(project: ProjectSettings, settings: GlobalSettings) -> dict[str,
         "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "no",
     }
     if settings.ssh.host:
-        rsh = _ssh_command(settings)
+        argv = _ssh_argv(settings)
         shared = ssh_kit.socket_of(project.name)  # the run's one connection, if held
-        env["BORG_RSH"] = " ".join([rsh, *ssh_kit.control_options(shared)]) if shared else rsh
+        env["BORG_RSH"] = " ".join([*argv, *(ssh_kit.control_options(shared) if shared else [])])
     return child_env(env)
 
 
@@ -160,7 +161,7 @@ def backupctl_run_session(
     ssh = settings.ssh
     if not ssh.host or not ssh.shared_connection:
         return None
-    options = [*_ssh_command(settings).split(), "-p", str(ssh.port)]
+    options = [*_ssh_argv(settings), "-p", str(ssh.port)]
     login = f"{ssh.user}@{ssh.host}" if ssh.user else str(ssh.host)
     return ssh_kit.shared_connection(project.name, options, login)
 

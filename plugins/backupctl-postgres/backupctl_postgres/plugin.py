@@ -39,6 +39,7 @@ output streamed to files; stderr kept for one-line error messages; a
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shlex
 import shutil
@@ -243,8 +244,9 @@ def backupctl_verify(
         errors = read_captured(stderr)
     if returncode != 0:
         return VerifyResult(False, _first_error_line(errors) or f"pg_restore exited {returncode}")
-    if path.is_dir():  # a file per data entry, named by its dump id
-        missing = [n for n in data_entry_ids if not any(path.glob(f"{n}.dat*"))]
+    if path.is_dir():  # a file per data entry, named by its dump id: 3342.dat.gz
+        present = {name.split(".", 1)[0] for name in os.listdir(path)}
+        missing = [n for n in data_entry_ids if n not in present]
         if missing:
             return VerifyResult(False, f"data files missing from {path.name}: {missing[:5]}")
     # 2. The last data block, which ends the file: a truncated dump cannot restore it.
