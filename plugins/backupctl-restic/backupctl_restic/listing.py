@@ -9,6 +9,9 @@ The snapshot the backup writes is not in that list; its series is known from the
 tags it was written with, so it is added from those. A stale or failed listing is
 never used: ``forget`` lists again. Whatever the list, ``forget`` only touches the
 series it names (series.py), so nothing unattributed is ever removed.
+
+Mostly no listing runs at all: what the last run's forget kept is remembered
+(remembered.py) and stands in for it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from datetime import UTC, datetime
 
 from backupctl_core import Snapshot
 from backupctl_core.plugin_kit import in_background
+from backupctl_restic.remembered import Remembered
 
 MAX_AGE_SECONDS = 3600.0  # a listing of a run that never reached retention goes stale
 
@@ -33,21 +37,37 @@ Key = tuple[str, str]  # (repository, project)
 class _Pending:
     started: float
     snapshots: Future[list[Snapshot]]
+    listed_at: datetime
     written: list[tuple[str, ...]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Listing:
+    snapshots: list[Snapshot]  # the listed ones, then those written since
+    listed_at: datetime  # when restic listed them (for a remembered list: back then)
 
 
 _pending: dict[Key, _Pending] = {}
 _lock = threading.Lock()
 
 
-def start(key: Key, list_snapshots: Callable[[], list[Snapshot]]) -> None:
-    """List in a background thread, unless a fresh listing for ``key`` is under way
-    (separate mode backs up several times per run)."""
+def start(
+    key: Key, list_snapshots: Callable[[], list[Snapshot]], remembered: Remembered | None = None
+) -> None:
+    """List in a background thread, or take what is ``remembered``, unless a fresh
+    listing for ``key`` is under way (separate mode backs up several times per run)."""
     with _lock:
         pending = _pending.get(key)
         if pending is not None and time.monotonic() - pending.started < MAX_AGE_SECONDS:
             return
-        _pending[key] = _Pending(time.monotonic(), in_background(list_snapshots, "restic"))
+        if remembered is None:
+            listed = in_background(list_snapshots, "restic")
+            _pending[key] = _Pending(time.monotonic(), listed, datetime.now(UTC))
+            return
+        at = remembered.listed_at
+        known: Future[list[Snapshot]] = Future()
+        known.set_result([Snapshot(id="", time=at, tags=t, paths=()) for t in remembered.tags])
+        _pending[key] = _Pending(time.monotonic(), known, at)
 
 
 def written(key: Key, tags: Sequence[str]) -> None:
@@ -68,7 +88,7 @@ def discard(key: Key) -> None:
             pending.snapshots.result()
 
 
-def take(key: Key) -> list[Snapshot] | None:
+def take(key: Key) -> Listing | None:
     """The listing started for ``key`` plus the snapshots written since; None when
     there is none, it is stale or it failed (the caller lists)."""
     with _lock:
@@ -80,4 +100,5 @@ def take(key: Key) -> list[Snapshot] | None:
     except Exception:
         return None
     now = datetime.now(UTC)
-    return [*listed, *(Snapshot(id="", time=now, tags=tags, paths=()) for tags in pending.written)]
+    written = [Snapshot(id="", time=now, tags=tags, paths=()) for tags in pending.written]
+    return Listing([*listed, *written], pending.listed_at)

@@ -118,6 +118,15 @@ def count_removed(data: Any) -> int:
     return sum(len(group.get("remove") or []) for group in data or [])
 
 
+def kept_tags(data: Any) -> list[tuple[str, ...]]:
+    """The tags of every snapshot ``forget --json`` kept (its groups' ``keep`` lists)."""
+    return [
+        tuple(snapshot.get("tags") or ())
+        for group in data or []
+        for snapshot in group.get("keep") or []
+    ]
+
+
 def describe_json_error(item: dict[str, Any]) -> str:
     """``open /x: permission denied`` from restic's JSON error line (0.14 and later)."""
     error = item.get("error")

@@ -21,6 +21,7 @@ import shutil
 import stat
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +38,12 @@ from backupctl_core import (
 )
 from backupctl_core.plugin_kit import folder_creation_problem, tools_check
 from backupctl_core.plugin_kit import ssh as ssh_kit
-from backupctl_restic import listing
+from backupctl_restic import listing, remembered
 from backupctl_restic.output import (
     BackupProgress,
     count_removed,
     describe_json_error,
+    kept_tags,
     parse_snapshots,
 )
 from backupctl_restic.repository import (
@@ -115,13 +117,16 @@ def backupctl_sync(
     limit = project.database.dump_timeout_minutes if project.database else None
     limit_seconds = limit * SECONDS_PER_MINUTE if limit else None
     key = (restic.repository, project.name)
-    listing.start(key, lambda: _list(Restic(project, settings), project))
+    if retention_args(project.retention):  # else no forget will need the series
+        known = remembered.recall(settings, *key, datetime.now(UTC))
+        listing.start(key, lambda: _list(Restic(project, settings), project), known)
     try:
         result = _backup(restic, backup, limit, limit_seconds)
     except BaseException:
         listing.discard(key)
         raise
     listing.written(key, all_tags)
+    remembered.add_written(settings, *key, all_tags)
     return result
 
 
@@ -193,7 +198,7 @@ def backupctl_prune(project: Any, settings: Any, reclaim: Reclaim) -> PruneResul
     its snapshots a group of one, so they were never pruned).
     """
     restic = Restic(project, settings)
-    removed, pruned = forget(restic, project, prune=reclaim != Reclaim.NO)
+    removed, pruned = forget(restic, project, settings, prune=reclaim != Reclaim.NO)
     owed = reclaim == Reclaim.YES or (reclaim == Reclaim.IF_FORGOTTEN and removed > 0)
     if owed and not pruned:
         run = restic.run(["prune", "--quiet"])
@@ -203,20 +208,25 @@ def backupctl_prune(project: Any, settings: Any, reclaim: Reclaim) -> PruneResul
     return PruneResult(snapshots_removed=removed, space_reclaimed=pruned)
 
 
-def forget(restic: Restic, project: Any, prune: bool = False) -> tuple[int, bool]:
+def forget(restic: Restic, project: Any, settings: Any, prune: bool = False) -> tuple[int, bool]:
     """``restic forget`` per retention series: how many snapshots it removed, and
     whether it pruned too. With ``prune``, the last series' forget gets ``--prune``
     (restic then prunes if that forget removed anything): one restic start, one key
-    derivation and one login fewer than a separate ``restic prune``."""
-    listed = listing.take((restic.repository, project.name))  # read during the backup
+    derivation and one login fewer than a separate ``restic prune``. The series come
+    from the listing read during the backup, or remembered from the last forget
+    (remembered.py); what this forget keeps is remembered for the next run."""
+    key = (restic.repository, project.name)
+    taken = listing.take(key)
     policy = retention_args(project.retention)
     if not policy:  # all zero: no policy, keep everything
         return 0, False
-    if listed is None:
-        listed = _list(restic, project)
-    series = list(retention_series(listed, project.name, project.restic.snapshot_mode).values())
+    if taken is None:
+        taken = listing.Listing(_list(restic, project), datetime.now(UTC))
+    named = retention_series(taken.snapshots, project.name, project.restic.snapshot_mode)
+    series = list(named.values())
     removed = 0
     pruned = False
+    kept: list[tuple[str, ...]] = []
     for number, filters in enumerate(series, start=1):
         tag_args = [arg for where in filters for arg in ("--tag", where)]
         with_prune = ["--prune"] if prune and number == len(series) else []
@@ -227,9 +237,12 @@ def forget(restic: Restic, project: Any, prune: bool = False) -> tuple[int, bool
             raise restic.error(run)
         here = 0
         if any(line.strip() for line in run.stdout):  # nothing at all when none matched
-            here = count_removed(json_document(run.stdout, "forget"))
+            document = json_document(run.stdout, "forget")
+            here = count_removed(document)
+            kept += kept_tags(document)
         removed += here
         pruned = bool(with_prune) and here > 0
+    remembered.remember(settings, *key, taken.listed_at, kept)
     return removed, pruned
 
 

@@ -4,19 +4,20 @@ served by a real sshd (the ``sftp_server`` fixture). No test doubles."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import attrs
 import psutil
 import pytest
-from backupctl_restic import plugin, restic_environment
+from backupctl_restic import plugin, remembered, restic_environment
 from backupctl_restic.output import describe_json_error, parse_time
 from backupctl_restic.repository import known_hosts_file, repository_url
 
@@ -631,6 +632,50 @@ def _original_tool_snapshot(
          "--tag", f"project:p,timestamp:{stamp},db:postgres", str(dump), str(assets)],
         env=env, check=True, capture_output=True,
     )  # fmt: skip
+
+
+def test_a_run_lists_the_snapshots_only_when_it_remembers_no_series(
+    tmp_path: Path, template_repo: Path, source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What forget kept is remembered (remembered.py): later runs start no `restic
+    snapshots`. A series another writer started is pruned once the memory is a
+    week old, never before it is known."""
+    real = shutil.which("restic")
+    log = tmp_path / "argv.log"
+    (tmp_path / "bin").mkdir()
+    wrapper = tmp_path / "bin" / "restic"
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}")
+    shutil.copytree(template_repo, tmp_path / "repo")
+    last = RetentionSettings(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0)
+    project = _project(str(tmp_path / "repo"), retention=last)
+    settings = GlobalSettings(backup_base_dir=tmp_path / "base")
+
+    def run_once() -> tuple[int, list[str]]:
+        log.write_text("")
+        plugin.backupctl_sync(project=project, settings=settings, paths=[source], tags=TAGS)
+        result = plugin.backupctl_prune(project=project, settings=settings, reclaim=Reclaim.NO)
+        calls = sorted(line.split()[0] for line in log.read_text().splitlines())
+        return result.snapshots_removed, calls  # sorted: the listing runs beside the backup
+
+    assert run_once() == (0, ["backup", "forget", "snapshots"])  # nothing remembered yet
+    assert run_once() == (1, ["backup", "forget"])
+
+    dumps = tmp_path / "data" / "p"
+    dumps.mkdir(parents=True)
+    _original_tool_snapshot(project, settings, dumps, source, 1)  # written by another tool
+    assert run_once() == (1, ["backup", "forget"])  # ours only: the original is not known
+    assert any("timestamp:20260101_020000" in s.tags
+               for s in plugin.backupctl_snapshots(project=project, settings=settings))  # fmt: skip
+
+    memory = remembered.file_of(settings, f"local:{tmp_path / 'repo'}", "p")
+    document = json.loads(memory.read_text())
+    week_ago = datetime.now(UTC) - timedelta(seconds=remembered.REFRESH_SECONDS + 60)
+    memory.write_text(json.dumps(dict(document, listed_at=week_ago.isoformat())))
+    assert run_once() == (2, ["backup", "forget", "snapshots"])  # listed: ours and the original
+    left = plugin.backupctl_snapshots(project=project, settings=settings)
+    assert [s.tags for s in left] == [TAGS]
 
 
 @pytest.mark.parametrize(
