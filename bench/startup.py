@@ -7,7 +7,9 @@ A workspace with ``--projects`` projects (files-only, nothing is backed up) is
 migrated with ``backupctl db migrate``; ``--rows`` audit rows spread over the
 projects are bulk-inserted through peewee (``BackupLog.insert_many``). Then
 hyperfine (if installed; else repeated timing here) measures each command.
-Targets: ``--help`` <= 0.25 s, ``status`` <= 0.3 s.
+Targets: ``--help`` <= 0.25 s, ``status`` <= 0.3 s. A control row imports only
+DESIGN.md's libraries (click, attrs, cattrs, ruamel.yaml, pluggy, peewee, ...):
+what any command pays before backupctl's own code.
 
 The PostgreSQL audit store is the machine's server on 127.0.0.1:5432 (trust
 auth, user postgres; database ``backupctl_bench_audit`` is recreated), or with
@@ -39,6 +41,13 @@ from _common import (
     print_table,
 )
 
+# DESIGN.md's stack as a run imports it (psycopg hidden, as audit/__init__.py does):
+# the floor under any backupctl command before a line of its own runs.
+STACK_IMPORTS = (
+    "import sys; sys.modules['psycopg'] = None\n"
+    "import click, attrs, cattrs, ruamel.yaml, pluggy, peewee, importlib.metadata,"
+    " portalocker, dotenv, logging.handlers"
+)
 MACHINE_PG = {"AUDIT_DB_HOST": "127.0.0.1", "AUDIT_DB_PORT": "5432", "AUDIT_DB_USER": "postgres"}
 PG_DB = "backupctl_bench_audit"
 
@@ -187,6 +196,7 @@ def main() -> None:
         no_pyc = ["env", "-u", "PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE=1"]
         commands: dict[str, list[str]] = {
             "python -c pass (interpreter only)": [PYTHON, "-c", "pass"],
+            "  python importing the stack (control)": [PYTHON, "-c", STACK_IMPORTS],
             "backupctl --help": [BACKUPCTL, *sq, "--help"],
             "backupctl --help, no .pyc (see README)": [*no_pyc, BACKUPCTL, *sq, "--help"],
             "backupctl plugins": [BACKUPCTL, *sq, "plugins"],
