@@ -22,6 +22,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
@@ -130,7 +131,12 @@ def _ssh_argv(settings: GlobalSettings) -> list[str]:
         argv += ["-i", str(key), "-o", "IdentitiesOnly=yes"]
         known = key.parent / "known_hosts"
         if known.is_file():
-            argv += ["-o", f"UserKnownHostsFile={known}"]
+            if '"' in str(known):  # ssh reads an -o value like a config line
+                raise PluginError(
+                    f"{known}: a path with a double quote cannot be given to ssh",
+                    retryable=False,
+                )
+            argv += ["-o", f'UserKnownHostsFile="{known}"']
     return argv
 
 
@@ -149,7 +155,8 @@ def environment(project: ProjectSettings, settings: GlobalSettings) -> dict[str,
     if settings.ssh.host:
         argv = _ssh_argv(settings)
         shared = ssh_kit.socket_of(project.name)  # the run's one connection, if held
-        env["BORG_RSH"] = " ".join([*argv, *(ssh_kit.control_options(shared) if shared else [])])
+        # borg splits BORG_RSH like a shell (shlex): quoted, a key folder may hold spaces.
+        env["BORG_RSH"] = shlex.join([*argv, *(ssh_kit.control_options(shared) if shared else [])])
     return child_env(env)
 
 

@@ -202,6 +202,34 @@ def test_over_ssh_to_a_borg_serve_host(
     assert prune.exit_code == 0, prune.output
 
 
+def test_a_key_in_a_folder_with_spaces_reaches_the_borg_host(
+    borg_ssh_server: SftpServer, tmp_path: Path
+) -> None:
+    """borg splits BORG_RSH like a shell: the key and the known_hosts beside it keep
+    their spaces, with and without the run's shared connection."""
+    server = borg_ssh_server
+    keys = tmp_path / "my ssh keys"
+    keys.mkdir()
+    for source in (server.key_path, server.known_hosts_path):
+        (keys / source.name).write_bytes(source.read_bytes())
+        (keys / source.name).chmod(0o600)
+    ssh = SshSettings(host=server.host, user=server.user, port=server.port,
+                      key_path=keys / server.key_path.name)  # fmt: skip
+    settings = GlobalSettings(
+        backup_base_dir=tmp_path / "base", restic_password=Secret("pw-123"), ssh=ssh
+    )
+    project = make_project(storage=_storage({"repository_path": server.new_repo_path("spaces")}))
+    source = tmp_path / "dump.txt"
+    source.write_text("data\n")
+
+    plugin.backupctl_sync(project=project, settings=settings, paths=[source], tags=["x"])
+    session = plugin.backupctl_run_session(project=project, settings=settings)
+    assert session is not None
+    with session:
+        plugin.backupctl_sync(project=project, settings=settings, paths=[source], tags=["x"])
+    assert len(plugin.backupctl_snapshots(project=project, settings=settings)) == 2
+
+
 def test_a_run_session_logs_in_once_for_all_the_runs_borg_calls(
     borg_ssh_server: SftpServer, tmp_path: Path
 ) -> None:
