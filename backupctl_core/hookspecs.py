@@ -105,7 +105,8 @@ def backupctl_prune(
     """Apply the project's retention to its snapshots (forget), then reclaim the space
     of forgotten snapshots (prune) as ``reclaim`` (a ``Reclaim``) says: ``no``,
     ``if-forgotten`` (only if this call forgot some), ``yes`` (even if not). Return a
-    ``PruneResult`` with ``space_reclaimed`` saying whether it pruned."""
+    ``PruneResult`` with ``space_reclaimed`` saying whether it pruned and, where the
+    storage tool reports it, ``bytes_freed``."""
 
 
 @hookspec(firstresult=True)

@@ -172,5 +172,5 @@ def test_backupctl_prune_always_prunes(ws: Workspace) -> None:
     ws.write_env(NOTIFICATION_TYPE="none")  # the recording notifier is not installed
     done = CliRunner().invoke(cli, [*ws.cli_args(), "prune", "shop"])
     assert done.exit_code == 0, done.stderr
-    assert done.stdout == "shop: 0 snapshot(s) removed, space reclaimed\n"
+    assert done.stdout == "shop: 0 snapshot(s) removed, 0 B freed\n"  # nothing left to free
     assert restic_commands(ws) == ["snapshots", "forget", "prune"]

@@ -17,6 +17,7 @@ from backupctl_core.domain.errors import (
     BackupctlError,
     UsageError,
 )
+from backupctl_core.domain.events import human_size
 
 log = logging.getLogger("backupctl.prune")
 
@@ -35,7 +36,9 @@ def prune_project(context: CliContext, name: str) -> str:
     with ProjectLock(settings.project_dir(name), name):
         result = plugins.prune(Reclaim.YES)
     done = f"{result.snapshots_removed} snapshot(s) removed"
-    if result.space_reclaimed is not None:
+    if result.bytes_freed is not None:
+        done += f", {human_size(result.bytes_freed)} freed"
+    elif result.space_reclaimed is not None:
         done += ", space reclaimed" if result.space_reclaimed else ", space not reclaimed"
     log.info("%s: prune: %s", name, done)
     return done

@@ -66,6 +66,9 @@ class PruneResult:
     # Did the plugin prune (reclaim the space of forgotten snapshots)? None: it does
     # not say (a plugin written before ``reclaim``).
     space_reclaimed: bool | None = None
+    # How many bytes the prune removed from the repository, where the storage tool
+    # reports it (restic's prune summary); None: not known.
+    bytes_freed: int | None = None
 
 
 @frozen

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -116,6 +117,20 @@ def parse_snapshots(data: Any) -> list[Snapshot]:
 def count_removed(data: Any) -> int:
     """Snapshots removed, from ``forget --json`` (a list of groups with ``remove`` lists)."""
     return sum(len(group.get("remove") or []) for group in data or [])
+
+
+_TOTAL_PRUNE = re.compile(r"^total prune:\s+\d+ blobs / ([\d.]+) (B|KiB|MiB|GiB|TiB)\s*$")
+_BINARY_UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4}
+
+
+def bytes_pruned(lines: Sequence[str]) -> int | None:
+    """The bytes ``restic prune`` removed, from its summary (``total prune: 7 blobs /
+    5.723 MiB``, rounded by restic); None when there is no such line."""
+    for line in lines:
+        found = _TOTAL_PRUNE.match(line.strip())
+        if found:
+            return round(float(found[1]) * _BINARY_UNITS[found[2]])
+    return None
 
 
 def kept_tags(data: Any) -> list[tuple[str, ...]]:

@@ -41,6 +41,7 @@ from backupctl_core.plugin_kit import ssh as ssh_kit
 from backupctl_restic import listing, remembered
 from backupctl_restic.output import (
     BackupProgress,
+    bytes_pruned,
     count_removed,
     describe_json_error,
     kept_tags,
@@ -190,7 +191,8 @@ def backupctl_prune(project: Any, settings: Any, reclaim: Reclaim) -> PruneResul
     """``restic forget`` with the project's policy once per retention series
     (``series.py``), then a prune as ``reclaim`` says: never (``no``: the pipeline
     deferred it), if anything was forgotten, or always (``yes``). The prune rides on
-    the last forget (``--prune``) when it can, else is one ``restic prune``.
+    the last forget (``--prune``) when it can, else is one ``restic prune``; either
+    way restic's summary says how many bytes it freed.
 
     Not restic's default grouping (host and paths: dump names change every run, so
     each snapshot was a group of one and nothing was ever removed), and not
@@ -198,19 +200,28 @@ def backupctl_prune(project: Any, settings: Any, reclaim: Reclaim) -> PruneResul
     its snapshots a group of one, so they were never pruned).
     """
     restic = Restic(project, settings)
-    removed, pruned = forget(restic, project, settings, prune=reclaim != Reclaim.NO)
+    removed, pruned, freed = forget(restic, project, settings, prune=reclaim != Reclaim.NO)
     owed = reclaim == Reclaim.YES or (reclaim == Reclaim.IF_FORGOTTEN and removed > 0)
     if owed and not pruned:
-        run = restic.run(["prune", "--quiet"])
-        if not run.ok:
-            raise restic.error(run)
+        freed = _prune(restic)
         pruned = True
-    return PruneResult(snapshots_removed=removed, space_reclaimed=pruned)
+    return PruneResult(snapshots_removed=removed, space_reclaimed=pruned, bytes_freed=freed)
 
 
-def forget(restic: Restic, project: Any, settings: Any, prune: bool = False) -> tuple[int, bool]:
-    """``restic forget`` per retention series: how many snapshots it removed, and
-    whether it pruned too. With ``prune``, the last series' forget gets ``--prune``
+def _prune(restic: Restic) -> int | None:
+    """``restic prune``; the bytes its summary says it removed."""
+    run = restic.run(["prune"])
+    if not run.ok:
+        raise restic.error(run)
+    return bytes_pruned(run.stdout)
+
+
+def forget(
+    restic: Restic, project: Any, settings: Any, prune: bool = False
+) -> tuple[int, bool, int | None]:
+    """``restic forget`` per retention series: how many snapshots it removed, whether
+    it pruned too, and the bytes that prune freed (None: no prune, or not reported).
+    With ``prune``, the last series' forget gets ``--prune``
     (restic then prunes if that forget removed anything): one restic start, one key
     derivation and one login fewer than a separate ``restic prune``. The series come
     from the listing read during the backup, or remembered from the last forget
@@ -219,20 +230,20 @@ def forget(restic: Restic, project: Any, settings: Any, prune: bool = False) -> 
     taken = listing.take(key)
     policy = retention_args(project.retention)
     if not policy:  # all zero: no policy, keep everything
-        return 0, False
+        return 0, False, None
     if taken is None:
         taken = listing.Listing(_list(restic, project), datetime.now(UTC))
     named = retention_series(taken.snapshots, project.name, project.restic.snapshot_mode)
     series = list(named.values())
     removed = 0
     pruned = False
+    freed: int | None = None
     kept: list[tuple[str, ...]] = []
     for number, filters in enumerate(series, start=1):
         tag_args = [arg for where in filters for arg in ("--tag", where)]
-        with_prune = ["--prune"] if prune and number == len(series) else []
-        run = restic.run(
-            ["forget", "--json", "--quiet", *with_prune, "--group-by", "", *tag_args, *policy]
-        )
+        # Not --quiet with --prune: the prune's summary (bytes freed) follows the JSON.
+        with_prune = ["--prune"] if prune and number == len(series) else ["--quiet"]
+        run = restic.run(["forget", "--json", *with_prune, "--group-by", "", *tag_args, *policy])
         if not run.ok:
             raise restic.error(run)
         here = 0
@@ -241,9 +252,10 @@ def forget(restic: Restic, project: Any, settings: Any, prune: bool = False) -> 
             here = count_removed(document)
             kept += kept_tags(document)
         removed += here
-        pruned = bool(with_prune) and here > 0
+        pruned = "--prune" in with_prune and here > 0
+        freed = bytes_pruned(run.stdout) if pruned else None
     remembered.remember(settings, *key, taken.listed_at, kept)
-    return removed, pruned
+    return removed, pruned, freed
 
 
 @hookimpl

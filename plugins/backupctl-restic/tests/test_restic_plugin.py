@@ -18,7 +18,7 @@ import attrs
 import psutil
 import pytest
 from backupctl_restic import plugin, remembered, restic_environment
-from backupctl_restic.output import describe_json_error, parse_time
+from backupctl_restic.output import bytes_pruned, describe_json_error, parse_time
 from backupctl_restic.repository import known_hosts_file, repository_url
 
 from backupctl_core import PluginError, Reclaim
@@ -302,6 +302,10 @@ def test_reclaim_decides_whether_restic_prune_runs(
     result = plugin.backupctl_prune(project=project, settings=settings, reclaim=reclaim)
 
     assert (result.snapshots_removed, result.space_reclaimed) == (removed, pruned)
+    if not pruned:
+        assert result.bytes_freed is None
+    else:  # from restic's own summary: what the forgotten snapshots alone held
+        assert result.bytes_freed is not None and (result.bytes_freed > 0) is (removed > 0)
     calls = log.read_text().splitlines()
     # forget on every call; the snapshot list was read while the backups ran; a prune
     # after a forget that removed something rides on it: one restic process
@@ -473,6 +477,13 @@ def test_restic_output_parsing() -> None:
     assert describe_json_error(line) == "open /x: permission denied"
     when = parse_time("2026-11-26T11:54:56.655053361Z")
     assert (when.microsecond, when.utcoffset()) == (655053, timedelta(0))
+    summary = [
+        "to delete:             7 blobs / 5.723 MiB",
+        "total prune:           7 blobs / 5.723 MiB",
+    ]
+    assert bytes_pruned(summary) == round(5.723 * 1024 * 1024)
+    assert bytes_pruned(["[0:00] 100.00%", "total prune:           0 blobs / 0 B"]) == 0
+    assert bytes_pruned(["done"]) is None  # no summary: not known, never a guess
 
 
 def test_backup_status_lines_become_progress_only_when_a_run_shows_it(
