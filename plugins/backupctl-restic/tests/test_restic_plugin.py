@@ -108,6 +108,20 @@ def source(tmp_path: Path) -> Path:
     return src
 
 
+@pytest.fixture
+def restic_argv_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A file getting one line per restic call (its arguments), by a wrapper ahead
+    of the real restic on PATH."""
+    real = shutil.which("restic")
+    log = tmp_path / "argv.log"
+    (tmp_path / "bin").mkdir()
+    wrapper = tmp_path / "bin" / "restic"
+    wrapper.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {log}\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}")
+    return log
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -280,16 +294,10 @@ def test_unknown_host_key_fails_loudly(
     ],
 )
 def test_reclaim_decides_whether_restic_prune_runs(
-    tmp_path: Path, template_repo: Path, source: Path, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, template_repo: Path, source: Path, restic_argv_log: Path,
     reclaim: Reclaim, runs: int, removed: int, pruned: bool,
 ) -> None:  # fmt: skip
-    real = shutil.which("restic")
-    log = tmp_path / "argv.log"
-    (tmp_path / "bin").mkdir()
-    wrapper = tmp_path / "bin" / "restic"
-    wrapper.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {real} "$@"\n')
-    wrapper.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}")
+    log = restic_argv_log
     shutil.copytree(template_repo, tmp_path / "repo")
     daily = RetentionSettings(keep_daily=1, keep_weekly=0, keep_monthly=0)
     project = _project(str(tmp_path / "repo"), retention=daily)
@@ -318,17 +326,8 @@ def test_reclaim_decides_whether_restic_prune_runs(
     assert ("to delete:             0 blobs" in dry.stdout) is (pruned or not removed)
 
 
-def test_password_never_reaches_argv(
-    tmp_path: Path, source: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    real = shutil.which("restic")
-    log = tmp_path / "argv.log"
-    wrapper_dir = tmp_path / "bin"
-    wrapper_dir.mkdir()
-    wrapper = wrapper_dir / "restic"
-    wrapper.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {log}\nexec {real} "$@"\n')
-    wrapper.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{wrapper_dir}{os.pathsep}{os.environ['PATH']}")
+def test_password_never_reaches_argv(tmp_path: Path, source: Path, restic_argv_log: Path) -> None:
+    log = restic_argv_log
     daily = RetentionSettings(keep_daily=1, keep_weekly=0, keep_monthly=0)
     project = _project(str(tmp_path / "repo"), retention=daily)
     settings = GlobalSettings(backup_base_dir=tmp_path / "base")
@@ -646,18 +645,12 @@ def _original_tool_snapshot(
 
 
 def test_a_run_lists_the_snapshots_only_when_it_remembers_no_series(
-    tmp_path: Path, template_repo: Path, source: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, template_repo: Path, source: Path, restic_argv_log: Path
 ) -> None:
     """What forget kept is remembered (remembered.py): later runs start no `restic
     snapshots`. A series another writer started is pruned once the memory is a
     week old, never before it is known."""
-    real = shutil.which("restic")
-    log = tmp_path / "argv.log"
-    (tmp_path / "bin").mkdir()
-    wrapper = tmp_path / "bin" / "restic"
-    wrapper.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {real} "$@"\n')
-    wrapper.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}")
+    log = restic_argv_log
     shutil.copytree(template_repo, tmp_path / "repo")
     last = RetentionSettings(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0)
     project = _project(str(tmp_path / "repo"), retention=last)
