@@ -118,6 +118,7 @@ def backupctl_sync(
     limit = project.database.dump_timeout_minutes if project.database else None
     limit_seconds = limit * SECONDS_PER_MINUTE if limit else None
     key = (restic.repository, project.name)
+    known = None
     if retention_args(project.retention):  # else no forget will need the series
         known = remembered.recall(settings, *key, datetime.now(UTC))
         listing.start(key, lambda: _list(Restic(project, settings), project), known)
@@ -127,7 +128,7 @@ def backupctl_sync(
         listing.discard(key)
         raise
     listing.written(key, all_tags)
-    remembered.add_written(settings, *key, all_tags)
+    remembered.add_written(settings, *key, known, all_tags)
     return result
 
 

@@ -67,14 +67,15 @@ def remember(
     _write(file_of(settings, repository, project), repository, project, listed_at, tags)
 
 
-def add_written(settings: Any, repository: str, project: str, tags: Sequence[str]) -> None:
-    """A backup wrote a snapshot with ``tags``: remembered at once, so that a run
-    whose forget fails still leaves its new series known. Nothing is created when
-    nothing is remembered (the next run lists anyway)."""
-    path = file_of(settings, repository, project)
-    found = _read(path, repository, project)
-    if found is not None and tuple(tags) not in found.tags:
-        _write(path, repository, project, found.listed_at, [*found.tags, tuple(tags)])
+def add_written(
+    settings: Any, repository: str, project: str, known: Remembered | None, tags: Sequence[str]
+) -> None:
+    """A backup wrote a snapshot with ``tags``: added to what was ``known`` (recalled
+    before it) at once, so that a run whose forget fails still leaves its new series
+    known. Nothing is written when nothing was known (the next run lists anyway)."""
+    if known is not None and tuple(tags) not in known.tags:
+        path = file_of(settings, repository, project)
+        _write(path, repository, project, known.listed_at, [*known.tags, tuple(tags)])
 
 
 def _read(path: Path, repository: str, project: str) -> Remembered | None:

@@ -59,12 +59,16 @@ def test_a_written_snapshot_joins_what_is_remembered_but_creates_nothing(tmp_pat
     settings = _settings(tmp_path)
     separate = ("project:shop", "backupctl:assets:/srv/uploads")
 
-    remembered.add_written(settings, REPO, "shop", separate)
+    remembered.add_written(settings, REPO, "shop", None, separate)
     assert not remembered.file_of(settings, REPO, "shop").exists()  # next run lists
 
     remembered.remember(settings, REPO, "shop", NOW, [OURS])
-    remembered.add_written(settings, REPO, "shop", separate)
-    remembered.add_written(settings, REPO, "shop", OURS)
+    remembered.add_written(
+        settings, REPO, "shop", remembered.recall(settings, REPO, "shop", NOW), separate
+    )
+    remembered.add_written(
+        settings, REPO, "shop", remembered.recall(settings, REPO, "shop", NOW), OURS
+    )
     found = remembered.recall(settings, REPO, "shop", NOW)
     assert found is not None and found.tags == (OURS, separate)
     assert found.listed_at == NOW  # still the time of the last real listing
